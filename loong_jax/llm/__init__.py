@@ -1,0 +1,1 @@
+"""The LLaMA transformer over the unified text + video token sequence."""

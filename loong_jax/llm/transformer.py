@@ -1,0 +1,218 @@
+"""LLaMA decoder: pre-norm blocks (RMSNorm, GQA attention with RoPE, SwiGLU), no biases, untied
+embeddings, layers under `nn.scan` with a configurable remat policy, logically partitioned params.
+
+Parameter tree (scanned layers carry a leading `[num_layers]` axis)::
+
+  embed/embedding                    [V_pad, D]            ('vocab', 'embed')
+  layers/attention_norm/scale        [N, D]
+  layers/attention/{query,key,value} [N, D, H(kv), hd]     ('embed', 'q_heads'|'kv_heads', 'head_dim')
+  layers/attention/out               [N, H, hd, D]
+  layers/mlp_norm/scale              [N, D]
+  layers/mlp/{gate,up}/kernel        [N, D, F]             ('embed', 'mlp')
+  layers/mlp/down/kernel             [N, F, D]
+  final_norm/scale                   [D]
+  lm_head/kernel                     [D, V_pad]            ('embed', 'vocab')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from loong_jax.llm import attention as attn_lib
+from loong_jax.llm import rope as rope_lib
+from loong_jax.sharding import shard
+
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class LMConfig:
+  """The `config.lm` fields; every one must be set by the config file (see configs/lm/llama.py)."""
+
+  vocab_size: int          # real ids (40,202 for Loong); logits beyond it are masked
+  vocab_pad_multiple: int  # embedding rows are rounded up to this (128 for the MXU / tensor cores)
+  num_layers: int
+  d_model: int
+  num_heads: int
+  num_kv_heads: int        # < num_heads: grouped-query attention
+  head_dim: int
+  mlp_dim: int
+  rope: str                # a key of rope.ROPE_KINDS
+  rope_theta: float
+  attention_mask: str      # a key of attention.MASK_KINDS
+  attention_impl: str | None  # jax.nn.dot_product_attention `implementation`: None, 'xla', 'cudnn'
+  qk_norm: bool
+  norm_eps: float
+  init_std: float
+  remat: str               # a key of REMAT_POLICIES
+  dtype: Any               # compute dtype
+  param_dtype: Any
+
+  @classmethod
+  def from_config(cls, config) -> "LMConfig":
+    """Build from a ConfigDict, naming any unknown, missing or inconsistent field."""
+    given = dict(config)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(given) - fields)
+    if unknown:
+      raise ValueError(f"config.lm: unknown field(s) {unknown}; known: {sorted(fields)}")
+    missing = sorted(fields - set(given))
+    if missing:
+      raise ValueError(f"config.lm: missing field(s) {missing}")
+    for key in ("dtype", "param_dtype"):
+      given[key] = jnp.dtype(given[key])
+    out = cls(**given)
+    out.validate()
+    return out
+
+  def validate(self):
+    def need(ok, field, msg):
+      if not ok:
+        raise ValueError(f"config.lm.{field}: {msg}")
+    for name in ("vocab_size", "num_layers", "d_model", "num_heads", "num_kv_heads", "head_dim",
+                 "mlp_dim", "vocab_pad_multiple"):
+      need(getattr(self, name) > 0, name, f"must be positive, got {getattr(self, name)}")
+    need(self.d_model % self.num_heads == 0, "num_heads",
+         f"{self.num_heads} must divide d_model={self.d_model}")
+    need(self.num_heads % self.num_kv_heads == 0, "num_kv_heads",
+         f"{self.num_kv_heads} must divide num_heads={self.num_heads}")
+    need(self.head_dim % 2 == 0, "head_dim", f"{self.head_dim} must be even (rotary pairs)")
+    need(self.rope in rope_lib.ROPE_KINDS, "rope",
+         f"{self.rope!r} not in {sorted(rope_lib.ROPE_KINDS)}")
+    need(self.attention_mask in attn_lib.MASK_KINDS, "attention_mask",
+         f"{self.attention_mask!r} not in {sorted(attn_lib.MASK_KINDS)}")
+    need(self.remat in REMAT_POLICIES, "remat", f"{self.remat!r} not in {sorted(REMAT_POLICIES)}")
+    need(self.attention_impl in (None, "xla", "cudnn"), "attention_impl",
+         f"{self.attention_impl!r} not in (None, 'xla', 'cudnn')")
+
+  @property
+  def padded_vocab_size(self) -> int:
+    return -(-self.vocab_size // self.vocab_pad_multiple) * self.vocab_pad_multiple
+
+
+def _rms_norm(cfg: LMConfig, name: str, axes=("norm",)):
+  return nn.RMSNorm(epsilon=cfg.norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                    scale_init=nn.with_logical_partitioning(nn.initializers.ones, axes), name=name)
+
+
+def _dense(cfg: LMConfig, features: int, names, name: str):
+  return nn.Dense(features, use_bias=False, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                  kernel_init=nn.with_logical_partitioning(
+                      nn.initializers.normal(cfg.init_std), names), name=name)
+
+
+class MLP(nn.Module):
+  """SwiGLU: down(silu(gate(x)) * up(x)). `[B, L, D] -> [B, L, D]`."""
+
+  config: LMConfig
+
+  @nn.compact
+  def __call__(self, x):
+    cfg = self.config
+    gate = _dense(cfg, cfg.mlp_dim, ("embed", "mlp"), "gate")(x)
+    up = _dense(cfg, cfg.mlp_dim, ("embed", "mlp"), "up")(x)
+    h = shard(nn.silu(gate) * up, ("activation_batch", "activation_length", "activation_mlp"))
+    return _dense(cfg, cfg.d_model, ("mlp", "embed"), "down")(h)
+
+
+class Block(nn.Module):
+  """One pre-norm decoder layer, in scan form: `(x, *broadcast) -> (x, None)`."""
+
+  config: LMConfig
+  decode: bool = False
+
+  @nn.compact
+  def __call__(self, x, sin, cos, mask, cache_index):
+    cfg = self.config
+    h = _rms_norm(cfg, "attention_norm")(x)
+    x = x + attn_lib.Attention(cfg, self.decode, name="attention")(h, sin, cos, mask, cache_index)
+    h = _rms_norm(cfg, "mlp_norm")(x)
+    x = x + MLP(cfg, name="mlp")(h)
+    x = shard(x, ("activation_batch", "activation_length", "activation_embed"))
+    return x, None
+
+
+class Transformer(nn.Module):
+  """The LM. `tokens [B, L] int32 -> logits [B, L, V_pad] float32` (padding logits very negative).
+
+  Training: `model.apply({'params': p}, tokens)`; positions default to `0..L-1`.
+  Decoding: init with `decode=True` on a `[B, max_len]` input to create the `'cache'` collection
+  (see `init_cache`), then call repeatedly with `decode=True, mutable=['cache']` on chunks
+  (a prompt, then one token at a time). `input_mask [B, L]` marks real tokens in a chunk (False =
+  padding that no later token attends to); positions default to the slot index.
+  """
+
+  config: LMConfig
+
+  @nn.compact
+  def __call__(self, tokens, positions=None, input_mask=None, decode: bool = False):
+    cfg = self.config
+    batch, length = tokens.shape
+    mask = cache_index = None
+    slots = jnp.arange(length, dtype=jnp.int32)
+    if decode:
+      mask, cache_index = self._decode_mask(tokens, input_mask)
+      slots = cache_index + slots
+    if positions is None:
+      positions = jnp.broadcast_to(slots, (batch, length))
+    sin, cos = rope_lib.rotary(cfg.rope, positions, cfg.head_dim, cfg.rope_theta)
+
+    x = nn.Embed(cfg.padded_vocab_size, cfg.d_model, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                 embedding_init=nn.with_logical_partitioning(
+                     nn.initializers.normal(cfg.init_std), ("vocab", "embed")),
+                 name="embed")(tokens)
+    x = shard(x, ("activation_batch", "activation_length", "activation_embed"))
+
+    block = Block
+    if REMAT_POLICIES[cfg.remat] is not None and not decode:
+      block = nn.remat(Block, policy=REMAT_POLICIES[cfg.remat], prevent_cse=False)
+    layers = nn.scan(block, variable_axes={"params": 0, "cache": 0},
+                     split_rngs={"params": True}, in_axes=(nn.broadcast,) * 4,
+                     length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: "layers"})
+    x, _ = layers(cfg, decode, name="layers")(x, sin, cos, mask, cache_index)
+
+    x = _rms_norm(cfg, "final_norm")(x)
+    logits = _dense(cfg, cfg.padded_vocab_size, ("embed", "vocab"), "lm_head")(x)
+    logits = shard(logits, ("activation_batch", "activation_length", "activation_vocab"))
+    logits = logits.astype(jnp.float32)
+    if cfg.padded_vocab_size != cfg.vocab_size:
+      real = jnp.arange(cfg.padded_vocab_size) < cfg.vocab_size
+      logits = jnp.where(real, logits, jnp.finfo(jnp.float32).min)
+    return logits
+
+  def _decode_mask(self, tokens, input_mask):
+    """Advance the slot counter; return the `[B, 1, L, max_len]` mask and the chunk's first slot."""
+    batch, length = tokens.shape
+    index = self.variable("cache", "index", lambda: jnp.zeros((), jnp.int32))
+    # Slot validity: False for never-written slots and for padding tokens.
+    valid = self.variable("cache", "valid", jnp.zeros, tokens.shape, jnp.bool_)
+    start = index.value
+    if self.is_initializing():
+      return None, start
+    chunk_valid = jnp.ones(tokens.shape, jnp.bool_) if input_mask is None else input_mask
+    valid.value = jax.lax.dynamic_update_slice(valid.value, chunk_valid.astype(jnp.bool_),
+                                               (jnp.zeros((), jnp.int32), start))
+    index.value = start + length
+    max_len = valid.value.shape[1]
+    q_slots = start + jnp.arange(length, dtype=jnp.int32)
+    k_slots = jnp.arange(max_len, dtype=jnp.int32)
+    mask = attn_lib.make_mask(self.config.attention_mask, q_slots, k_slots)
+    mask = mask[None, None] & valid.value[:, None, None, :]
+    return mask, start
+
+
+def init_cache(model: Transformer, batch_size: int, max_len: int):
+  """A zero KV cache for `batch_size` sequences of up to `max_len` slots (no params allocated)."""
+  tokens = jnp.zeros((batch_size, max_len), jnp.int32)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), tokens, decode=True)["cache"])
+  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), nn.unbox(shapes))

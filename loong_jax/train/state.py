@@ -1,0 +1,101 @@
+"""Train state, optimizer from config, sharded initialisation, parameter counting.
+
+The optimizer is plain optax: AdamW (b1, b2, eps, decoupled weight decay on matrices only, not on
+norm scales or embeddings), warm-up + cosine schedule, global-norm clipping.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from loong_jax import sharding as sharding_lib
+
+TrainState = train_state.TrainState
+
+# Parameter leaf names that get weight decay: projection matrices. Norm `scale`s and the
+# `embedding` table are excluded (LLaMA practice).
+DECAYED_LEAVES = ("kernel",)
+
+
+def learning_rate_schedule(optim_config, total_steps: int) -> optax.Schedule:
+  """Linear warm-up from 0 to `learning_rate`, then cosine to `end_learning_rate_fraction` of it."""
+  decay_steps = optim_config.decay_steps or total_steps
+  if optim_config.warmup_steps >= decay_steps:
+    raise ValueError(f"config.optim.warmup_steps={optim_config.warmup_steps} must be below the "
+                     f"decay horizon {decay_steps} (config.optim.decay_steps or train.steps)")
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=optim_config.learning_rate,
+      warmup_steps=optim_config.warmup_steps, decay_steps=decay_steps,
+      end_value=optim_config.learning_rate * optim_config.end_learning_rate_fraction)
+
+
+def weight_decay_mask(params) -> Any:
+  """True for leaves named in `DECAYED_LEAVES` (works on boxed and plain parameter trees)."""
+  def decide(path, _):
+    names = [getattr(k, "key", None) for k in path]
+    return any(n in DECAYED_LEAVES for n in names)
+  return jax.tree_util.tree_map_with_path(decide, params)
+
+
+def make_optimizer(optim_config, total_steps: int) -> optax.GradientTransformation:
+  schedule = learning_rate_schedule(optim_config, total_steps)
+  return optax.chain(
+      optax.clip_by_global_norm(optim_config.grad_clip_norm),
+      optax.adamw(schedule, b1=optim_config.b1, b2=optim_config.b2, eps=optim_config.eps,
+                  weight_decay=optim_config.weight_decay, mask=weight_decay_mask),
+  )
+
+
+def create_sharded_state(init_params: Callable[[jax.Array], Any], apply_fn: Callable,
+                         tx: optax.GradientTransformation, rng: jax.Array, mesh, axis_rules,
+                         max_replicated_fraction: float):
+  """Initialise a `TrainState` directly into its shards (no full copy on any one device).
+
+  Args:
+    init_params: `rng -> params`, params boxed with logical axis names (`model.init(...)['params']`).
+    apply_fn, tx: stored on the state.
+    rng: the init key.
+    mesh, axis_rules: where and how to shard.
+    max_replicated_fraction: see `sharding.check_param_sharding`.
+  Returns:
+    `(state, state_shardings)`; the state's params and optimizer moments are unboxed arrays.
+  """
+  def boxed_state(key):
+    return TrainState.create(apply_fn=apply_fn, params=init_params(key), tx=tx)
+
+  abstract = jax.eval_shape(boxed_state, rng)
+  logical_specs = nn.get_partition_spec(abstract)
+  shardings = sharding_lib.logical_to_sharding(logical_specs, mesh, axis_rules)
+  sharding_lib.check_param_sharding(nn.unbox(abstract.params), shardings.params, mesh,
+                                    max_replicated_fraction)
+  with sharding_lib.mesh_context(mesh, axis_rules):
+    state = jax.jit(lambda key: nn.unbox(boxed_state(key)), out_shardings=shardings)(rng)
+  return state, shardings
+
+
+def count_params(params) -> int:
+  return sum(math.prod(x.shape) for x in jax.tree.leaves(params))
+
+
+def param_table(params, depth: int = 3) -> list[tuple[str, tuple[int, ...] | str, int]]:
+  """Rows `(module path, shape or '', count)` grouping leaves by their first `depth` path keys."""
+  rows: dict[str, list] = {}
+  for path, leaf in jax.tree_util.tree_leaves_with_path(nn.unbox(params)):
+    keys = [str(getattr(k, "key", k)) for k in path]
+    group = "/".join(keys[:depth])
+    entry = rows.setdefault(group, [None, 0])
+    entry[0] = tuple(leaf.shape) if len(keys) <= depth else ""
+    entry[1] += math.prod(leaf.shape)
+  return [(name, shape, n) for name, (shape, n) in rows.items()]
+
+
+def global_norm(tree) -> jax.Array:
+  return optax.global_norm(jax.tree.map(lambda x: x.astype(jnp.float32), tree))
