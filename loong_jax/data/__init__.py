@@ -1,0 +1,1 @@
+"""Everything before the model: datasets, video I/O, text tokenizer, pre-tokenization, pipelines."""
