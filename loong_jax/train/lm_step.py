@@ -49,8 +49,8 @@ def train_step(state: state_lib.TrainState, batch, *, z_loss: float = 0.0):
 
   (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   new_state = state.apply_gradients(grads=grads)
-  metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
-             "param_norm": optax.global_norm(new_state.params), "tokens": aux["weight_sum"]}
+  metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
+             "param_norm": optax.tree.norm(new_state.params), "tokens": aux["weight_sum"]}
   return new_state, metrics
 
 

@@ -103,7 +103,3 @@ def param_table(params, depth: int = 3) -> list[tuple[str, tuple[int, ...] | str
     entry[0] = tuple(leaf.shape) if len(keys) <= depth else ""
     entry[1] += math.prod(leaf.shape)
   return [(name, shape, n) for name, (shape, n) in rows.items()]
-
-
-def global_norm(tree) -> jax.Array:
-  return optax.global_norm(jax.tree.map(lambda x: x.astype(jnp.float32), tree))
