@@ -36,9 +36,13 @@ def batches(cfg, vocab: tokens.Vocab, batch_size: int, seq_len: int, seed: int, 
   """Infinite iterator of LM batches `{inputs, targets, weights}`, each `[batch_size, seq_len]`.
 
   Sequences are right-padded with `<pad>` (weight 0). Only video ids and frame markers are
-  targets: text is conditioning (SPEC §4, text weight 0). `start` is the first batch index, so a
-  resumed run continues the stream exactly.
+  targets: text is conditioning (SPEC §4, text weight 0). `cfg.loss_weighting` is `uniform` or
+  `first_frame` (tokens of latent frame 0 weighted `cfg.first_frame_weight`). `start` is the first
+  batch index, so a resumed run continues the stream exactly.
   """
+  if cfg.loss_weighting not in ("uniform", "first_frame"):
+    raise ValueError(f"config.data.loss_weighting={cfg.loss_weighting!r}: the token stream "
+                     "supports 'uniform' and 'first_frame'")
   step = start
   while True:
     seqs = [example(step * batch_size + i, seed, cfg, vocab) for i in range(batch_size)]
@@ -50,7 +54,9 @@ def batches(cfg, vocab: tokens.Vocab, batch_size: int, seq_len: int, seed: int, 
     for i, s in enumerate(seqs):
       full[i, : len(s)] = s
     targets = full[:, 1:]
-    in_video = tokens.frame_index(targets, vocab) >= 0
-    weights = (in_video | (targets == vocab.eov)).astype(np.float32)
+    frame = tokens.frame_index(targets, vocab)
+    weights = ((frame >= 0) | (targets == vocab.eov)).astype(np.float32)
+    if cfg.loss_weighting == "first_frame":
+      weights = np.where(frame == 0, cfg.first_frame_weight * weights, weights)
     yield {"inputs": full[:, :-1], "targets": targets, "weights": weights}
     step += 1
