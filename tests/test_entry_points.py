@@ -48,12 +48,12 @@ def test_mesh_larger_than_the_devices_fails_naming_the_field(tmp_path):
 def test_train_lm_trains_checkpoints_and_resumes(tmp_path):
   config = tiny_config(**{"train.steps": 12, "train.log_every": 4, "train.checkpoint_every": 8,
                           "train.seq_len": 128, "optim.warmup_steps": 2})
-  rows = train_lm.train(config, str(tmp_path))
+  rows = train_lm.train(config, str(tmp_path)).history
   assert [r["step"] for r in rows] == [4, 8, 12]
   assert rows[-1]["loss"] < rows[0]["loss"]
   # A longer run in the same workdir resumes from step 12 instead of starting over.
   config.train.steps = 16
-  more = train_lm.train(config, str(tmp_path))
+  more = train_lm.train(config, str(tmp_path)).history
   assert [r["step"] for r in more] == [16]
   logged = [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")]
   assert logged == [4, 8, 12, 16]

@@ -104,6 +104,22 @@ def create_sharded_state(init_params: Callable[[jax.Array], Any], apply_fn: Call
   return state, shardings
 
 
+def apply_gradients_if_finite(state: TrainState, grads, loss):
+  """The numerical guard: update only when the loss and the gradients are finite.
+
+  A non-finite step leaves params and optimizer state untouched and still advances `step` (so
+  the data moves on and a resumed run stays aligned).
+  Returns:
+    `(new_state, skipped bool[], grad_norm float[])`.
+  """
+  grad_norm = optax.tree.norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  updated = state.apply_gradients(grads=grads)
+  kept = state.replace(step=state.step + 1)
+  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, kept)
+  return new_state, jnp.logical_not(finite), grad_norm
+
+
 def count_params(params) -> int:
   return sum(math.prod(x.shape) for x in jax.tree.leaves(params))
 

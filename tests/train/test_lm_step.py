@@ -61,9 +61,9 @@ def _setup(config, mesh_cfg):
 
 def _batches(config, n):
   vocab = tokens.Vocab(config.vocab.text_size, config.vocab.video_size)
-  stream = token_stream.batches(config.data, vocab, config.train.batch_size,
+  stream = token_stream.dataset(config.data, vocab, config.train.batch_size,
                                 config.train.seq_len, seed=0)
-  return [next(stream) for _ in range(n)]
+  return [{k: v for k, v in stream[i].items() if k in lm_step.BATCH_KEYS} for i in range(n)]
 
 
 def _run(config, mesh_cfg, batches):
