@@ -23,6 +23,7 @@ from absl import flags
 from loong_jax import cli, tokens
 from loong_jax import sharding as sharding_lib
 from loong_jax.data import token_stream
+from loong_jax.llm import attention as attn_lib
 from loong_jax.llm import transformer
 from loong_jax.train import checkpoint as checkpoint_lib
 from loong_jax.train import lm_step, loop
@@ -63,7 +64,7 @@ def build(config):
       jax.random.key(config.train.seed), mesh, rules, config.sharding.max_replicated_fraction)
   step_fn = lm_step.jit_train_step(shardings, mesh, rules, z_loss=config.train.z_loss,
                                    grad_accum_steps=config.train.grad_accum_steps,
-                                   batch_keys=lm_step.BATCH_KEYS + ("frame",))
+                                   batch_keys=batch_keys(lm_config))
   return model, mesh, rules, state, shardings, step_fn
 
 
@@ -78,27 +79,77 @@ def _eval_fn(config, vocab, model, mesh):
   step = jax.jit(functools.partial(lm_step.eval_step, apply_fn=model.apply))
 
   def evaluate(state):
-    losses = [step(state.params, loop.to_global(batches[i], mesh))["loss"]
+    keys = batch_keys(model.config)
+    losses = [step(state.params, loop.to_global({k: batches[i][k] for k in keys}, mesh))["loss"]
               for i in range(config.train.eval_batches)]
     return {"eval_loss": float(jnp.mean(jnp.stack(losses)))}
   return evaluate
 
 
+def stage_dirs(config, workdir: str) -> tuple[str, str | None]:
+  """`(run directory, previous stage's directory or None)` for a curriculum config."""
+  if "stage" not in config:
+    return workdir, None
+  run_dir = os.path.join(workdir, f"stage{config.stage}")
+  previous = config.init.from_workdir or (
+      os.path.join(workdir, f"stage{config.stage - 1}") if config.stage > 1 else None)
+  return run_dir, previous
+
+
+def init_from_previous_stage(config, state, previous: str, run_dir: str):
+  """Start a stage from the previous stage's final weights; record the lineage."""
+  source = checkpoint_lib.Checkpointer(os.path.join(previous, "checkpoints"), save_every=1,
+                                       keep_last=1)
+  try:
+    step = source.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"config.init.from_workdir: no checkpoint in {previous} to start "
+                              f"stage {config.stage} from; train stage {config.stage - 1} first")
+    restored = source.restore(state, step=step)
+  finally:
+    source.close()
+  reset = config.init.reset_optimizer
+  state = state.replace(params=restored.params,
+                        opt_state=state.opt_state if reset else restored.opt_state)
+  if jax.process_index() == 0:
+    with open(os.path.join(run_dir, "lineage.json"), "w") as f:
+      json.dump({"stage": config.stage, "from_workdir": os.path.abspath(previous),
+                 "from_step": step, "reset_optimizer": reset}, f, indent=1)
+    print(f"stage {config.stage}: starting from {previous} step {step} "
+          f"({'fresh' if reset else 'kept'} optimizer state)", flush=True)
+  return state
+
+
+def batch_keys(lm_config: transformer.LMConfig) -> tuple[str, ...]:
+  """The batch arrays the step reads for this model."""
+  keys = lm_step.BATCH_KEYS + ("frame",)
+  if lm_config.rope == "mm_rope":
+    keys += ("positions",)
+  if lm_config.attention_mask in attn_lib.FRAME_MASKS:
+    keys += ("input_frame",)
+  return keys
+
+
 def train(config, workdir: str) -> loop.LoopResult:
-  """Train (or resume) until `config.train.steps`."""
+  """Train (or resume) until `config.train.steps`; a curriculum stage trains in WORKDIR/stageK."""
   if config.data.kind != "token_stream":
     raise ValueError(f"config.data.kind={config.data.kind!r}: train_lm reads 'token_stream'")
   vocab = tokens.Vocab(config.vocab.text_size, config.vocab.video_size)
   model, mesh, rules, state, _, step_fn = build(config)
+  workdir, previous = stage_dirs(config, workdir)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=1))
-  data = iter(_stream(config, vocab, config.train.seed).to_iter_dataset())
+  keys = batch_keys(model.config)
+  data = iter(_stream(config, vocab, config.train.seed)
+              .map(lambda b: {k: b[k] for k in keys}).to_iter_dataset())
   cfg = config.train
   checkpointer = checkpoint_lib.Checkpointer(
       os.path.join(workdir, "checkpoints"), save_every=cfg.checkpoint_every,
       keep_last=cfg.keep_last, keep_every=cfg.keep_every)
+  if previous and checkpointer.latest_step() is None:
+    state = init_from_previous_stage(config, state, previous, workdir)
   tokens_per_batch = cfg.batch_size * cfg.seq_len
   flops = loop.model_flops_per_token(model.config, state_lib.count_params(state.params),
                                      cfg.seq_len) * tokens_per_batch
@@ -122,8 +173,9 @@ def main(argv):
     print(f"preempted: checkpoint saved at step {int(result.state.step)}", flush=True)
   elif result.history and jax.process_index() == 0:
     last = result.history[-1]
+    run_dir, _ = stage_dirs(_CONFIG.value, _WORKDIR.value)
     print(f"final loss {last['loss']:.4f} after {last['step']} steps "
-          f"(metrics in {os.path.join(_WORKDIR.value, 'metrics.jsonl')})")
+          f"(metrics in {os.path.join(run_dir, 'metrics.jsonl')})")
 
 
 if __name__ == "__main__":

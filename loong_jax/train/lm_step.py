@@ -4,7 +4,8 @@ A batch is a dict of `[B, L]` arrays:
   `inputs` int32 token ids, `targets` int32 next-token ids, `weights` float32 loss weights
   (0 for padding and for tokens that are conditioning only; see SPEC §4 for the re-weighting),
   optionally `frame` int32: the latent frame of each target (-1 outside frames), for the
-  first-frame vs later-frame loss metrics.
+  first-frame vs later-frame loss metrics; `positions` (`[B, L, 3]` for MM-RoPE) and
+  `input_frame` (latent frame of each input, for frame-level attention masks), passed to the model.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from loong_jax import sharding as sharding_lib
 from loong_jax.train import state as state_lib
 
 BATCH_KEYS = ("inputs", "targets", "weights")
+
+
+def _logits(apply_fn, params, batch):
+  return apply_fn({"params": params}, batch["inputs"], batch.get("positions"),
+                  frame_ids=batch.get("input_frame"))
 
 
 def weighted_cross_entropy(logits, targets, weights, z_loss: float = 0.0, denominator=None):
@@ -63,7 +69,7 @@ def train_step(state: state_lib.TrainState, batch, *, z_loss: float = 0.0,
   has_frames = "frame" in batch
 
   def loss_fn(params, micro):
-    logits = state.apply_fn({"params": params}, micro["inputs"])
+    logits = _logits(state.apply_fn, params, micro)
     loss, aux = weighted_cross_entropy(logits, micro["targets"], micro["weights"], z_loss,
                                        denominator=total_weight)
     frames = _frame_loss_sums(aux["ce_per_token"], micro["frame"]) if has_frames else None
@@ -96,7 +102,7 @@ def train_step(state: state_lib.TrainState, batch, *, z_loss: float = 0.0,
 
 def eval_step(params, batch, *, apply_fn):
   """`(params, batch) -> metrics` with the weighted loss and its weight sum."""
-  logits = apply_fn({"params": params}, batch["inputs"])
+  logits = _logits(apply_fn, params, batch)
   loss, aux = weighted_cross_entropy(logits, batch["targets"], batch["weights"])
   return {"loss": loss, "tokens": aux["weight_sum"]}
 
