@@ -25,6 +25,7 @@ from loong_jax import sharding as sharding_lib
 from loong_jax.data import token_stream
 from loong_jax.llm import attention as attn_lib
 from loong_jax.llm import transformer
+from loong_jax.train import ardf
 from loong_jax.train import checkpoint as checkpoint_lib
 from loong_jax.train import lm_step, loop
 from loong_jax.train import state as state_lib
@@ -64,7 +65,9 @@ def build(config):
       jax.random.key(config.train.seed), mesh, rules, config.sharding.max_replicated_fraction)
   step_fn = lm_step.jit_train_step(shardings, mesh, rules, z_loss=config.train.z_loss,
                                    grad_accum_steps=config.train.grad_accum_steps,
-                                   batch_keys=batch_keys(lm_config))
+                                   batch_keys=batch_keys(lm_config),
+                                   batch_transform=objective_transform(config, lm_config),
+                                   seed=config.train.seed)
   return model, mesh, rules, state, shardings, step_fn
 
 
@@ -128,6 +131,24 @@ def batch_keys(lm_config: transformer.LMConfig) -> tuple[str, ...]:
   if lm_config.attention_mask in attn_lib.FRAME_MASKS:
     keys += ("input_frame",)
   return keys
+
+
+def objective_transform(config, lm_config: transformer.LMConfig):
+  """`None` for next-token prediction; the in-step AR-DF masking for `train.objective='ardf'`."""
+  objective = config.train.objective
+  if objective == "next_token":
+    return None
+  if objective != "ardf":
+    raise ValueError(f"config.train.objective={objective!r}; known: 'next_token', 'ardf'")
+  if lm_config.attention_mask != "frame_bidirectional":
+    raise ValueError("config.train.objective='ardf' predicts tokens at their own position and "
+                     "needs config.lm.attention_mask='frame_bidirectional'")
+  vocab = tokens.Vocab(config.vocab.text_size, config.vocab.video_size)
+  return functools.partial(
+      ardf.ardf_batch, mask_id=vocab.mask, kind=config.train.ardf.mask_kind,
+      min_ratio=config.train.ardf.min_ratio, tokens_per_frame=config.data.frame_size**2,
+      video_range=(vocab.video_offset, vocab.special_offset), boi_id=vocab.boi,
+      max_frames=max(frames for frames, _ in config.data.clip_mix))
 
 
 def train(config, workdir: str) -> loop.LoopResult:

@@ -103,6 +103,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       seq_len=256 if size == "tiny" else 4_608,
       steps=200 if size == "tiny" else 100_000,
       grad_accum_steps=1,
+      objective="next_token",       # or "ardf" (Lumos AR-DF; needs lm.attention_mask=
+                                    # "frame_bidirectional"), see loong_jax/train/ardf.py
+      ardf=dict(mask_kind="tube", min_ratio=0.7),
       z_loss=0.0,
       log_every=20 if size == "tiny" else 100,
       eval_every=100 if size == "tiny" else 2_000,   # 0: no evaluation

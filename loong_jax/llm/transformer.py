@@ -168,6 +168,8 @@ class Transformer(nn.Module):
     batch, length = tokens.shape
     mask = cache_index = None
     slots = jnp.arange(length, dtype=jnp.int32)
+    if frame_ids is None and self.is_initializing():
+      frame_ids = jnp.full(tokens.shape, -1, jnp.int32)  # shapes only: init needs no layout
     if decode:
       mask, cache_index = self._decode_mask(tokens, input_mask, frame_ids)
       slots = cache_index + slots

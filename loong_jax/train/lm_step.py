@@ -58,13 +58,17 @@ def _frame_loss_sums(ce, frame):
 
 
 def train_step(state: state_lib.TrainState, batch, *, z_loss: float = 0.0,
-               grad_accum_steps: int = 1):
+               grad_accum_steps: int = 1, batch_transform=None, seed: int = 0):
   """One optimizer step: `(state, batch) -> (state, metrics)`; metrics are scalars.
 
   With `grad_accum_steps = k` the batch is split into k micro-batches along B whose gradients are
   summed before the single update (same result as the full batch, k times less activation
   memory). Non-finite loss or gradients skip the update (`metrics['skipped']`).
+  `batch_transform(key, batch) -> batch` rewrites the batch inside the step (AR-DF masking,
+  `train/ardf.py`) with a key derived from `seed` and the step number, so resumes are exact.
   """
+  if batch_transform is not None:
+    batch = batch_transform(jax.random.fold_in(jax.random.key(seed), state.step), batch)
   total_weight = jnp.sum(batch["weights"].astype(jnp.float32))
   has_frames = "frame" in batch
 
@@ -108,14 +112,17 @@ def eval_step(params, batch, *, apply_fn):
 
 
 def jit_train_step(state_shardings, mesh, axis_rules, *, z_loss: float = 0.0,
-                   grad_accum_steps: int = 1, batch_keys=BATCH_KEYS):
+                   grad_accum_steps: int = 1, batch_keys=BATCH_KEYS, batch_transform=None,
+                   seed: int = 0):
   """The train step compiled for `mesh`: explicit in/out shardings, the state donated.
 
   Call the returned function inside `with sharding.mesh_context(mesh, axis_rules):` so that the
   activation constraints resolve.
   """
   batch_sh = {k: sharding_lib.batch_sharding(mesh, 2) for k in batch_keys}
-  return jax.jit(functools.partial(train_step, z_loss=z_loss, grad_accum_steps=grad_accum_steps),
+  step = functools.partial(train_step, z_loss=z_loss, grad_accum_steps=grad_accum_steps,
+                           batch_transform=batch_transform, seed=seed)
+  return jax.jit(step,
                  in_shardings=(state_shardings, batch_sh),
                  out_shardings=(state_shardings, sharding_lib.replicated(mesh)),
                  donate_argnums=(0,))
