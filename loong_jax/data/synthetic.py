@@ -128,7 +128,10 @@ def _trajectory(motion: str, size: str, num_frames: int, side: int, rng: np.rand
   return centers.astype(np.float32), radii.astype(np.float32)
 
 
-def _draw_object(rng: np.random.Generator, split: str, first: bool, video: bool) -> dict:
+def _draw_object(rng: np.random.Generator, split: str, first: bool, video: bool,
+                 taken: set) -> dict:
+  """One object's attributes; its colour-shape pair differs from the `taken` ones, so that a
+  caption names every object unambiguously."""
   heldout = set(HELDOUT_PAIRS)
   if split == "heldout" and first:
     color, shape = HELDOUT_PAIRS[rng.integers(len(HELDOUT_PAIRS))]
@@ -136,8 +139,9 @@ def _draw_object(rng: np.random.Generator, split: str, first: bool, video: bool)
     while True:  # rejection: a train object never has a held-out pair (6 of 54 pairs)
       color = str(rng.choice(list(render_lib.COLORS)))
       shape = str(rng.choice(render_lib.SHAPES))
-      if split == "heldout" or (color, shape) not in heldout:
+      if (split == "heldout" or (color, shape) not in heldout) and (color, shape) not in taken:
         break
+  taken.add((color, shape))
   size = str(rng.choice(list(SIZES)))
   motion = str(rng.choice(MOTIONS)) if video else "still"
   return {"color": color, "shape": shape, "size": size, "motion": motion}
@@ -188,7 +192,8 @@ class SyntheticVideos:
     num_frames = int(rng.choice(cfg.num_frames))
     fps = int(rng.choice(cfg.fps))
     video = num_frames > 1
-    objects = [_draw_object(rng, self.split, i == 0, video)
+    taken = set()
+    objects = [_draw_object(rng, self.split, i == 0, video, taken)
                for i in range(int(rng.integers(1, cfg.max_objects + 1)))]
     for obj in objects:
       obj["centers"], obj["radii"] = _trajectory(obj["motion"], obj["size"], num_frames,

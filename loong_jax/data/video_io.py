@@ -52,11 +52,11 @@ def read_video(path: str) -> tuple[np.ndarray, float]:
       fps = float(iio.immeta(path, plugin="FFMPEG")["fps"])
       frames = iio.imread(path, plugin="FFMPEG")
     elif ext == ".gif":
-      frames = iio.imread(path, index=None, mode="RGB")
-      duration_ms = iio.immeta(path).get("duration") or 100
+      frames = iio.imread(path, index=None, mode="RGB", plugin="pillow")
+      duration_ms = iio.immeta(path, plugin="pillow").get("duration") or 100
       fps = 1000.0 / duration_ms
     else:
-      frames = iio.imread(path, mode="RGB")[None]
+      frames = iio.imread(path, mode="RGB", plugin="pillow")[None]
       fps = 0.0
   except Exception as e:  # noqa: BLE001 -- decoders raise many types; callers need one
     raise VideoReadError(path, _last_line(e)) from e
@@ -69,13 +69,14 @@ def read_video(path: str) -> tuple[np.ndarray, float]:
 def resample_fps(frames: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
   """Nearest-frame resampling `[T, ...] -> [T', ...]` with T' = floor((T - 1) dst / src) + 1.
 
-  Frame k of the output shows the source at time k / dst_fps. Images (src_fps 0) and equal rates
-  pass through.
+  Output frame k is the source frame on screen at time k / dst_fps (each frame shows until the
+  next one starts). Images (src_fps 0) and equal rates pass through.
   """
   if src_fps <= 0 or dst_fps <= 0 or abs(src_fps - dst_fps) < 1e-6:
     return frames
   count = int(np.floor((len(frames) - 1) * dst_fps / src_fps + 1e-9)) + 1
-  index = np.minimum(np.round(np.arange(count) * src_fps / dst_fps).astype(int), len(frames) - 1)
+  index = np.floor(np.arange(count) * src_fps / dst_fps + 1e-6).astype(int)
+  index = np.minimum(index, len(frames) - 1)
   return frames[index]
 
 
@@ -129,7 +130,7 @@ def write_video(path: str, frames: np.ndarray, fps: float):
   ext = os.path.splitext(path)[1].lower()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   if ext == ".gif":
-    iio.imwrite(path, frames, duration=1000.0 / fps, loop=0)
+    iio.imwrite(path, frames, duration=1000.0 / fps, loop=0, plugin="pillow")
   elif ext in (".mp4", ".m4v", ".mov", ".mkv"):
     # yuv420p needs even sides; crop one pixel instead of letting imageio rescale.
     even = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
