@@ -92,6 +92,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       weight_decay=0.1,
       grad_clip_norm=1.0,
   )
+  # The built-in token stream (loong_jax/data/token_stream.py) that train_lm uses on its own.
+  config.data = dict(kind="token_stream", latent_frames=5, frame_size=4, text_len=6,
+                     num_patterns=32)
   config.train = dict(
       seed=0,
       batch_size=8 if size == "tiny" else 256,
@@ -99,5 +102,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       steps=200 if size == "tiny" else 100_000,
       z_loss=0.0,
       log_every=20,
+      checkpoint_every=100,
   )
   return config

@@ -1,2 +1,1 @@
-"""Everything before the model: the built-in dataset, video files, sources, text ids, token shards
-and the grain pipelines of the curriculum stages."""
+"""Everything before the model: datasets, video I/O, text tokenizer, pre-tokenization, pipelines."""

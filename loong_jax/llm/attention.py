@@ -35,9 +35,11 @@ def make_mask(kind: str, q_slots: jax.Array, k_slots: jax.Array) -> jax.Array:
   return MASK_KINDS[kind](q_slots, k_slots)
 
 
-def _dense(features, axis, names, config, name):
-  return nn.DenseGeneral(
-      features=features, axis=axis, use_bias=False, name=name,
+def _einsum(shape, equation, names, config, name):
+  # nn.Einsum initialises the kernel at its full shape, so its logical constraint applies
+  # (nn.DenseGeneral initialises a flattened 2D kernel and reshapes afterwards).
+  return nn.Einsum(
+      shape=shape, einsum_str=equation, use_bias=False, name=name,
       dtype=config.dtype, param_dtype=config.param_dtype,
       kernel_init=nn.with_logical_partitioning(nn.initializers.normal(config.init_std), names))
 
@@ -59,9 +61,13 @@ class Attention(nn.Module):
     and `cache_index` (int32 scalar: the slot of x's first token). Returns `[B, L, D]`."""
     cfg = self.config
     heads, kv_heads, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    q = _dense((heads, hd), -1, ("embed", "q_heads", "head_dim"), cfg, "query")(x)
-    k = _dense((kv_heads, hd), -1, ("embed", "kv_heads", "head_dim"), cfg, "key")(x)
-    v = _dense((kv_heads, hd), -1, ("embed", "kv_heads", "head_dim"), cfg, "value")(x)
+    d = cfg.d_model
+    q = _einsum((d, heads, hd), "bld,dhk->blhk", ("embed", "q_heads", "head_dim"), cfg,
+                "query")(x)
+    k = _einsum((d, kv_heads, hd), "bld,dhk->blhk", ("embed", "kv_heads", "head_dim"), cfg,
+                "key")(x)
+    v = _einsum((d, kv_heads, hd), "bld,dhk->blhk", ("embed", "kv_heads", "head_dim"), cfg,
+                "value")(x)
     if cfg.qk_norm:
       q = _rms_norm(cfg, "query_norm", ("head_dim",))(q)
       k = _rms_norm(cfg, "key_norm", ("head_dim",))(k)
@@ -77,7 +83,8 @@ class Attention(nn.Module):
       out = jax.nn.dot_product_attention(q, k, v, is_causal=True,
                                          implementation=cfg.attention_impl)
     out = shard(out, ("activation_batch", "activation_length", "activation_heads", None))
-    return _dense(cfg.d_model, (-2, -1), ("q_heads", "head_dim", "embed"), cfg, "out")(out)
+    return _einsum((heads, hd, d), "blhk,hkd->bld", ("q_heads", "head_dim", "embed"), cfg,
+                   "out")(out)
 
   def _update_cache(self, k, v, cache_index):
     """Write k/v `[B, L, Hkv, hd]` at `cache_index`; return the whole cache `[B, max_len, ...]`.

@@ -68,16 +68,24 @@ def create_sharded_state(init_params: Callable[[jax.Array], Any], apply_fn: Call
   Returns:
     `(state, state_shardings)`; the state's params and optimizer moments are unboxed arrays.
   """
-  def boxed_state(key):
-    return TrainState.create(apply_fn=apply_fn, params=init_params(key), tx=tx)
-
-  abstract = jax.eval_shape(boxed_state, rng)
-  logical_specs = nn.get_partition_spec(abstract)
-  shardings = sharding_lib.logical_to_sharding(logical_specs, mesh, axis_rules)
-  sharding_lib.check_param_sharding(nn.unbox(abstract.params), shardings.params, mesh,
+  boxed = jax.eval_shape(init_params, rng)
+  param_shardings = sharding_lib.logical_to_sharding(nn.get_partition_spec(boxed), mesh,
+                                                     axis_rules)
+  sharding_lib.check_param_sharding(nn.unbox(boxed), param_shardings, mesh,
                                     max_replicated_fraction)
+
+  def make_state(key):
+    return TrainState.create(apply_fn=apply_fn, params=nn.unbox(init_params(key)), tx=tx)
+
+  # Optimizer moments follow their parameter's sharding; counters and the like are replicated.
+  abstract = jax.eval_shape(make_state, rng)
+  opt_shardings = optax.tree_map_params(
+      tx, lambda _, sh: sh, abstract.opt_state, param_shardings,
+      transform_non_params=lambda _: sharding_lib.replicated(mesh))
+  shardings = abstract.replace(step=sharding_lib.replicated(mesh), params=param_shardings,
+                               opt_state=opt_shardings)
   with sharding_lib.mesh_context(mesh, axis_rules):
-    state = jax.jit(lambda key: nn.unbox(boxed_state(key)), out_shardings=shardings)(rng)
+    state = jax.jit(make_state, out_shardings=shardings)(rng)
   return state, shardings
 
 
