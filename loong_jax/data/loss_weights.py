@@ -1,18 +1,19 @@
 """Per-token loss weights of SPEC §4: re-weighting latent frames so long clips do not drown the
 hard first frames.
 
-Schemes (`scheme=`), for the video-id targets of one sequence with F latent frames:
-  * `uniform`: every video token 1.
-  * `first_frame`: tokens of latent frame 0 get `first_frame_weight` (w0, default 5.0), others 1.
+The video targets of latent frame f are its `<boi>`, its video ids and its `<eoi>`; the final
+`<eov>` counts with the last frame (as in `data/token_stream.py`). Schemes (`scheme=`), for one
+sequence with F latent frames:
+  * `uniform`: every video target 1.
+  * `first_frame`: targets of latent frame 0 get `first_frame_weight` (w0, default 5.0), others 1.
   * `linear_decay`: frame f gets `linspace(w0, 1, F)[f]` (Lumos-1's frame decay; F = 1 gives w0).
-  * `per_frame_mean`: every video token gets `1 / F`. Frames are whole and equal in size (n ids),
-    so the row's video loss is the mean over frames of the per-frame mean loss, scaled by n: every
-    row carries the weight of one frame, and an image and a 65-frame clip count the same in a
-    mixed batch [ours].
+  * `per_frame_mean`: every video target gets `1 / F`. Frames are equal in size (n targets; the
+    last has `<eov>` too), so the row's video loss is, up to that one token, the mean over frames
+    of the per-frame mean loss scaled by n: every row carries the weight of one frame, and an
+    image and a 65-frame clip count the same in a mixed batch [ours].
 
-Text-id targets get `text_weight` (default 0: text is conditioning, not a target). Layout
-targets (`<bov>`, `<boi>`, `<eoi>`, `<eov>`, `<pad>`, `<no_text>`) get 0: the sampler forces them
-(SPEC §5), so learning them only dilutes the video loss [ours].
+Text-id targets get `text_weight` (default 0: text is conditioning, not a target); `<bov>`,
+`<no_text>` and `<pad>` targets get 0.
 
 Pure array code: works on NumPy arrays (the data pipeline) and on `jax.numpy` arrays inside a
 jitted step (pass `xp=jnp`).
@@ -57,10 +58,13 @@ def frame_loss_weights(targets, vocab: tokens.Vocab, scheme: str = "first_frame"
   if scheme not in SCHEMES:
     raise ValueError(f"loss weight scheme {scheme!r} unknown; known: {SCHEMES}")
   targets = xp.asarray(targets)
-  is_video = (targets >= vocab.video_offset) & (targets < vocab.special_offset)
   is_text = (targets >= 0) & (targets < vocab.text_size)
-  frame = xp.where(is_video, target_frame_index(targets, vocab, xp), -1)
-  num_frames = (xp.max(frame, axis=-1, keepdims=True) + 1).astype(xp.float32)  # [..., 1]
+  is_eov = targets == vocab.eov
+  frame = target_frame_index(targets, vocab, xp)
+  last = xp.max(frame, axis=-1, keepdims=True)                            # [..., 1]
+  frame = xp.where(is_eov, last, frame)
+  is_video = frame >= 0
+  num_frames = (last + 1).astype(xp.float32)
   if scheme == "uniform":
     video = xp.ones(targets.shape, xp.float32)
   elif scheme == "first_frame":

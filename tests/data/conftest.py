@@ -10,6 +10,13 @@ VOCAB = tokens.Vocab(text_size=256, video_size=4096)
 RESOLUTION = 32  # 4x4 = 16 tokens per latent frame with the 8x8 pooling stand-in
 
 
+def pytest_collection_modifyitems(items):
+  # imageio-ffmpeg and the CLI test start subprocesses (fork + exec, no deadlock risk).
+  for item in items:
+    if "tests/data/" in str(item.fspath):
+      item.add_marker(pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning"))
+
+
 def synthetic_source(num_frames, n, split="train", seed=0):
   return synthetic.SyntheticVideos(synthetic.SyntheticConfig(
       seed=seed, resolution=RESOLUTION, num_frames=(num_frames,), num_train=n, num_heldout=n),

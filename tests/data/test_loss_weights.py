@@ -12,12 +12,14 @@ N = 3  # video tokens per latent frame
 
 
 def _targets(num_text, num_frames, pad=4):
-  """`sequence[1:]` padded, plus the frame of every target (-1 = not a video id)."""
+  """`sequence[1:]` padded, plus the frame of every target (-1 = not a video target)."""
   seq = tokens.build_sequence(np.arange(num_text) + 1, np.zeros((num_frames, N), int), VOCAB)
   targets = np.concatenate([seq[1:], np.full(pad, VOCAB.pad)])
   frame = np.full(len(targets), -1)
-  video_pos = np.flatnonzero(VOCAB.is_video(targets))
-  frame[video_pos] = np.arange(len(video_pos)) // N
+  first = num_text + 1  # targets: text..., <bov>, then <boi> of frame 0
+  for f in range(num_frames):  # <boi> N ids <eoi>
+    frame[first + f * (N + 2) : first + (f + 1) * (N + 2)] = f
+  frame[first + num_frames * (N + 2)] = num_frames - 1  # <eov> counts with the last frame
   return targets, frame
 
 
@@ -27,8 +29,7 @@ def _expected(targets, frame, scheme, w0=5.0, text_weight=0.0):
       "uniform": np.ones(num_frames),
       "first_frame": np.where(np.arange(num_frames) == 0, w0, 1.0),
       "linear_decay": np.linspace(w0, 1.0, num_frames),
-      # mean over frames of the per-frame mean, in units of one frame of N tokens
-      "per_frame_mean": np.full(num_frames, N / (num_frames * N)),
+      "per_frame_mean": np.full(num_frames, 1.0 / num_frames),
   }[scheme]
   out = np.where(frame >= 0, per_frame[np.maximum(frame, 0)], 0.0)
   return np.where(VOCAB.is_text(targets), text_weight, out)
@@ -44,20 +45,20 @@ def test_matches_spec(scheme, num_frames):
   assert got.dtype == np.float32
 
 
-def test_layout_and_padding_weigh_nothing():
-  targets, frame = _targets(2, 3)
-  got = loss_weights.frame_loss_weights(targets, VOCAB, "uniform", text_weight=1.0)
-  layout = VOCAB.is_special(targets)
-  assert np.all(got[layout] == 0)
-  assert got.sum() == 3 * N + 2
+def test_what_carries_loss():
+  targets, _ = _targets(2, 3)
+  got = loss_weights.frame_loss_weights(targets, VOCAB, "uniform", text_weight=0.5)
+  zero = np.isin(targets, [VOCAB.bov, VOCAB.pad])
+  assert np.all(got[zero] == 0) and np.all(got[~zero] > 0)
+  assert got.sum() == 3 * (N + 2) + 1 + 2 * 0.5  # frames, <eov>, text
 
 
 def test_per_frame_mean_equalises_rows():
-  """An image row and a 5-frame row carry the same total weight (one frame's worth)."""
+  """An image row and a 5-frame row carry the same total weight (one frame's worth + <eov>)."""
   image, _ = _targets(2, 1, pad=4 + 4 * (N + 2))
   clip, _ = _targets(2, 5)
   got = loss_weights.frame_loss_weights(np.stack([image, clip]), VOCAB, "per_frame_mean")
-  np.testing.assert_allclose(got.sum(-1), [N, N])
+  np.testing.assert_allclose(got.sum(-1), [N + 3, N + 2 + 1 / 5])
 
 
 def test_batched_and_jax_agree():

@@ -61,10 +61,11 @@ def test_weights_follow_the_config(token_dirs):
   config.loss.scheme = "linear_decay"
   batch = _batches(config, 1)[0]
   frame = pipeline.loss_weights.target_frame_index(batch["targets"], VOCAB)
-  video = VOCAB.is_video(batch["targets"])
   for f, w in enumerate(np.linspace(5.0, 1.0, 3)):
-    np.testing.assert_allclose(batch["weights"][video & (frame == f)], w)
-  assert np.all(batch["weights"][~video] == 0)
+    np.testing.assert_allclose(batch["weights"][frame == f], w)
+  eov = batch["targets"] == VOCAB.eov
+  np.testing.assert_allclose(batch["weights"][eov], 1.0)
+  assert np.all(batch["weights"][(frame < 0) & ~eov] == 0)
 
 
 def test_mixing_and_text_dropout(token_dirs):

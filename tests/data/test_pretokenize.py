@@ -119,7 +119,6 @@ def _cli(*flags):
       timeout=300, env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
 
 
-@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # fork + exec of a subprocess
 def test_cli_on_a_folder_resumes_identically(tmp_path):
   folder = tmp_path / "videos"
   folder.mkdir()
