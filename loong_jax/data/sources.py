@@ -143,15 +143,33 @@ def readable(source, counter: SkipCounter | None = None) -> grain.MapDataset:
   own items, so read the totals of a run from `pretokenize`'s manifest.
   """
   counter = counter if counter is not None else SkipCounter()
+  return grain.MapDataset.range(len(source)).map(_LoadOrSkip(source, counter)).filter(
+      _is_item)
 
-  def load(index):
+
+class _LoadOrSkip:
+  """`index -> source[index]`, or None (counted) when the item cannot be read."""
+
+  def __init__(self, source, counter: SkipCounter):
+    self.source, self.counter = source, counter
+
+  def __call__(self, index):
     try:
-      return source[index]
+      return self.source[index]
     except VideoReadError as e:
-      counter.skip(index, e)
+      self.counter.skip(index, e)
       return None
 
-  return grain.MapDataset.range(len(source)).map(load).filter(lambda x: x is not None)
+  def __getstate__(self):
+    # Worker processes get a fresh counter of their own (locks do not pickle).
+    return {"source": self.source}
+
+  def __setstate__(self, state):
+    self.__init__(state["source"], SkipCounter())
+
+
+def _is_item(item) -> bool:
+  return item is not None
 
 
 # Token shards ---------------------------------------------------------------------------------
