@@ -92,47 +92,56 @@ def _to_model_range(videos: list[np.ndarray]) -> np.ndarray:
   return np.stack(videos).astype(np.float32) * (2.0 / 255.0) - 1.0
 
 
-def _encode_items(items: list[dict], encode_fn: EncodeFn, batch_size: int,
-                  vocab: tokens.Vocab) -> list[np.ndarray]:
-  """Codes `[T_lat, h, w]` per item, in batches of `batch_size` (the last one padded)."""
-  codes = []
-  for start in range(0, len(items), batch_size):
-    chunk = [item["video"] for item in items[start : start + batch_size]]
-    real = len(chunk)
-    chunk += [chunk[-1]] * (batch_size - real)  # fixed shapes: one compilation
-    out = np.asarray(encode_fn(_to_model_range(chunk)))
-    t_lat = tokens.latent_frames(chunk[0].shape[0])
-    if out.ndim != 4 or out.shape[:2] != (batch_size, t_lat):
-      raise ValueError(f"pretokenize: encoder returned shape {out.shape}, expected "
-                       f"[{batch_size}, {t_lat}, h, w]")
-    if out.min() < 0 or out.max() >= vocab.video_size:
-      raise ValueError(f"pretokenize: encoder codes span [{out.min()}, {out.max()}], outside "
-                       f"[0, {vocab.video_size})")
-    codes.extend(out[:real].astype(np.int32))
-  return codes
+def _encode_batch(videos: list[np.ndarray], encode_fn: EncodeFn, batch_size: int,
+                  vocab: tokens.Vocab) -> np.ndarray:
+  """Codes `[len(videos), T_lat, h, w]`; a short last batch is padded (one compiled shape)."""
+  real = len(videos)
+  videos = videos + [videos[-1]] * (batch_size - real)
+  out = np.asarray(encode_fn(_to_model_range(videos)))
+  t_lat = tokens.latent_frames(videos[0].shape[0])
+  if out.ndim != 4 or out.shape[:2] != (batch_size, t_lat):
+    raise ValueError(f"pretokenize: encoder returned shape {out.shape}, expected "
+                     f"[{batch_size}, {t_lat}, h, w]")
+  if out.min() < 0 or out.max() >= vocab.video_size:
+    raise ValueError(f"pretokenize: encoder codes span [{out.min()}, {out.max()}], outside "
+                     f"[0, {vocab.video_size})")
+  return out[:real].astype(np.int32)
 
 
 def write_shard(source, indices: range, path: str, encode_fn: EncodeFn,
                 text_tokenizer: text_lib.TextTokenizer, batch_size: int, vocab: tokens.Vocab,
                 max_text_len: int) -> dict:
-  """Encode `source[indices]` into the shard `path` (+ `.json` sidecar); returns the sidecar."""
+  """Encode `source[indices]` into the shard `path` (+ `.json` sidecar); returns the sidecar.
+
+  Streams batch by batch, so memory holds one batch of pixels, not a shard.
+  """
   counter = sources.SkipCounter()
-  items = []
-  for i in indices:
-    try:
-      items.append(source[i])
-    except sources.VideoReadError as e:
-      counter.skip(i, e)
-  codes = _encode_items(items, encode_fn, batch_size, vocab) if items else []
   tmp = f"{path}.array_record.tmp-{os.getpid()}"
   writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
-  for item, code in zip(items, codes):
-    writer.write(sources.encode_token_record(
-        code, text_tokenizer.encode(item["caption"], max_text_len), item["video"].shape[0],
-        item["fps"], item["key"], item["caption"]))
+  records, pending = 0, []
+
+  def flush():
+    codes = _encode_batch([item["video"] for item in pending], encode_fn, batch_size, vocab)
+    for item, code in zip(pending, codes):
+      writer.write(sources.encode_token_record(
+          code, text_tokenizer.encode(item["caption"], max_text_len), item["video"].shape[0],
+          item["fps"], item["key"], item["caption"]))
+    pending.clear()
+
+  for i in indices:
+    try:
+      pending.append(source[i])
+    except sources.VideoReadError as e:
+      counter.skip(i, e)
+      continue
+    records += 1
+    if len(pending) == batch_size:
+      flush()
+  if pending:
+    flush()
   writer.close()
   info = {"shard": os.path.basename(path), "first_item": indices.start,
-          "end_item": indices.stop, "records": len(items), "skipped": counter.reasons}
+          "end_item": indices.stop, "records": records, "skipped": counter.reasons}
   with open(f"{path}.json.tmp-{os.getpid()}", "w") as f:
     json.dump(info, f, indent=1)
   os.replace(f"{path}.json.tmp-{os.getpid()}", f"{path}.json")
