@@ -105,6 +105,8 @@ def main():
   parser.add_argument("--steps", type=int, default=5, help="LM steps timed")
   args = parser.parse_args()
 
+  header = (f"{'stage':>5}  {'seq_len':>7}  {'batch':>5}  {'pipeline seq/s':>14}  "
+            f"{'tiny LM step seq/s':>18}  {'headroom':>8}")
   rows = []
   with tempfile.TemporaryDirectory() as root:
     probe = _config("configs/data/stages.py", f"1{',demo' if args.scale == 'demo' else ''}")
@@ -127,14 +129,12 @@ def main():
                    "tiny_lm_step_seq_per_s": round(step_rate, 1),
                    "headroom": round(data_rate / step_rate, 1),
                    "cpu_count": os.cpu_count(), "jax": jax.__version__})
-  header = (f"{'stage':>5}  {'seq_len':>7}  {'batch':>5}  {'pipeline seq/s':>14}  "
-            f"{'tiny LM step seq/s':>18}  {'headroom':>8}")
+      with open(args.out, "w") as f:  # after every stage, so a cut-short run keeps its rows
+        json.dump(rows, f, indent=1)
   print(header)
   for r in rows:
     print(f"{r['stage']:>5}  {r['seq_len']:>7}  {r['batch']:>5}  {r['pipeline_seq_per_s']:>14.1f}"
           f"  {r['tiny_lm_step_seq_per_s']:>18.1f}  {r['headroom']:>7.1f}x")
-  with open(args.out, "w") as f:
-    json.dump(rows, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -112,13 +112,15 @@ def run(config) -> dict:
     raise ValueError(f"config.batch_size={config.batch_size} must be a multiple of the "
                      f"{encode_fn.num_devices} local devices")
   source = make_source(config.source)
+  text_tokenizer = load_text_tokenizer(config)
   manifest = pretok.pretokenize(
-      source, encode_fn, load_text_tokenizer(config), config.out_dir, vocab=vocab,
+      source, encode_fn, text_tokenizer, config.out_dir, vocab=vocab,
       shard_size=config.shard_size, batch_size=config.batch_size,
       max_text_len=config.text.max_len, max_shards=config.max_shards,
       process_index=jax.process_index(), process_count=jax.process_count(),
       settings={"source": config.source.to_dict(), "encoder": config.encoder,
-                "tokenizer_checkpoint": config.tokenizer_checkpoint})
+                "tokenizer_checkpoint": config.tokenizer_checkpoint,
+                "text_model": os.path.relpath(text_tokenizer.model_path, config.out_dir)})
   print(f"pretokenize: {manifest['finished_shards']}/{manifest['num_shards']} shards, "
         f"{manifest['records']} records, {manifest['skipped']} skipped -> {config.out_dir}")
   return manifest
