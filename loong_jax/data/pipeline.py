@@ -131,7 +131,7 @@ def make_pipeline(data_config, vocab: tokens.Vocab, *, process_index: int | None
     longest = max(longest, required_seq_len(cfg.max_text_len, src["max_frames"],
                                              _tokens_per_frame(shards, src["path"])))
     ds = host_slice(grain.MapDataset.source(shards), process_index, process_count)
-    if cfg.shuffle:
+    if cfg.shuffle:  # before repeat: grain reshuffles every epoch
       ds = ds.seed(cfg.seed + k).shuffle()
     ds = ds.repeat(num_epochs)
     ds = ds.map(CropFrames(tokens.latent_frames(src["max_frames"])))
@@ -142,8 +142,9 @@ def make_pipeline(data_config, vocab: tokens.Vocab, *, process_index: int | None
     raise ValueError(f"data.seq_len={seq_len} is below the longest example of this stage "
                      f"({longest} tokens: max_text_len={cfg.max_text_len}, frames up to "
                      f"{max(s['max_frames'] for s in cfg.sources)})")
-  spec = ExampleSpec(vocab=vocab, seq_len=seq_len, max_text_len=cfg.max_text_len, text_dropout=cfg.text_dropout,
-                     scheme=cfg.loss.scheme, first_frame_weight=cfg.loss.first_frame_weight,
+  spec = ExampleSpec(vocab=vocab, seq_len=seq_len, max_text_len=cfg.max_text_len,
+                     text_dropout=cfg.text_dropout, scheme=cfg.loss.scheme,
+                     first_frame_weight=cfg.loss.first_frame_weight,
                      text_weight=cfg.loss.text_weight)
   loss_weights.frame_loss_weights(np.zeros(1, np.int32), vocab, spec.scheme)  # validates scheme
   if num_epochs is None:

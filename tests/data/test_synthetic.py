@@ -71,7 +71,8 @@ def test_motion_matches_trajectory():
       grow = obj["radii"][-1] - obj["radii"][0]
       if obj["motion"] in synthetic.DIRECTIONS:
         direction = np.asarray(synthetic.DIRECTIONS[obj["motion"]], float)
-        assert np.dot(move, direction) > 0 and abs(move[0] * direction[1] - move[1] * direction[0]) < 1e-3
+        across = move[0] * direction[1] - move[1] * direction[0]
+        assert np.dot(move, direction) > 0 and abs(across) < 1e-3
       elif obj["motion"] == "growing":
         assert grow > 0
       elif obj["motion"] == "shrinking":
