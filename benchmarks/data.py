@@ -126,7 +126,7 @@ def main():
       rows.append({"stage": stage, "scale": args.scale, "resolution": resolution,
                    "seq_len": seq_len, "batch": args.batch,
                    "pipeline_seq_per_s": round(data_rate, 1),
-                   "tiny_lm_step_seq_per_s": round(step_rate, 1),
+                   "tiny_lm_step_seq_per_s": round(step_rate, 3),
                    "headroom": round(data_rate / step_rate, 1),
                    "cpu_count": os.cpu_count(), "jax": jax.__version__})
       with open(args.out, "w") as f:  # after every stage, so a cut-short run keeps its rows
@@ -134,7 +134,7 @@ def main():
   print(header)
   for r in rows:
     print(f"{r['stage']:>5}  {r['seq_len']:>7}  {r['batch']:>5}  {r['pipeline_seq_per_s']:>14.1f}"
-          f"  {r['tiny_lm_step_seq_per_s']:>18.1f}  {r['headroom']:>7.1f}x")
+          f"  {r['tiny_lm_step_seq_per_s']:>18.3g}  {r['headroom']:>7.1f}x")
 
 
 if __name__ == "__main__":

@@ -130,3 +130,17 @@ def test_stage_configs_load():
     assert {s["max_frames"] for s in config.data.sources} == frames
   demo = cli.load_config_file("configs/data/stages.py:3,demo")
   assert demo.data.batch_size == 8 and demo.vocab.text_size == 1000
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_batches(token_dirs):
+  from absl import flags
+  flags.FLAGS.mark_as_parsed()  # grain workers read absl flags (STACK_NOTES)
+  config = data_config([(token_dirs["images"], 0.5, 1), (token_dirs["clips9"], 0.5, 9)],
+                       text_dropout=0.3)
+  want = _batches(config, 6)
+  config.worker_count = 2
+  got = _batches(config, 6)
+  for a, b in zip(got, want):
+    for key in lm_step.BATCH_KEYS:
+      np.testing.assert_array_equal(a[key], b[key])
