@@ -37,7 +37,8 @@ class FolderSource:
 
   def __init__(self, root: str, resolution: int, num_frames: int, fps: float | None = None,
                 captions: str | None = None, clip_position: str = "start"):
-    """
+    """Read the caption file (videos are decoded lazily, per item).
+
     Args:
       root: the folder; paths in the caption file are relative to it.
       resolution: output side in pixels (resize + centre crop).
