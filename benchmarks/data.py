@@ -7,7 +7,7 @@ Token shards of the built-in dataset are made first with the pooling stand-in en
 pipeline's cost does not depend on which encoder made the codes). For each stage the pipeline
 (`configs/data/stages.py`, 0 worker processes, grain's default read threads) is timed from
 `iter()` over `--batches` batches, start-up included; the `tiny` LM (`configs/lm/llama.py:tiny`)
-train step is timed at the same batch and sequence length. The pipeline keeps up when its
+train step is timed on a batch of that pipeline (with its `frame` metrics). The pipeline keeps up when its
 sequences/s exceed the step's. Both share the machine's cores; they are timed one after the other.
 """
 
@@ -54,35 +54,30 @@ def make_shards(root: str, resolution: int, records: int, vocab: tokens.Vocab) -
   return time.time() - start
 
 
-def time_pipeline(config, batches: int) -> tuple[float, int]:
-  """(sequences/s from `iter()` over `batches` batches, sequence length)."""
+def time_pipeline(config, batches: int) -> tuple[float, dict]:
+  """(sequences/s from `iter()` over `batches` batches, the last batch)."""
   start = time.time()
   it = iter(pipeline.stage_pipeline(config))
-  seqs, length = 0, 0
+  seqs = 0
   for _ in range(batches):
     batch = next(it)
     seqs += len(batch["inputs"])
-    length = batch["inputs"].shape[1]
-  return seqs / (time.time() - start), length
+  return seqs / (time.time() - start), batch
 
 
-def time_lm_step(vocab_config, batch_size: int, seq_len: int, steps: int) -> float:
-  """Sequences/s of the `tiny` LM train step on `[batch_size, seq_len]` batches."""
+def time_lm_step(vocab_config, batch: dict, steps: int) -> float:
+  """Sequences/s of the `tiny` LM train step on pipeline batches shaped like `batch`."""
   config = _config("configs/lm/llama.py", "tiny")
   config.vocab.update(vocab_config)
   model = transformer.Transformer(transformer.LMConfig.from_config(config.lm))
   mesh = sharding_lib.make_mesh(config.mesh)
   rules = sharding_lib.rules(config.sharding)
   tx = state_lib.make_optimizer(config.optim, total_steps=1_000)
-  example = np.zeros((batch_size, seq_len), np.int32)
+  example = np.zeros_like(batch["inputs"])
   state, shardings = state_lib.create_sharded_state(
       lambda key: model.init(key, example)["params"], model.apply, tx, jax.random.key(0), mesh,
       rules, config.sharding.max_replicated_fraction)
-  step = lm_step.jit_train_step(shardings, mesh, rules)
-  rng = np.random.default_rng(0)
-  batch = {"inputs": rng.integers(0, 1000, example.shape, dtype=np.int32),
-           "targets": rng.integers(0, 1000, example.shape, dtype=np.int32),
-           "weights": np.ones(example.shape, np.float32)}
+  step = lm_step.jit_train_step(shardings, mesh, rules, batch_keys=pipeline.BATCH_KEYS)
   with sharding_lib.mesh_context(mesh, rules):
     for _ in range(2):  # compile + one warm step
       state, metrics = step(state, batch)
@@ -91,7 +86,7 @@ def time_lm_step(vocab_config, batch_size: int, seq_len: int, steps: int) -> flo
     for _ in range(steps):
       state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
-  return batch_size * steps / (time.time() - start)
+  return len(example) * steps / (time.time() - start)
 
 
 def main():
@@ -121,8 +116,9 @@ def main():
       config.data.batch_size = args.batch
       for source in config.data.sources:
         source["path"] = os.path.join(root, os.path.basename(source["path"]))
-      data_rate, seq_len = time_pipeline(config, args.batches)
-      step_rate = time_lm_step(config.vocab.to_dict(), args.batch, seq_len, args.steps)
+      data_rate, batch = time_pipeline(config, args.batches)
+      seq_len = batch["inputs"].shape[1]
+      step_rate = time_lm_step(config.vocab.to_dict(), batch, args.steps)
       rows.append({"stage": stage, "scale": args.scale, "resolution": resolution,
                    "seq_len": seq_len, "batch": args.batch,
                    "pipeline_seq_per_s": round(data_rate, 1),

@@ -2,9 +2,11 @@
 
     batches = pipeline.stage_pipeline(config)    # config.data, config.vocab
     it = iter(batches)
-    batch = next(it)  # {"inputs": int32 [B, L], "targets": int32 [B, L], "weights": f32 [B, L]}
+    batch = next(it)  # {"inputs", "targets", "frame": int32 [B, L], "weights": f32 [B, L]}
 
-This is the batch of `loong_jax.train.lm_step` (B is the per-host batch, `L = data.seq_len`). Each
+This is the batch of `loong_jax.train.lm_step` with its optional `frame` (the latent frame of each
+target, -1 outside frames, for the first- vs later-frame loss metrics); B is the per-host batch
+and `L = data.seq_len`. Each
 stage mixes token sources (`data.sources`: images, 17-frame clips, 65-frame clips) with weights
 [Loong stages 1-3]. One example:
 
@@ -14,7 +16,8 @@ stage mixes token sources (`data.sources`: images, 17-frame clips, 65-frame clip
   3. its text cut to `max_text_len`, or replaced by `<no_text>` with probability `text_dropout`
      (classifier-free guidance, SPEC §4);
   4. the sequence of `tokens.build_sequence`, padded with `<pad>` to `seq_len + 1`; `inputs` is
-     `seq[:-1]`, `targets` `seq[1:]`, `weights` `loss_weights.frame_loss_weights(targets)`.
+     `seq[:-1]`, `targets` `seq[1:]`, `weights` `loss_weights.frame_loss_weights(targets)`,
+     `frame` `tokens.frame_index(targets)`.
 
 Sequences are padded, not packed: `lm_step` batches carry no segment ids, and a causal model
 would attend across packed neighbours.
@@ -37,7 +40,7 @@ import numpy as np
 from loong_jax import tokens
 from loong_jax.data import loss_weights, sources
 
-BATCH_KEYS = ("inputs", "targets", "weights")
+BATCH_KEYS = ("inputs", "targets", "weights", "frame")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +70,8 @@ class ExampleSpec:
     targets = padded[1:]
     return {"inputs": padded[:-1], "targets": targets,
             "weights": loss_weights.frame_loss_weights(
-                targets, self.vocab, self.scheme, self.first_frame_weight, self.text_weight)}
+                targets, self.vocab, self.scheme, self.first_frame_weight, self.text_weight),
+            "frame": tokens.frame_index(targets, self.vocab)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +120,7 @@ def make_pipeline(data_config, vocab: tokens.Vocab, *, process_index: int | None
     num_epochs: None repeats forever (training); an int stops after that many passes over each
       source (evaluation, coverage checks).
   Returns:
-    A `grain.IterDataset` of batches `{inputs, targets, weights}` `[B_host, L]`.
+    A `grain.IterDataset` of batches `{inputs, targets, weights, frame}` `[B_host, L]`.
   """
   cfg = data_config
   count = jax.process_count() if process_count is None else process_count

@@ -28,13 +28,15 @@ def _rows(batches):
 def test_batch_format(token_dirs):
   config = data_config([(token_dirs["images"], 0.5, 1), (token_dirs["clips9"], 0.5, 9)])
   batch = _batches(config, 1)[0]
-  assert set(batch) == set(lm_step.BATCH_KEYS)
+  assert set(batch) == set(lm_step.BATCH_KEYS) | {"frame"} == set(pipeline.BATCH_KEYS)
   # <bos> + 24 text + <bov> + 3 frames of (16 + 2) + <eov>, minus one for the shift
   length = pipeline.required_seq_len(24, 9, TOKENS_PER_FRAME)
   assert length == 1 + 24 + 1 + 3 * 18 + 1 - 1
-  for key, dtype in (("inputs", np.int32), ("targets", np.int32), ("weights", np.float32)):
+  for key, dtype in (("inputs", np.int32), ("targets", np.int32), ("weights", np.float32),
+                     ("frame", np.int32)):
     assert batch[key].shape == (4, length) and batch[key].dtype == dtype
   np.testing.assert_array_equal(batch["inputs"][:, 1:], batch["targets"][:, :-1])
+  np.testing.assert_array_equal(batch["frame"], tokens.frame_index(batch["targets"], VOCAB))
 
 
 def test_sequences_round_trip_through_tokens(token_dirs):
@@ -105,7 +107,7 @@ def test_restored_iterator_continues_exactly(token_dirs, tmp_path):
   manager.restore(3, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(fresh)))
   for want in reference[3:]:
     got = next(fresh)
-    for key in lm_step.BATCH_KEYS:
+    for key in pipeline.BATCH_KEYS:
       np.testing.assert_array_equal(got[key], want[key])
 
 
@@ -142,5 +144,5 @@ def test_worker_processes_give_the_same_batches(token_dirs):
   config.worker_count = 2
   got = _batches(config, 6)
   for a, b in zip(got, want):
-    for key in lm_step.BATCH_KEYS:
+    for key in pipeline.BATCH_KEYS:
       np.testing.assert_array_equal(a[key], b[key])
