@@ -25,7 +25,7 @@ import numpy as np
 
 from loong_jax import sharding as sharding_lib
 from loong_jax import tokens
-from loong_jax.data import pipeline, pretokenize, synthetic, text
+from loong_jax.data import encoders, pipeline, pretokenize, synthetic, text
 from loong_jax.llm import transformer
 from loong_jax.train import lm_step, state as state_lib
 
@@ -45,7 +45,7 @@ def make_shards(root: str, resolution: int, records: int, vocab: tokens.Vocab) -
   corpus = synthetic.SyntheticVideos(synthetic.SyntheticConfig(num_train=2_000))
   model = text.train((corpus.caption(i) for i in range(len(corpus))),
                      os.path.join(root, "text.model"), vocab.text_size)
-  encode = pretokenize.data_parallel(pretokenize.pooling_stand_in_encoder(vocab.video_size))
+  encode = encoders.data_parallel(encoders.pooling_stand_in_encoder(vocab.video_size))
   for name, frames in (("images", 1), ("clips17", 17), ("clips65", 65)):
     source = synthetic.SyntheticVideos(synthetic.SyntheticConfig(
         resolution=resolution, num_frames=(frames,), num_train=records))

@@ -1,12 +1,9 @@
 """Videos -> token shards: run a video encoder over a source and write ArrayRecord shards.
 
-The encoder is any `encode_fn(video) -> ids` with the contract
-
-    video: float32 [B, T, H, W, 3] in [-1, 1]  ->  int32 [B, T_lat, h, w] codes in [0, video_size)
-    (T = 1 + 4k, T_lat = 1 + (T - 1) // 4)
-
-and is run data-parallel: each batch is split over this host's devices (`B` a multiple of their
-number). Hosts split the shards round-robin, so no host waits for another.
+The encoder is any `encode_fn` with the contract of `encoders.py` (float32 `[B, T, H, W, 3]` in
+[-1, 1] -> int32 codes `[B, T_lat, h, w]`), made data-parallel over this host's devices by
+`encoders.data_parallel`. Hosts split the shards round-robin, so no host waits for another.
+`run(config)` is `python -m loong_jax.pretokenize`: source, encoder and text model from config.
 
 Output folder:
   `tokens-00003-of-00010.array_record`   records of `sources.encode_token_record`
@@ -22,70 +19,23 @@ from __future__ import annotations
 
 import glob
 import json
-import logging
 import math
 import os
 import time
-from collections.abc import Callable
 
 import jax
 import numpy as np
 from array_record.python import array_record_module
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from loong_jax import tokens
-from loong_jax.data import sources, text as text_lib
+from loong_jax.data import encoders, sources, synthetic, text as text_lib
 
-EncodeFn = Callable[[np.ndarray], np.ndarray]
+EncodeFn = encoders.EncodeFn
 MANIFEST = "manifest.json"
 
 
 def shard_name(index: int, count: int) -> str:
   return f"tokens-{index:05d}-of-{count:05d}"
-
-
-def data_parallel(encode_fn: Callable, devices=None) -> EncodeFn:
-  """`encode_fn` jitted with its batch split over `devices` (default: this host's devices)."""
-  devices = list(devices or jax.local_devices())
-  mesh = Mesh(np.asarray(devices), ("data",))
-  batch = NamedSharding(mesh, PartitionSpec("data"))
-  jitted = jax.jit(encode_fn, in_shardings=batch, out_shardings=batch)
-
-  def run(video: np.ndarray) -> np.ndarray:
-    if len(video) % len(devices):
-      raise ValueError(f"pretokenize: batch of {len(video)} does not split over "
-                       f"{len(devices)} devices")
-    return np.asarray(jitted(jax.device_put(video, batch)))
-
-  run.num_devices = len(devices)
-  return run
-
-
-def pooling_stand_in_encoder(video_size: int, spatial: int = 8, temporal: int = 4) -> Callable:
-  """A TEST STAND-IN for the video tokenizer, not a learned model: causal average pooling
-  quantised to codes.
-
-  Latent frame 0 is frame 0, latent frame k the mean of frames 4k-3 .. 4k (the tokenizer's causal
-  grouping); each `spatial` x `spatial` patch's mean RGB is quantised to `b` bits per channel
-  (3b <= log2(video_size)) and packed into one code. Deterministic, shapes as the real encoder's.
-  """
-  bits = int(math.log2(video_size)) // 3
-  if bits < 1:
-    raise ValueError(f"pooling encoder: video_size={video_size} is below 8 codes")
-  levels = 2**bits
-
-  def encode(video):
-    import jax.numpy as jnp  # noqa: PLC0415 -- keeps this module importable without JAX work
-    b, t, h, w, c = video.shape
-    first = video[:, :1]
-    rest = video[:, 1:].reshape(b, (t - 1) // temporal, temporal, h, w, c).mean(axis=2)
-    frames = jnp.concatenate([first, rest], axis=1)
-    pooled = frames.reshape(b, frames.shape[1], h // spatial, spatial, w // spatial, spatial,
-                            c).mean(axis=(3, 5))
-    q = jnp.clip(jnp.floor((pooled + 1.0) * 0.5 * levels), 0, levels - 1).astype(jnp.int32)
-    return q[..., 0] + levels * q[..., 1] + levels * levels * q[..., 2]
-
-  return encode
 
 
 def _to_model_range(videos: list[np.ndarray]) -> np.ndarray:
@@ -196,8 +146,8 @@ def pretokenize(source, encode_fn: EncodeFn, text_tokenizer: text_lib.TextTokeni
   mine = [i for i in range(num_shards) if i % process_count == process_index]
   todo = [i for i in mine if not os.path.exists(
       os.path.join(out_dir, shard_name(i, num_shards) + ".array_record"))]
-  logging.info("pretokenize: %d shards, %d for this host, %d of them already finished",
-               num_shards, len(mine), len(mine) - len(todo))
+  print(f"pretokenize: {num_shards} shards, {len(mine)} for this host, "
+        f"{len(mine) - len(todo)} of them already finished", flush=True)
   todo = todo if max_shards is None else todo[:max_shards]
   start, items_done = time.time(), 0
   for done, i in enumerate(todo, 1):
@@ -206,7 +156,97 @@ def pretokenize(source, encode_fn: EncodeFn, text_tokenizer: text_lib.TextTokeni
                        encode_fn, text_tokenizer, batch_size, vocab, max_text_len)
     items_done += len(indices)
     rate = items_done / max(time.time() - start, 1e-9)
-    logging.info("pretokenize: shard %d/%d (%d records, %d skipped), %.1f items/s, ETA %.0f s",
-                 done, len(todo), info["records"], len(info["skipped"]), rate,
-                 (len(todo) - done) * shard_size / max(rate, 1e-9))
+    print(f"pretokenize: shard {done}/{len(todo)} ({info['records']} records, "
+          f"{len(info['skipped'])} skipped), {rate:.1f} items/s, "
+          f"ETA {(len(todo) - done) * shard_size / max(rate, 1e-9):.0f} s", flush=True)
   return write_manifest(out_dir, num_shards, settings or {})
+
+
+# From config (python -m loong_jax.pretokenize) --------------------------------------------------------
+
+def make_source(source_config, for_text: bool = False):
+  """The source named by `config.source` (`for_text`: the synthetic corpus of all lengths, so
+  one text model covers images and clips)."""
+  kind = source_config.kind
+  if kind == "synthetic":
+    num = source_config.num_samples
+    frames = (1, 17, 65) if for_text else (source_config.num_frames,)
+    cfg = synthetic.SyntheticConfig(
+        seed=source_config.seed, resolution=source_config.resolution, num_frames=frames,
+        num_train=num or synthetic.SyntheticConfig.num_train,
+        num_heldout=num or synthetic.SyntheticConfig.num_heldout)
+    return synthetic.SyntheticVideos(cfg, source_config.split)
+  if kind == "folder":
+    if not source_config.path:
+      raise ValueError("config.source.path: give the folder of videos (kind='folder')")
+    return _limit(sources.FolderSource(source_config.path, source_config.resolution,
+                                       source_config.num_frames, fps=source_config.fps),
+                  source_config.num_samples)
+  if kind == "tfds":
+    from loong_jax.data import tfds_sources  # noqa: PLC0415 -- tensorflow_datasets is heavy
+    return _limit(tfds_sources.TfdsVideos(
+        source_config.name, source_config.split, data_dir=source_config.path or None,
+        video_feature=source_config.video_feature, text_feature=source_config.text_feature,
+        resolution=source_config.resolution, num_frames=source_config.num_frames),
+        source_config.num_samples)
+  raise ValueError(f"config.source.kind={kind!r} unknown; known: synthetic, folder, tfds")
+
+
+class _Limited:
+  """The first `n` items of a source."""
+
+  def __init__(self, source, n):
+    self.source, self.n = source, min(n, len(source))
+
+  def __len__(self):
+    return self.n
+
+  def __getitem__(self, index):
+    if index >= self.n:
+      raise IndexError(index)
+    return self.source[index]
+
+  def caption(self, index):
+    return self.source.caption(index)
+
+
+def _limit(source, n):
+  return source if n is None else _Limited(source, n)
+
+
+def load_text_tokenizer(config) -> text_lib.TextTokenizer:
+  """The configured SentencePiece model; trained on the source's captions when absent."""
+  path = config.text.model or os.path.join(os.path.dirname(config.out_dir.rstrip("/")),
+                                           "text.model")
+  if os.path.exists(path):
+    return text_lib.TextTokenizer(path)
+  if config.text.model:
+    raise FileNotFoundError(f"config.text.model: no SentencePiece model at {path}")
+  corpus = make_source(config.source, for_text=True)
+  n = min(len(corpus), config.text.train_captions)
+  print(f"pretokenize: training a {config.text.vocab_size}-piece text model on {n} captions "
+        f"-> {path}", flush=True)
+  return text_lib.train((corpus.caption(i) for i in range(n)), path, config.text.vocab_size)
+
+
+def run(config) -> dict:
+  """Pre-tokenize `config.source` as `configs/data/pretokenize.py` describes; returns the
+  manifest."""
+  vocab = tokens.Vocab(text_size=config.vocab.text_size, video_size=config.vocab.video_size)
+  encode_fn = encoders.load_encoder(config)
+  if config.batch_size % encode_fn.num_devices:
+    raise ValueError(f"config.batch_size={config.batch_size} must be a multiple of the "
+                     f"{encode_fn.num_devices} local devices")
+  source = make_source(config.source)
+  text_tokenizer = load_text_tokenizer(config)
+  manifest = pretokenize(
+      source, encode_fn, text_tokenizer, config.out_dir, vocab=vocab,
+      shard_size=config.shard_size, batch_size=config.batch_size,
+      max_text_len=config.text.max_len, max_shards=config.max_shards,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      settings={"source": config.source.to_dict(), "encoder": config.encoder,
+                "tokenizer_checkpoint": config.tokenizer_checkpoint,
+                "text_model": os.path.relpath(text_tokenizer.model_path, config.out_dir)})
+  print(f"pretokenize: {manifest['finished_shards']}/{manifest['num_shards']} shards, "
+        f"{manifest['records']} records, {manifest['skipped']} skipped -> {config.out_dir}")
+  return manifest

@@ -4,7 +4,7 @@ import ml_collections
 import pytest
 
 from loong_jax import tokens
-from loong_jax.data import pretokenize, synthetic, text
+from loong_jax.data import encoders, pretokenize, synthetic, text
 
 VOCAB = tokens.Vocab(text_size=256, video_size=4096)
 RESOLUTION = 32  # 4x4 = 16 tokens per latent frame with the 8x8 pooling stand-in
@@ -34,7 +34,7 @@ def text_model(tmp_path_factory):
 def token_dirs(tmp_path_factory, text_model):
   """`{"images": dir, "clips9": dir}`: 24 images and 16 nine-frame clips as token shards."""
   root = tmp_path_factory.mktemp("tokens")
-  encode = pretokenize.pooling_stand_in_encoder(VOCAB.video_size)
+  encode = encoders.pooling_stand_in_encoder(VOCAB.video_size)
   dirs = {}
   for name, frames, n in (("images", 1, 24), ("clips9", 9, 16)):
     dirs[name] = str(root / name)

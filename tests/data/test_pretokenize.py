@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from loong_jax import cli, tokens
-from loong_jax import pretokenize as entry
-from loong_jax.data import pretokenize, sources
+from loong_jax.data import encoders, pretokenize, sources
 from tests.data.conftest import VOCAB, synthetic_source
 from tests.data.test_sources import make_folder
 
@@ -29,7 +28,7 @@ def _assert_same_output(a, b):
 
 
 def test_pooling_stand_in_shapes_and_determinism():
-  encode = pretokenize.pooling_stand_in_encoder(8192)
+  encode = encoders.pooling_stand_in_encoder(8192)
   video = np.random.default_rng(0).uniform(-1, 1, (2, 9, 32, 32, 3)).astype(np.float32)
   codes = np.asarray(encode(video))
   assert codes.shape == (2, tokens.latent_frames(9), 4, 4) and codes.dtype == np.int32
@@ -41,7 +40,7 @@ def test_records_match_the_source(token_dirs, text_model):
   records = sources.TokenShards(token_dirs["clips9"])
   source = synthetic_source(9, 16, seed=9)
   assert len(records) == 16
-  encode = pretokenize.pooling_stand_in_encoder(VOCAB.video_size)
+  encode = encoders.pooling_stand_in_encoder(VOCAB.video_size)
   for i in (0, 15):
     item = source[i]
     record = records[i]
@@ -58,7 +57,7 @@ class _Interrupted(Exception):
 
 def test_resume_gives_identical_shards(tmp_path, text_model):
   source = synthetic_source(5, 30)
-  encode = pretokenize.data_parallel(pretokenize.pooling_stand_in_encoder(VOCAB.video_size))
+  encode = encoders.data_parallel(encoders.pooling_stand_in_encoder(VOCAB.video_size))
   kwargs = dict(vocab=VOCAB, shard_size=8, batch_size=8)
   pretokenize.pretokenize(source, encode, text_model, str(tmp_path / "full"), **kwargs)
 
@@ -85,7 +84,7 @@ def test_resume_gives_identical_shards(tmp_path, text_model):
 
 def test_hosts_split_the_shards(tmp_path, text_model):
   source = synthetic_source(1, 20)
-  encode = pretokenize.pooling_stand_in_encoder(VOCAB.video_size)
+  encode = encoders.pooling_stand_in_encoder(VOCAB.video_size)
   kwargs = dict(vocab=VOCAB, shard_size=5, batch_size=5)
   for p in (0, 1):
     pretokenize.pretokenize(source, encode, text_model, str(tmp_path / "two"), process_index=p,
@@ -107,10 +106,10 @@ def test_encoder_contract_is_checked(tmp_path, text_model):
 def test_load_encoder_errors():
   config = cli.load_config_file("configs/data/pretokenize.py:images,demo")
   with pytest.raises(ValueError, match="config.tokenizer_checkpoint"):
-    entry.load_encoder(config)
+    encoders.load_encoder(config)
   config.encoder = "magic"
   with pytest.raises(ValueError, match="config.encoder='magic'"):
-    entry.load_encoder(config)
+    encoders.load_encoder(config)
 
 
 def _cli(*flags):
@@ -133,7 +132,7 @@ def test_cli_on_a_folder_resumes_identically(tmp_path):
   stopped = _cli(*flags, f"--config.out_dir={tmp_path}/b/tokens", "--config.max_shards=1")
   assert stopped.returncode == 0 and "1/3 shards" in stopped.stdout, stopped.stderr[-2000:]
   resumed = _cli(*flags, f"--config.out_dir={tmp_path}/b/tokens")
-  assert resumed.returncode == 0 and "1 of them already finished" in resumed.stderr
+  assert resumed.returncode == 0 and "1 of them already finished" in resumed.stdout
   _assert_same_output(f"{tmp_path}/a/tokens", f"{tmp_path}/b/tokens")
   unknown = _cli(*flags, "--config.source.colour=1")
   assert unknown.returncode != 0 and "has no field 'colour'" in unknown.stderr

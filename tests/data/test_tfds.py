@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from loong_jax.data import pretokenize, sources, synthetic, tfds_sources
+from loong_jax.data import encoders, pretokenize, sources, synthetic, tfds_sources
 from tests.data.conftest import VOCAB
 
 CONFIG = tfds_sources.LoongSyntheticConfig(name="test9_32", num_frames=9, resolution=32,
@@ -41,7 +41,7 @@ def test_tfds_videos_and_pretokenize(data_dir, text_model, tmp_path):
   assert len(videos) == 6 and item["video"].shape == (5, 16, 16, 3)
   assert isinstance(item["caption"], str) and item["key"].startswith("loong_synthetic/")
   manifest = pretokenize.pretokenize(
-      videos, pretokenize.pooling_stand_in_encoder(VOCAB.video_size), text_model,
+      videos, encoders.pooling_stand_in_encoder(VOCAB.video_size), text_model,
       str(tmp_path), vocab=VOCAB, shard_size=4, batch_size=2)
   assert manifest["records"] == 6 and manifest["skipped"] == 0
   assert sources.TokenShards(str(tmp_path))[0]["video_ids"].shape == (2, 2, 2)
