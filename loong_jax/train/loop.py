@@ -159,7 +159,10 @@ def train_loop(*, state, step_fn: Callable, data: Iterator, mesh, axis_rules, tr
         writer.write(done, eval_fn(state), prefix="eval")
 
       stop = preemption.requested
-      checkpointer.save(done, state, data, force=stop or done == cfg.steps)
+      # Inside a run of skipped steps nothing new is worth saving: the last checkpoint stays the
+      # last good one that the error message names.
+      if consecutive == 0 or stop:
+        checkpointer.save(done, state, data, force=stop or done == cfg.steps)
       if stop:
         preempted = True
         break
