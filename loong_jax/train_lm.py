@@ -2,7 +2,8 @@
 
 Builds the mesh from `config.mesh`, initialises the sharded train state, and runs the shared
 training loop (`train/loop.py`) on the built-in token stream (`config.data.kind ==
-'token_stream'`). Writes `config.json`, `metrics.jsonl`, TensorBoard events and orbax checkpoints
+'token_stream'`) or on pre-tokenized shards (`'shards'`, the curriculum stages). Writes
+`config.json`, `metrics.jsonl`, TensorBoard events and orbax checkpoints
 (state + data position) to DIR, and resumes exactly from the latest checkpoint when re-run.
 
 Multi-host: pass `--coordinator_address`, `--num_processes`, `--process_id` (see
@@ -22,7 +23,7 @@ from absl import flags
 
 from loong_jax import cli, tokens
 from loong_jax import sharding as sharding_lib
-from loong_jax.data import token_stream
+from loong_jax.data import pipeline, token_stream
 from loong_jax.llm import attention as attn_lib
 from loong_jax.llm import transformer
 from loong_jax.train import ardf
@@ -71,20 +72,45 @@ def build(config):
   return model, mesh, rules, state, shardings, step_fn
 
 
-def _stream(config, vocab, seed):
-  return token_stream.dataset(config.data, vocab, config.train.batch_size, config.train.seq_len,
-                              seed, jax.process_index(), jax.process_count())
+def data_source(config, vocab: tokens.Vocab, seed: int):
+  """This host's batches, `{inputs, targets, weights, frame}` `[B / P, L]`, from `config.data`.
+
+  `token_stream`: the built-in stream (`data/token_stream.py`); `shards`: pre-tokenized ArrayRecord
+  shards mixed per curriculum stage (`data/pipeline.py`).
+  """
+  if config.data.kind == "token_stream":
+    return token_stream.dataset(config.data, vocab, config.train.batch_size,
+                                config.train.seq_len, seed, jax.process_index(),
+                                jax.process_count()).to_iter_dataset()
+  if config.data.kind == "shards":
+    data = config.data.copy_and_resolve_references()
+    with data.unlocked():
+      data.seed = seed
+    return pipeline.make_pipeline(data, vocab)
+  raise ValueError(f"config.data.kind={config.data.kind!r}; known: 'token_stream', 'shards'")
+
+
+def with_layout(batch, keys, vocab: tokens.Vocab, frame_width: int):
+  """Keep the step's `keys`, adding the layout arrays the model needs: `input_frame` (latent
+  frame of each input) and `positions` (MM-RoPE `[B, L, 3]`), both derived from `inputs`."""
+  if "input_frame" in keys:
+    batch["input_frame"] = tokens.frame_index(batch["inputs"], vocab)
+  if "positions" in keys:
+    batch["positions"] = tokens.mm_rope_positions(batch["inputs"], vocab, frame_width)
+  return {k: batch[k] for k in keys}
 
 
 def _eval_fn(config, vocab, model, mesh):
-  """Mean loss over `train.eval_batches` held-out batches (another seed of the stream)."""
-  batches = _stream(config, vocab, config.train.seed + 1)
+  """Mean loss over `train.eval_batches` held-out batches (another seed of the data)."""
+  keys = batch_keys(model.config)
+  batches = data_source(config, vocab, config.train.seed + 1).map(
+      lambda b: with_layout(b, keys, vocab, config.data.frame_width))
   step = jax.jit(functools.partial(lm_step.eval_step, apply_fn=model.apply))
 
   def evaluate(state):
-    keys = batch_keys(model.config)
-    losses = [step(state.params, loop.to_global({k: batches[i][k] for k in keys}, mesh))["loss"]
-              for i in range(config.train.eval_batches)]
+    it = iter(batches)
+    losses = [step(state.params, loop.to_global(next(it), mesh))["loss"]
+              for _ in range(config.train.eval_batches)]
     return {"eval_loss": float(jnp.mean(jnp.stack(losses)))}
   return evaluate
 
@@ -133,6 +159,12 @@ def batch_keys(lm_config: transformer.LMConfig) -> tuple[str, ...]:
   return keys
 
 
+def max_latent_frames(config) -> int:
+  if config.data.kind == "token_stream":
+    return max(frames for frames, _ in config.data.clip_mix)
+  return max(tokens.latent_frames(src["max_frames"]) for src in config.data.sources)
+
+
 def objective_transform(config, lm_config: transformer.LMConfig):
   """`None` for next-token prediction; the in-step AR-DF masking for `train.objective='ardf'`."""
   objective = config.train.objective
@@ -146,15 +178,13 @@ def objective_transform(config, lm_config: transformer.LMConfig):
   vocab = tokens.Vocab(config.vocab.text_size, config.vocab.video_size)
   return functools.partial(
       ardf.ardf_batch, mask_id=vocab.mask, kind=config.train.ardf.mask_kind,
-      min_ratio=config.train.ardf.min_ratio, tokens_per_frame=config.data.frame_size**2,
+      min_ratio=config.train.ardf.min_ratio, tokens_per_frame=config.data.frame_width**2,
       video_range=(vocab.video_offset, vocab.special_offset), boi_id=vocab.boi,
-      max_frames=max(frames for frames, _ in config.data.clip_mix))
+      max_frames=max_latent_frames(config))
 
 
 def train(config, workdir: str) -> loop.LoopResult:
   """Train (or resume) until `config.train.steps`; a curriculum stage trains in WORKDIR/stageK."""
-  if config.data.kind != "token_stream":
-    raise ValueError(f"config.data.kind={config.data.kind!r}: train_lm reads 'token_stream'")
   vocab = tokens.Vocab(config.vocab.text_size, config.vocab.video_size)
   model, mesh, rules, state, _, step_fn = build(config)
   workdir, previous = stage_dirs(config, workdir)
@@ -163,8 +193,8 @@ def train(config, workdir: str) -> loop.LoopResult:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=1))
   keys = batch_keys(model.config)
-  data = iter(_stream(config, vocab, config.train.seed)
-              .map(lambda b: {k: b[k] for k in keys}).to_iter_dataset())
+  data = iter(data_source(config, vocab, config.train.seed).map(
+      lambda b: with_layout(b, keys, vocab, config.data.frame_width)))
   cfg = config.train
   checkpointer = checkpoint_lib.Checkpointer(
       os.path.join(workdir, "checkpoints"), save_every=cfg.checkpoint_every,

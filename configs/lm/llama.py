@@ -95,7 +95,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   # The built-in token stream (loong_jax/data/token_stream.py) that train_lm uses on its own.
   # clip_mix: (latent frames, weight) pairs; 5 latent frames = a 17-frame clip.
-  config.data = dict(kind="token_stream", clip_mix=((5, 1.0),), frame_size=4, text_len=6,
+  config.data = dict(kind="token_stream", clip_mix=((5, 1.0),), frame_width=4, text_len=6,
                      num_patterns=32, loss_weighting="first_frame", first_frame_weight=5.0)
   config.train = dict(
       seed=0,

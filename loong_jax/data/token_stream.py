@@ -19,7 +19,7 @@ MOTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # (rows, cols) shift per latent fr
 def max_sequence_length(cfg) -> int:
   """The longest example `cfg` can produce (for the start-up check of `train.seq_len`)."""
   longest = max(frames for frames, _ in cfg.clip_mix)
-  return tokens.sequence_length(cfg.text_len, longest, cfg.frame_size**2)
+  return tokens.sequence_length(cfg.text_len, longest, cfg.frame_width**2)
 
 
 def example(index: int, seed: int, cfg, vocab: tokens.Vocab) -> np.ndarray:
@@ -35,7 +35,7 @@ def example(index: int, seed: int, cfg, vocab: tokens.Vocab) -> np.ndarray:
   motion = int(rng.integers(len(MOTIONS)))
   # Pattern codes come from a fixed table, so the same pattern id always draws the same frame.
   table = np.random.default_rng([seed, 1 << 30, pattern]).integers(
-      vocab.video_size, size=(cfg.frame_size, cfg.frame_size))
+      vocab.video_size, size=(cfg.frame_width, cfg.frame_width))
   frames = np.stack([np.roll(table, (f * MOTIONS[motion][0], f * MOTIONS[motion][1]), (0, 1))
                      for f in range(num_frames)])
   # Text: a pattern word, a motion word and filler, all from the text range.
@@ -57,7 +57,7 @@ def _batch(global_index: int, cfg, vocab: tokens.Vocab, batch_size: int, seq_len
   need = max(len(s) for s in seqs)
   if need > seq_len + 1:
     raise ValueError(f"config.train.seq_len={seq_len} cannot hold a token-stream example of "
-                     f"{need} tokens (config.data: clip_mix, frame_size, text_len)")
+                     f"{need} tokens (config.data: clip_mix, frame_width, text_len)")
   full = np.full((len(seqs), seq_len + 1), vocab.pad, np.int32)
   for i, s in enumerate(seqs):
     full[i, : len(s)] = s
@@ -66,17 +66,14 @@ def _batch(global_index: int, cfg, vocab: tokens.Vocab, batch_size: int, seq_len
   weights = ((frame >= 0) | (targets == vocab.eov)).astype(np.float32)
   if cfg.loss_weighting == "first_frame":
     weights = np.where(frame == 0, cfg.first_frame_weight * weights, weights)
-  inputs = full[:, :-1]
-  return {"inputs": inputs, "targets": targets, "weights": weights, "frame": frame,
-          "input_frame": tokens.frame_index(inputs, vocab),
-          "positions": tokens.mm_rope_positions(inputs, vocab, cfg.frame_size)}
+  return {"inputs": full[:, :-1], "targets": targets, "weights": weights, "frame": frame}
 
 
 def dataset(cfg, vocab: tokens.Vocab, batch_size: int, seq_len: int, seed: int,
             process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
   """Batches of LM training data, dicts of `[B / P, seq_len]` arrays: `inputs`, `targets` (next
-  token), `weights`, `frame` (latent frame of each target, -1 outside frames), `input_frame` (same
-  for inputs, for frame-level attention masks) and `positions` `[B / P, seq_len, 3]` (MM-RoPE).
+  token), `weights` and `frame` (latent frame of each target, -1 outside frames), the format of
+  `data/pipeline.py`.
 
   Element b is process `process_index`'s rows of global batch b: every host builds only its own
   rows, and the hosts' rows stacked in process order are the global batch, so a run on P hosts
