@@ -22,9 +22,8 @@ from absl import logging
 STATE, DATA = "state", "data"
 
 
-def _saveable(state) -> dict[str, Any]:
-  """The checkpointed part of a flax `TrainState` (apply_fn and tx are code, not data)."""
-  return {"step": state.step, "params": state.params, "opt_state": state.opt_state}
+# The checkpointed fields of a flax `TrainState` (apply_fn and tx are code, not data).
+TRAIN_STATE_FIELDS = ("step", "params", "opt_state")
 
 
 class Checkpointer:
@@ -36,11 +35,15 @@ class Checkpointer:
     keep_last: the newest N steps are kept.
     keep_every: steps divisible by this are kept forever (None: none).
     async_save: write in a background thread.
+    fields: the state's data fields to save (a struct with `.replace`, e.g. a flax `TrainState`
+      or the tokenizer's generator + discriminator state).
   """
 
   def __init__(self, directory: str, *, save_every: int, keep_last: int,
-               keep_every: int | None = None, async_save: bool = True):
+               keep_every: int | None = None, async_save: bool = True,
+               fields: tuple[str, ...] = TRAIN_STATE_FIELDS):
     self.directory = os.path.abspath(directory)
+    self.fields = fields
     policies = [ocp.checkpoint_managers.LatestN(keep_last)]
     if keep_every:
       policies.append(ocp.checkpoint_managers.EveryNSteps(keep_every))
@@ -63,7 +66,7 @@ class Checkpointer:
 
   def save(self, step: int, state, data_iterator=None, force: bool = False) -> bool:
     """Save if the policy says so (or `force`); returns whether a save was started."""
-    args = {STATE: ocp.args.StandardSave(_saveable(state))}
+    args = {STATE: ocp.args.StandardSave(self._saveable(state))}
     if data_iterator is not None:
       args[DATA] = grain.checkpoint.CheckpointSave(data_iterator)
     return self._manager.save(step, args=ocp.args.Composite(**args), force=force)
@@ -76,13 +79,16 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no complete checkpoint in {self.directory}")
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _saveable(state))
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, self._saveable(state))
     args = {STATE: ocp.args.StandardRestore(target)}
     if data_iterator is not None:
       args[DATA] = grain.checkpoint.CheckpointRestore(data_iterator)
     restored = self._manager.restore(step, args=ocp.args.Composite(**args))
     logging.info("restored step %d from %s", step, self.directory)
     return state.replace(**restored[STATE])
+
+  def _saveable(self, state) -> dict[str, Any]:
+    return {name: getattr(state, name) for name in self.fields}
 
   def wait(self):
     """Block until every started save is on disk."""
