@@ -8,8 +8,8 @@ Then:
 - shape: the rendered shape (`synthetic_render.shape_mask`) that best overlaps (IoU) the blob in
   its largest frames, with the radius fitted from the blob's area and a small search over centre
   and scale;
-- motion (the dataset's `MOTIONS`): `growing`/`shrinking` when the blob's radius changes by more
-  than 25% between the first and last quarters of the clip, `bouncing` when the centroid's path
+- motion (the dataset's `MOTIONS`): `growing`/`shrinking` when the blob's size (radius of
+  gyration) changes by more than 25% between the first and last quarters of the clip, `bouncing` when the centroid's path
   is longer than 0.8 of the frame side (straight motions travel at most 0.45 * sqrt(2) ~ 0.64 of
   it, bounces at least 1.0), `still` when the least-squares displacement is under 0.08 of the side,
   otherwise the nearest of the eight directions of that displacement.
@@ -60,12 +60,15 @@ class Track:
     masks: `[T, H, W]` bool, the largest blob of the colour per frame.
     areas: `[T]` pixels.
     centers: `[T, 2]` (x, y) centroid in pixels (pixel centres at +0.5); NaN where area is 0.
+    spreads: `[T]` radius of gyration in pixels (a size measure that, unlike sqrt(area), changes
+      smoothly for thin shapes such as a small cross); NaN where area is 0.
     side: frame side in pixels (the larger of H and W).
   """
 
   masks: np.ndarray
   areas: np.ndarray
   centers: np.ndarray
+  spreads: np.ndarray
   side: int
 
   def present(self) -> np.ndarray:
@@ -75,7 +78,7 @@ class Track:
   def window(self, start: int, stop: int) -> "Track":
     """The frames `[start, stop)`."""
     return Track(self.masks[start:stop], self.areas[start:stop], self.centers[start:stop],
-                 self.side)
+                 self.spreads[start:stop], self.side)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +126,9 @@ def track(labels: np.ndarray, color: int) -> Track:
   with np.errstate(invalid="ignore", divide="ignore"):
     cx = (masks.sum(1) * xs).sum(-1) / areas
     cy = (masks.sum(2) * ys).sum(-1) / areas
-  return Track(masks, areas, np.stack([cx, cy], -1), max(labels.shape[1:]))
+    sq = (masks.sum(1) * xs ** 2).sum(-1) + (masks.sum(2) * ys ** 2).sum(-1)
+    spreads = np.sqrt(np.maximum(sq / areas - cx ** 2 - cy ** 2, 0.0))
+  return Track(masks, areas, np.stack([cx, cy], -1), spreads, max(labels.shape[1:]))
 
 
 def fit_shape(mask: np.ndarray) -> dict[str, float]:
@@ -163,9 +168,10 @@ def read_shape(tr: Track) -> str | None:
 
 
 def radius_ratio(tr: Track) -> float:
-  """sqrt(area) of the last quarter of frames over that of the first quarter."""
-  quarter = max(1, len(tr.areas) // 4)
-  return float(np.sqrt(tr.areas[-quarter:].mean() / max(tr.areas[:quarter].mean(), 1.0)))
+  """Mean spread of the last quarter of present frames over that of the first quarter."""
+  spreads = tr.spreads[tr.present()]
+  quarter = max(1, len(spreads) // 4)
+  return float(spreads[-quarter:].mean() / max(spreads[:quarter].mean(), 0.5))
 
 
 def displacement(tr: Track) -> np.ndarray:
