@@ -143,8 +143,9 @@ def markdown_table(result: dict, window_s: float = 10.0) -> str:
   return "\n".join(lines) + "\n"
 
 
-_STYLE = {("presence", "reencode"): ((31, 119, 180), 3), ("presence", "no_reencode"): ((255, 127, 14), 3),
-          ("motion", "reencode"): ((31, 119, 180), 1), ("motion", "no_reencode"): ((255, 127, 14), 1)}
+_BLUE, _ORANGE = (31, 119, 180), (255, 127, 14)
+_STYLE = {("presence", "reencode"): (_BLUE, 3), ("presence", "no_reencode"): (_ORANGE, 3),
+          ("motion", "reencode"): (_BLUE, 1), ("motion", "no_reencode"): (_ORANGE, 1)}
 
 
 def plot(result: dict, path: str, window_s: float = 10.0, size: tuple[int, int] = (640, 400)):

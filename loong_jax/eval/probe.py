@@ -9,10 +9,11 @@ Then:
   its largest frames, with the radius fitted from the blob's area and a small search over centre
   and scale;
 - motion (the dataset's `MOTIONS`): `growing`/`shrinking` when the blob's size (radius of
-  gyration) changes by more than 25% between the first and last quarters of the clip, `bouncing` when the centroid's path
-  is longer than 0.8 of the frame side (straight motions travel at most 0.45 * sqrt(2) ~ 0.64 of
-  it, bounces at least 1.0), `still` when the least-squares displacement is under 0.08 of the side,
-  otherwise the nearest of the eight directions of that displacement.
+  gyration) changes by more than 25% between the first and last quarters of the clip,
+  `bouncing` when the centroid's path is longer than 0.8 of the frame side (straight motions
+  travel at most 0.45 * sqrt(2) ~ 0.64 of it, bounces at least 1.0), `still` when the
+  least-squares displacement is under 0.08 of the side, otherwise the nearest of the eight
+  directions of that displacement.
 
 The motion thresholds are those of a whole clip of the dataset (every motion spans its clip);
 `loong_jax.eval.consistency` judges windows of long videos with its own, scale-free rules.
