@@ -164,12 +164,12 @@ def plot(result: dict, path: str, window_s: float = 10.0, size: tuple[int, int] 
     x = left + (plot_w * (k + 0.5) / num)
     return x, top + plot_h * (1.0 - value)
 
-  draw.rectangle([left, top, left + plot_w, top + plot_h], outline="black")
   for tick in np.linspace(0.0, 1.0, 6):
     y = xy(0, tick)[1]
     draw.line([left - 4, y, left, y], fill="black")
     draw.line([left, y, left + plot_w, y], fill=(225, 225, 225))
     draw.text((left - 34, y - 6), f"{tick:.1f}", fill="black", font=font)
+  draw.rectangle([left, top, left + plot_w, top + plot_h], outline="black")
   for k in range(num):
     x = xy(k, 0.0)[0]
     draw.text((x - 20, top + plot_h + 8), f"{k * window_s:g}-{(k + 1) * window_s:g}s",
