@@ -8,12 +8,15 @@ a [2, 7, 7] average pool and the Logits 1x1x1 convolution, averaged over time. C
 bias and are followed by batch norm without scale (epsilon 1e-3) and ReLU; padding is SAME.
 On inputs smaller than the standard 224x224 the final average pool shrinks to the feature map.
 
-FVD (Unterthiner et al. 2018) resizes frames to 224x224 (bilinear), scales them to [-1, 1] and
-uses the 400 logits as features (`feature="logits"`; `"pool"` gives the 1024-d pooled Mixed_5c).
+FVD (Unterthiner et al. 2018) resizes frames to 224x224 (TF1 bilinear, reproduced here), scales
+them to [-1, 1] and uses the 400 logits as features (`feature="logits"`; `"pool"` gives the
+1024-d pooled Mixed_5c).
 
 Weights are read from a local `.npz` (never downloaded) whose keys are the flattened variable
 paths, e.g. `params/Conv3d_1a_7x7/conv_3d/kernel` `[7, 7, 7, 3, 64]` (T, H, W, in, out) and
-`batch_stats/Conv3d_1a_7x7/batch_norm/mean`; `save_variables` writes that format.
+`batch_stats/Conv3d_1a_7x7/batch_norm/mean`; `save_variables` writes that format. A converter
+from DeepMind's checkpoint renames w -> kernel, beta -> bias, moving_mean/variance -> mean/var,
+and Mixed_5b's `Branch_2/Conv3d_0a_3x3` (a typo there) -> `Branch_2/Conv3d_0b_3x3`.
 """
 
 from __future__ import annotations
@@ -160,12 +163,26 @@ def load_variables(path: str) -> dict:
                                       for p in paths})
 
 
+def legacy_bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
+  """`[out, in]` weights of TF1's `resize_bilinear` (align_corners=False, no half-pixel
+  centres), the resize of the reference FVD code: output i samples input i * in / out."""
+  src = np.arange(out_size) * (in_size / out_size)
+  lo = np.floor(src).astype(int)
+  hi = np.minimum(lo + 1, in_size - 1)
+  frac = (src - lo).astype(np.float32)
+  matrix = np.zeros((out_size, in_size), np.float32)
+  np.add.at(matrix, (np.arange(out_size), lo), 1.0 - frac)
+  np.add.at(matrix, (np.arange(out_size), hi), frac)
+  return matrix
+
+
 @functools.partial(jax.jit, static_argnames=("size", "feature"))
 def _features(variables: dict, videos: jax.Array, size: int, feature: str) -> jax.Array:
-  batch, frames = videos.shape[:2]
-  x = videos.astype(jnp.float32) / 127.5 - 1.0
-  x = jax.image.resize(x, (batch, frames, size, size, 3), method="bilinear", antialias=False)
-  return I3D().apply(variables, x)[feature]
+  rows = jnp.asarray(legacy_bilinear_matrix(videos.shape[2], size))
+  cols = jnp.asarray(legacy_bilinear_matrix(videos.shape[3], size))
+  x = jnp.einsum("oh,pw,bthwc->btopc", rows, cols, videos.astype(jnp.float32),
+                 precision=jax.lax.Precision.HIGHEST)
+  return I3D().apply(variables, x / 127.5 - 1.0)[feature]
 
 
 def i3d_features(variables: dict, videos: np.ndarray, size: int = FVD_SIZE,

@@ -33,6 +33,13 @@ def test_frechet_distance_of_gaussians_with_a_known_answer():
   assert fvd.frechet_distance(a, b) == pytest.approx(4 * 1.0 + 4 * 1.0, rel=0.05)
 
 
+def test_resize_is_tf1_bilinear():
+  # Output i samples input i * in / out, clamped at the last pixel (no half-pixel centres).
+  np.testing.assert_allclose(fvd.legacy_bilinear_matrix(2, 4),
+                             [[1, 0], [0.5, 0.5], [0, 1], [0, 1]])
+  np.testing.assert_allclose(fvd.legacy_bilinear_matrix(4, 2), [[1, 0, 0, 0], [0, 0, 1, 0]])
+
+
 def test_i3d_has_the_standard_layout():
   params = fvd.variable_shapes()["params"]
   names = list(params)
