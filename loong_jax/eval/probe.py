@@ -2,8 +2,8 @@
 
 No learning: every pixel takes the nearest colour of the dataset's palette (the nine object
 colours of `synthetic_render.COLORS` and the two shades of each background colour); the object is
-the most frequent object colour, tracked per frame as the largest 8-connected blob of that colour.
-Then:
+the most frequent object colour, tracked per frame as the 8-connected blob of object-coloured
+pixels that holds most of that colour. Then:
 
 - shape: the rendered shape (`synthetic_render.shape_mask`) that best overlaps (IoU) the blob in
   its largest frames, with the radius fitted from the blob's area and a small search over centre
@@ -59,7 +59,9 @@ class Track:
 
   Attributes:
     masks: `[T, H, W]` bool, the largest blob of the colour per frame.
-    areas: `[T]` pixels.
+    areas: `[T]` pixels of the blob.
+    color_areas: `[T]` pixels of the tracked colour in the blob (presence is judged on these,
+      so that a stray pixel next to another object does not make it "present").
     centers: `[T, 2]` (x, y) centroid in pixels (pixel centres at +0.5); NaN where area is 0.
     spreads: `[T]` radius of gyration in pixels (a size measure that, unlike sqrt(area), changes
       smoothly for thin shapes such as a small cross); NaN where area is 0.
@@ -68,18 +70,19 @@ class Track:
 
   masks: np.ndarray
   areas: np.ndarray
+  color_areas: np.ndarray
   centers: np.ndarray
   spreads: np.ndarray
   side: int
 
   def present(self) -> np.ndarray:
     """`[T]` bool: the blob is large enough to be an object."""
-    return self.areas >= MIN_AREA_FRACTION * self.masks.shape[1] * self.masks.shape[2]
+    return self.color_areas >= MIN_AREA_FRACTION * self.masks.shape[1] * self.masks.shape[2]
 
   def window(self, start: int, stop: int) -> "Track":
     """The frames `[start, stop)`."""
-    return Track(self.masks[start:stop], self.areas[start:stop], self.centers[start:stop],
-                 self.spreads[start:stop], self.side)
+    return Track(self.masks[start:stop], self.areas[start:stop], self.color_areas[start:stop],
+                 self.centers[start:stop], self.spreads[start:stop], self.side)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,20 +110,35 @@ def pixel_labels(video: np.ndarray, chunk: int = 32) -> np.ndarray:
 
 
 def dominant_color(labels: np.ndarray) -> int | None:
-  """Index of the most frequent object colour in `[T, H, W]` labels, None if too few pixels."""
-  counts = np.bincount(labels[labels >= 0].ravel(), minlength=NUM_OBJECT_COLORS)
+  """Index of the most frequent object colour in `[T, H, W]` labels, None if too few pixels.
+
+  Interior pixels (same label as their four neighbours) vote when there are enough of them: on a
+  blurry video the rim of an object mixes with the background into another palette colour
+  (orange over black reads brown), and a thin object's rim can outnumber its core."""
   min_pixels = MIN_AREA_FRACTION * labels[0].size * len(labels)
-  return int(counts.argmax()) if counts.max() >= min_pixels else None
+  counts = np.bincount(labels[labels >= 0], minlength=NUM_OBJECT_COLORS)
+  if counts.max() < min_pixels:
+    return None
+  inner = labels[:, 1:-1, 1:-1]
+  same = ((inner == labels[:, :-2, 1:-1]) & (inner == labels[:, 2:, 1:-1])
+          & (inner == labels[:, 1:-1, :-2]) & (inner == labels[:, 1:-1, 2:]))
+  core = np.bincount(inner[same & (inner >= 0)], minlength=NUM_OBJECT_COLORS)
+  return int((core if core.max() >= min_pixels / 4 else counts).argmax())
 
 
 def track(labels: np.ndarray, color: int) -> Track:
-  """The largest 8-connected blob of colour index `color` in every frame of `[T, H, W]` labels."""
+  """Per frame of `[T, H, W]` labels, the 8-connected blob of object-coloured pixels that holds
+  the most pixels of colour index `color` (the blob keeps its rim, whatever colour blurring
+  gave it, so that its shape and size stay whole)."""
   masks = np.zeros(labels.shape, bool)
-  for t, frame in enumerate(labels == color):
-    blobs, count = ndimage.label(frame, structure=_EIGHT)
+  color_areas = np.zeros(len(labels), np.float32)
+  for t, frame in enumerate(labels):
+    blobs, count = ndimage.label(frame >= 0, structure=_EIGHT)
     if count:
-      sizes = np.bincount(blobs.ravel())[1:]
-      masks[t] = blobs == 1 + sizes.argmax()
+      hits = np.bincount(blobs[frame == color], minlength=count + 1)[1:]
+      if hits.max() > 0:
+        masks[t] = blobs == 1 + hits.argmax()
+        color_areas[t] = hits.max()
   areas = masks.sum((1, 2)).astype(np.float32)
   ys = np.arange(labels.shape[1], dtype=np.float32) + 0.5
   xs = np.arange(labels.shape[2], dtype=np.float32) + 0.5
@@ -129,7 +147,8 @@ def track(labels: np.ndarray, color: int) -> Track:
     cy = (masks.sum(2) * ys).sum(-1) / areas
     sq = (masks.sum(1) * xs ** 2).sum(-1) + (masks.sum(2) * ys ** 2).sum(-1)
     spreads = np.sqrt(np.maximum(sq / areas - cx ** 2 - cy ** 2, 0.0))
-  return Track(masks, areas, np.stack([cx, cy], -1), spreads, max(labels.shape[1:]))
+  return Track(masks, areas, color_areas, np.stack([cx, cy], -1), spreads,
+               max(labels.shape[1:]))
 
 
 def fit_shape(mask: np.ndarray) -> dict[str, float]:
