@@ -111,7 +111,7 @@ def ssim_per_frame(real, fake) -> np.ndarray:
   if min(real.shape[1:3]) < SSIM_WINDOW:
     raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got "
                      f"{real.shape[1]}x{real.shape[2]}")
-  # float64 statistics would be closer to skimage, but float32 is within 1e-5 for [0, 1] pixels.
+  # float32 statistics stay within 2e-5 of skimage's float64 on [0, 1] pixels (tests).
   return _chunked(_ssim_frames, real, fake)
 
 

@@ -60,6 +60,15 @@ def test_a_direction_holds_at_the_wall():
   assert not consistency.window_checks(video, 8, dict(attrs, motion="right"))[0]["motion"]
 
 
+def test_a_stray_pixel_beside_another_object_is_not_presence():
+  video = np.full((16, 64, 64, 3), 128, np.uint8)
+  video[:, 20:36, 20:36] = (40, 70, 220)  # a blue square
+  video[:, 36, 36] = (220, 40, 40)  # one red pixel touching it
+  checks = consistency.window_checks(video, 8, {"color": "red", "shape": "square",
+                                                "motion": "still"})
+  assert checks == [{"presence": False, "shape": False, "motion": False}]
+
+
 def test_table_and_plot(tmp_path):
   result = {"presence": {"reencode": [1.0, 0.9], "no_reencode": [1.0, 0.5]},
             "shape": {"reencode": [1.0, 0.8], "no_reencode": [0.75, 0.5]},
