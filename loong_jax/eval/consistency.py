@@ -1,9 +1,10 @@
 """Long-video consistency: is the prompted object still there, in each 10-second window of a
 minute-long generation, with the prompted colour, shape and motion?
 
-The object is tracked as the largest blob of the prompted colour (`probe.track`). For every window:
+The object is the blob holding most of the prompted colour (`probe.track`). For every window:
 
-- presence: the blob is an object (`probe.MIN_AREA_FRACTION`) in at least half the frames;
+- presence: in at least half the frames, the blob holds at least `probe.MIN_AREA_FRACTION` of
+  the frame in the prompted colour;
 - shape: present, and the probe's shape reading over the window is the prompted shape;
 - motion: present, and the window's motion agrees with the prompt. The dataset spreads a motion
   over a whole clip, so a window of a minute-long video moves slowly; the rules are scale-free:
