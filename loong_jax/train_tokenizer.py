@@ -103,8 +103,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   state, shardings = tokenizer_step.create_state(config, jax.random.key(config.train.seed), mesh,
                                                  rules)
   perceptual_params = load_perceptual(config)
-  perceptual_sh = None if perceptual_params is None else jax.tree.map(
-      lambda _: sharding_lib.replicated(mesh), perceptual_params)
+  perceptual_args, perceptual_sh = (), None
+  if perceptual_params is not None:
+    perceptual_args = (perceptual_params,)
+    perceptual_sh = jax.tree.map(lambda _: sharding_lib.replicated(mesh), perceptual_params)
   manager = checkpoint_manager(workdir, config)
   state = restore_latest(manager, state, shardings)
   start = int(state.step)
@@ -118,7 +120,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     for step in range(start, config.train.steps):
       batch = jax.device_put(next(batches), batch_sharding)
       state, metrics = steps[gan_on and step >= config.loss.disc_start](state, batch,
-                                                                         perceptual_params)
+                                                                         *perceptual_args)
       if (step + 1) % config.train.log_every == 0 or step + 1 == config.train.steps:
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         rate = config.train.log_every / (time.time() - tick)

@@ -22,7 +22,7 @@ VARIANTS = ("loong_246m", "om2_video", "demo", "tiny")
 
 # (ch, num_res_blocks, log2 codebook size, clip frames, resolution, batch, steps)
 SHAPES = {
-    "loong_246m": (112, 4, 13, 17, 128, 256, 300_000),
+    "loong_246m": (96, 7, 13, 17, 128, 256, 300_000),
     "om2_video": (128, 4, 18, 17, 128, 256, 300_000),
     "demo": (16, 1, 12, 5, 64, 4, 600),
     "tiny": (8, 1, 6, 5, 16, 2, 4),
@@ -52,7 +52,7 @@ def tokenizer_config(variant: str) -> ml_collections.ConfigDict:
       ch=ch,
       ch_mult=(1, 2, 2, 4),
       num_res_blocks=blocks,
-      num_mid_blocks=2,
+      num_mid_blocks=1 if variant == "tiny" else 2,
       z_channels=bits,
       num_groups=8 if small else 32,
       temporal_kernel=3,                       # 1 = image tokenizer (see tokenizer/inflate.py)

@@ -100,6 +100,7 @@ class FrameGroupNorm(nn.Module):
   """GroupNorm with statistics per frame (over H, W and the channel group).
 
   Pooling statistics over time would let frame t see later frames, breaking causality.
+  Input `[B, T, H, W, C]`.
   """
   num_groups: int
   use_affine: bool = True
@@ -107,7 +108,9 @@ class FrameGroupNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    return nn.GroupNorm(num_groups=self.num_groups, reduction_axes=(-3, -2, -1),
+    # Flax applies `reduction_axes` to x reshaped as [B, T, H, W, groups, C / groups] (the last
+    # entry stands for the within-group channels), so name H and W by positive index.
+    return nn.GroupNorm(num_groups=self.num_groups, reduction_axes=(2, 3, 4),
                         use_bias=self.use_affine, use_scale=self.use_affine, dtype=self.dtype,
                         scale_init=norm_init(nn.initializers.ones_init()),
                         bias_init=norm_init(nn.initializers.zeros_init()), name="norm")(x)

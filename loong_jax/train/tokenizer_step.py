@@ -171,13 +171,17 @@ def train_step(state: TokenizerState, batch, perceptual_params=None, *, config, 
 def jit_train_step(config, state_shardings, mesh, use_gan: bool, perceptual_shardings=None):
   """`train_step` compiled for `mesh`; the batch sharded over ('data', 'fsdp'), state donated.
 
-  Call it inside `sharding.mesh_context(mesh, rules)`.
+  The result is called `step(state, batch)`, or `step(state, batch, perceptual_params)` when
+  `perceptual_shardings` is given. Call it inside `sharding.mesh_context(mesh, rules)`.
   """
-  batch_sharding = sharding_lib.batch_sharding(mesh, 5)
-  return jax.jit(functools.partial(train_step, config=config, use_gan=use_gan),
-                 in_shardings=(state_shardings, batch_sharding, perceptual_shardings),
-                 out_shardings=(state_shardings, sharding_lib.replicated(mesh)),
-                 donate_argnums=(0,))
+  step = functools.partial(train_step, config=config, use_gan=use_gan)
+  in_shardings = (state_shardings, sharding_lib.batch_sharding(mesh, 5))
+  if perceptual_shardings is None:
+    step = functools.partial(step, perceptual_params=None)
+  else:
+    in_shardings += (perceptual_shardings,)
+  return jax.jit(step, in_shardings=in_shardings,
+                 out_shardings=(state_shardings, sharding_lib.replicated(mesh)), donate_argnums=(0,))
 
 
 def reconstruct(params, codebook_stats, video, *, config):
