@@ -26,32 +26,43 @@ def image_config(tokenizer_config):
   return config
 
 
-def inflate_leaf(key: str, image, target_shape: tuple[int, ...]):
-  """One image parameter -> the video parameter of `target_shape` (see module docstring)."""
-  if image.shape == tuple(target_shape):
+def inflation_rule(key: str, image_shape: tuple[int, ...], video_shape: tuple[int, ...]) -> str:
+  """How one image parameter becomes the video one: 'copy', 'kernel' or 'tile'; raises otherwise."""
+  image_shape, video_shape = tuple(image_shape), tuple(video_shape)
+  if image_shape == video_shape:
+    return "copy"
+  if (len(image_shape) == 5 and image_shape[0] == 1 and image_shape[1:4] == video_shape[1:4]
+      and video_shape[4] % image_shape[4] == 0):
+    return "kernel"
+  if len(image_shape) == 1 and len(video_shape) == 1 and video_shape[0] % image_shape[0] == 0:
+    return "tile"
+  raise ValueError(f"cannot inflate parameter {key}: image shape {image_shape}, video shape "
+                   f"{video_shape}")
+
+
+def inflate_leaf(rule: str, image, video_shape: tuple[int, ...]):
+  if rule == "copy":
     return image
-  if image.ndim == 5 and image.shape[0] == 1 and image.shape[1:4] == tuple(target_shape[1:4]):
-    repeats, rest = divmod(target_shape[4], image.shape[4])
-    if not rest:
-      kernel = jnp.zeros(target_shape, image.dtype)
-      return kernel.at[-1].set(jnp.tile(image[0], (1, 1, 1, repeats)))
-  if image.ndim == 1 and target_shape[0] % image.shape[0] == 0:
-    return jnp.tile(image, target_shape[0] // image.shape[0])
-  raise ValueError(f"cannot inflate parameter {key}: image shape {image.shape}, video shape "
-                   f"{tuple(target_shape)}")
+  repeats = video_shape[-1] // image.shape[-1]
+  if rule == "tile":
+    return jnp.tile(image, repeats)
+  kernel = jnp.zeros(video_shape, image.dtype)
+  return kernel.at[-1].set(jnp.tile(image[0], (1, 1, 1, repeats)))
 
 
 def inflate_params(image_params, video_params):
   """Video-tokenizer params (shapes from `video_params`, e.g. an abstract tree) from image ones.
 
-  Both trees may be boxed (`nn.Partitioned`); the result is unboxed. Raises naming any parameter
-  that is missing from the image tree or cannot be inflated.
+  Both trees may be boxed (`nn.Partitioned`); the result is unboxed. Every parameter is checked
+  before anything is built; the error names any that is missing from the image tree or cannot be
+  inflated.
   """
   image = traverse_util.flatten_dict(nn.unbox(image_params), sep="/")
   video = traverse_util.flatten_dict(nn.unbox(video_params), sep="/")
-  out = {}
+  rules = {}
   for key, leaf in video.items():
     if key not in image:
       raise ValueError(f"cannot inflate parameter {key}: not in the image tokenizer's params")
-    out[key] = inflate_leaf(key, image[key], leaf.shape)
-  return traverse_util.unflatten_dict(out, sep="/")
+    rules[key] = inflation_rule(key, image[key].shape, leaf.shape)
+  return traverse_util.unflatten_dict(
+      {key: inflate_leaf(rules[key], image[key], video[key].shape) for key in video}, sep="/")

@@ -13,7 +13,7 @@ from tests.tokenizer.conftest import load
 
 def init(config, video):
   model = autoencoder.make_tokenizer(config.tokenizer)
-  return model, nn.unbox(model.init(jax.random.key(0), video[:, :1])["params"])
+  return model, nn.unbox(jax.jit(model.init)(jax.random.key(0), video[:, :1])["params"])
 
 
 def test_shapes_at_128px_without_compute(tiny_config):

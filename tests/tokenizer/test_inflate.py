@@ -15,11 +15,11 @@ def test_inflated_video_tokenizer_equals_per_frame_image_tokenizer(tiny_config):
   clip = jax.random.uniform(jax.random.key(0), (1, 5, 16, 16, 3), minval=-1, maxval=1)
   image_model = autoencoder.make_tokenizer(image_cfg)
   video_model = autoencoder.make_tokenizer(video_cfg)
-  image_params = nn.unbox(image_model.init(jax.random.key(1), clip[:, :1])["params"])
+  image_params = nn.unbox(jax.jit(image_model.init)(jax.random.key(1), clip[:, :1])["params"])
   image_params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(2), p.shape),
                               image_params)   # non-zero everywhere, so every slice matters
   video_params = inflate.inflate_params(
-      image_params, video_model.init(jax.random.key(3), clip[:, :1])["params"])
+      image_params, jax.eval_shape(video_model.init, jax.random.key(3), clip[:, :1])["params"])
 
   encoder = lambda m, x: m.encoder(x)
   z_video = jax.jit(lambda v: video_model.apply({"params": video_params}, v, method=encoder))(clip)
@@ -48,7 +48,8 @@ def test_inflation_rejects_mismatched_trees(tiny_config):
   wider.ch = 16
   shape = autoencoder.init_input_shape(video_cfg)
   x = jnp.zeros(shape)
-  image_params = autoencoder.make_tokenizer(wider).init(jax.random.key(0), x)["params"]
-  video_params = autoencoder.make_tokenizer(video_cfg).init(jax.random.key(0), x)["params"]
+  abstract = lambda cfg: jax.eval_shape(autoencoder.make_tokenizer(cfg).init, jax.random.key(0),
+                                        x)["params"]
+  image_params, video_params = abstract(wider), abstract(video_cfg)
   with pytest.raises(ValueError, match="cannot inflate parameter encoder/conv_in/kernel"):
     inflate.inflate_params(image_params, video_params)

@@ -50,7 +50,7 @@ def test_discriminator_outputs(kind, shape):
 
 def test_perceptual_weights_round_trip(tmp_path):
   frames = jax.random.uniform(jax.random.key(0), (1, 2, 32, 32, 3), minval=-1, maxval=1)
-  params = nn.unbox(perceptual.LPIPS().init(jax.random.key(1), frames[0], frames[0]))
+  params = nn.unbox(jax.jit(perceptual.LPIPS().init)(jax.random.key(1), frames[0], frames[0]))
   path = str(tmp_path / "lpips.npz")
   perceptual.save_params(path, params["params"])
   loaded = perceptual.load_params(path)
