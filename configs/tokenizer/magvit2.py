@@ -1,17 +1,18 @@
 """MAGVIT-v2-style video tokenizer configs: `configs/tokenizer/magvit2.py:<variant>`.
 
-| variant    | ch  | res blocks | z (codes)    | generator params | use                               |
-|------------|-----|------------|--------------|------------------|-----------------------------------|
-| loong_246m | 112 | 4          | 13 (8,192)   | 246.7M           | Loong's tokenizer size [Loong]    |
-| om2_video  | 128 | 4          | 18 (262,144) | 322.0M           | Open-MAGVIT2 video layout [OM2]   |
-| demo       | 16  | 1          | 12 (4,096)   | 0.5M             | 2 CPU cores, 64x64, minutes       |
-| tiny       | 8   | 1          | 6 (64)       | small            | unit tests                        |
+| variant    | ch | res blocks | z (codes)    | generator params | discriminator | use                  |
+|------------|----|------------|--------------|------------------|---------------|----------------------|
+| loong_246m | 96 | 7          | 13 (8,192)   | 251.6M (+2.3%)   | 14.4M         | Loong's size [Loong] |
+| om2_video  | 128| 4          | 18 (262,144) | 314.3M           | 14.4M         | Open-MAGVIT2 [OM2]   |
+| demo       | 16 | 1          | 12 (4,096)   | 2.9M             | 0.1M          | 2 CPU cores, 64x64   |
+| tiny       | 8  | 1          | 6 (64)       | 0.2M             | 0.1M          | unit tests           |
 
-loong_246m: with ch_mult=(1, 2, 2, 4) and 2 mid blocks, ch=112 with 4 res blocks per level gives
-246.7M generator parameters (ch=128 with 3 blocks: 255M; ch=96 with 4: 181M). om2_video is the
-Open-MAGVIT2 layout (ch=128, 4 res blocks, z=18) in this codebase's block structure; SPEC quotes
-~370M for the reference implementation, whose decoder has one more res block per level and its own
-norm / upsampler layers, so our count is lower.
+loong_246m: with ch_mult=(1, 2, 2, 4), 2 mid blocks and GroupNorm(32) (so ch is a multiple of 32),
+ch=96 with 7 res blocks per level gives 251.6M generator parameters, within 5% of Loong's 246M
+(ch=128 with 2 blocks: 225.5M, with 3: 269.8M; ch=96 with 6: 226.7M). om2_video is the
+Open-MAGVIT2 video layout (ch=128, 4 res blocks, z=18) in this codebase's block structure; SPEC
+quotes ~370M for the reference implementation, whose decoder has an extra res block per level and
+its own norm / upsampler layers, so our count is lower.
 
 All numbers live here; `--config.tokenizer.ch=...` etc. override them.
 """
@@ -104,7 +105,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       perceptual_weight=0.1,
       perceptual_weights_path="",              # local .npz of LPIPS-VGG weights; "" = term off
       gan_weight=0.3 if frames > 1 else 0.1,   # [OM2]: 0.1 image / 0.3 video
-      disc_start=100 if variant == "demo" else 2 if variant == "tiny" else 20_000,
+      disc_start={"demo": 400, "tiny": 2}.get(variant, 20_000),
       generator_loss="non_saturating",
       discriminator_loss="hinge",
       lecam_weight=0.001,
@@ -127,7 +128,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       steps=steps,
       log_every=25 if small else 100,
       checkpoint_every=200 if small else 5_000,
-      eval_clips=16 if small else 256,
+      eval_clips={"demo": 128, "tiny": 4}.get(variant, 256),  # enough tokens to see > K/2 codes
   )
   config.data = dict(
       folder="",                               # "" = built-in moving shapes; else a folder of videos

@@ -102,8 +102,9 @@ def generator_step(state: TokenizerState, batch, perceptual_params, *, config, u
   lc = config.loss
 
   def loss_fn(params):
-    (recon, aux), new_stats = model.apply({"params": params, **state.codebook_stats}, batch, True,
-                                          mutable=[quantizers.STATS])
+    (recon, aux), new_vars = model.apply({"params": params, quantizers.STATS: state.codebook_stats},
+                                         batch, True, mutable=[quantizers.STATS])
+    new_stats = new_vars.get(quantizers.STATS, {})
     rec = losses.reconstruction_loss(recon, batch, lc.reconstruction)
     total = lc.reconstruction_weight * rec + lc.quantizer_weight * aux["loss"]
     metrics = {"reconstruction_loss": rec, "psnr": losses.psnr(recon, batch),
@@ -187,5 +188,5 @@ def jit_train_step(config, state_shardings, mesh, use_gan: bool, perceptual_shar
 def reconstruct(params, codebook_stats, video, *, config):
   """`[B, T, H, W, 3]` -> (reconstruction clipped to [-1, 1], ids `[B, t, h, w]`), no updates."""
   model = autoencoder.make_tokenizer(config.tokenizer)
-  recon, aux = model.apply({"params": params, **codebook_stats}, video, False)
+  recon, aux = model.apply({"params": params, quantizers.STATS: codebook_stats}, video, False)
   return jnp.clip(recon, -1.0, 1.0), aux["indices"]

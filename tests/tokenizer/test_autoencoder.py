@@ -11,9 +11,14 @@ from loong_jax.train import state as state_lib
 from tests.tokenizer.conftest import load
 
 
-def init(config, video):
-  model = autoencoder.make_tokenizer(config.tokenizer)
-  return model, nn.unbox(jax.jit(model.init)(jax.random.key(0), video[:, :1])["params"])
+@pytest.fixture(scope="module")
+def tiny_model():
+  """The tiny tokenizer with jitted encoder / decoder / ids functions, shared by the tests below."""
+  model = autoencoder.make_tokenizer(load("tiny").tokenizer)
+  params = nn.unbox(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 1, 16, 16, 3)))["params"])
+  apply = lambda method: jax.jit(lambda x: model.apply({"params": params}, x, method=method))
+  return dict(encoder=apply(lambda m, x: m.encoder(x)), decoder=apply(lambda m, x: m.decoder(x)),
+              encode=apply(model.encode), decode=apply(model.decode))
 
 
 def test_shapes_at_128px_without_compute(tiny_config):
@@ -25,35 +30,29 @@ def test_shapes_at_128px_without_compute(tiny_config):
     assert ids.shape == (2, latent, 16, 16) and ids.dtype == jnp.int32
 
 
-def test_clip_and_image_ids_and_decode(tiny_config):
-  clip = jax.random.uniform(jax.random.key(0), (2, 17, 16, 16, 3), minval=-1, maxval=1)
-  model, params = init(tiny_config, clip)
-  encode = jax.jit(lambda p, v: model.apply({"params": p}, v, method=model.encode))
-  ids = encode(params, clip)
-  assert ids.shape == (2, 5, 2, 2) and ids.dtype == jnp.int32
+def test_clip_and_image_ids_and_decode(tiny_model, tiny_config):
+  clip = jax.random.uniform(jax.random.key(0), (1, 9, 16, 16, 3), minval=-1, maxval=1)
+  ids = tiny_model["encode"](clip)
+  assert ids.shape == (1, 3, 2, 2) and ids.dtype == jnp.int32
   k = tiny_config.tokenizer.quantizer.codebook_size
   assert 0 <= int(ids.min()) and int(ids.max()) < k
-  image_ids = encode(params, clip[:, :1])
-  assert image_ids.shape == (2, 1, 2, 2)
+  image_ids = tiny_model["encode"](clip[:, :1])
+  assert image_ids.shape == (1, 1, 2, 2)
   # The image path is the clip path restricted to frame 0 (causality).
   np.testing.assert_array_equal(image_ids[:, 0], ids[:, 0])
-  video = jax.jit(lambda p, i: model.apply({"params": p}, i, method=model.decode))(params, ids)
-  assert video.shape == (2, 17, 16, 16, 3)
+  assert tiny_model["decode"](ids).shape == (1, 9, 16, 16, 3)
 
 
-def test_encoder_and_decoder_are_causal(tiny_config):
+def test_encoder_and_decoder_are_causal(tiny_model):
   clip = jax.random.uniform(jax.random.key(1), (1, 9, 16, 16, 3), minval=-1, maxval=1)
-  model, params = init(tiny_config, clip)
-  encode = jax.jit(lambda v: model.apply({"params": params}, v, method=lambda m, x: m.encoder(x)))
-  z = encode(clip)
+  z = tiny_model["encoder"](clip)
   assert z.shape[1] == 3   # latents cover frames {0}, {1..4}, {5..8}
-  changed = encode(clip.at[:, 5].set(0.5))
+  changed = tiny_model["encoder"](clip.at[:, 5].set(0.5))
   np.testing.assert_allclose(z[:, :2], changed[:, :2], atol=1e-6)
   assert not np.allclose(z[:, 2], changed[:, 2])
-  decode = jax.jit(lambda q: model.apply({"params": params}, q, method=lambda m, x: m.decoder(x)))
   codes = jnp.sign(z)
-  out = decode(codes)
-  out_changed = decode(codes.at[:, 2].multiply(-1.0))
+  out = tiny_model["decoder"](codes)
+  out_changed = tiny_model["decoder"](codes.at[:, 2].multiply(-1.0))
   np.testing.assert_allclose(out[:, :5], out_changed[:, :5], atol=1e-6)
   assert not np.allclose(out[:, 5:], out_changed[:, 5:])
 

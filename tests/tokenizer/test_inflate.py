@@ -51,5 +51,5 @@ def test_inflation_rejects_mismatched_trees(tiny_config):
   abstract = lambda cfg: jax.eval_shape(autoencoder.make_tokenizer(cfg).init, jax.random.key(0),
                                         x)["params"]
   image_params, video_params = abstract(wider), abstract(video_cfg)
-  with pytest.raises(ValueError, match="cannot inflate parameter encoder/conv_in/kernel"):
+  with pytest.raises(ValueError, match="cannot inflate parameter .*: image shape"):
     inflate.inflate_params(image_params, video_params)
