@@ -124,7 +124,8 @@ class StepReport:
   alias_bytes: int           # outputs written in place of donated arguments
   temp_bytes: int            # activations, gradients, collectives' buffers
   code_bytes: int            # the compiled program
-  flops: float               # per device, including rematerialised forward passes
+  flops: float               # per device, from XLA's cost analysis (see `model_flops`)
+  model_flops: float         # per device, 6 N D + attention (PaLM's count; no remat)
   compile_s: float
 
   @property
@@ -168,6 +169,19 @@ def resolve_mesh(spec: str, config) -> dict:
   return dict(zip(sharding_lib.MESH_AXES, sizes))
 
 
+def model_flops(params, lm_config, batch_size: int, seq_len: int) -> float:
+  """Training FLOPs of one step over all devices: `(6 N + 12 layers seq heads head_dim)` per token.
+
+  N counts the parameters that multiply (everything but the embedding table), as in PaLM's MFU.
+  XLA's `cost_analysis()` counts the body of the scanned layer loop once, not once per layer, so
+  for a scanned model its number is far below this one.
+  """
+  embedding = params["embed"]["embedding"]
+  matmul_params = state_lib.count_params(params) - embedding.shape[0] * embedding.shape[1]
+  attention = 12 * lm_config.num_layers * seq_len * lm_config.num_heads * lm_config.head_dim
+  return float((6 * matmul_params + attention) * batch_size * seq_len)
+
+
 def compile_step(config, devices, mesh_config: dict, batch_size: int, seq_len: int) -> StepReport:
   """Lower and compile the sharded, donated LM train step for `devices`; nothing is allocated.
 
@@ -175,7 +189,8 @@ def compile_step(config, devices, mesh_config: dict, batch_size: int, seq_len: i
     ValueError: the batch does not split over the batch-sharding mesh axes.
     OutOfMemory: the compiler itself refused the program for lack of memory.
   """
-  model = transformer.Transformer(transformer.LMConfig.from_config(config.lm))
+  lm_config = transformer.LMConfig.from_config(config.lm)
+  model = transformer.Transformer(lm_config)
   mesh = sharding_lib.make_mesh(mesh_config, devices=devices)
   rules = sharding_lib.rules(config.sharding)
   shards = mesh.shape["data"] * mesh.shape["fsdp"]
@@ -212,6 +227,7 @@ def compile_step(config, devices, mesh_config: dict, batch_size: int, seq_len: i
       argument_bytes=memory.argument_size_in_bytes, output_bytes=memory.output_size_in_bytes,
       alias_bytes=memory.alias_size_in_bytes, temp_bytes=memory.temp_size_in_bytes,
       code_bytes=memory.generated_code_size_in_bytes, flops=float(cost.get("flops", 0.0)),
+      model_flops=model_flops(abstract.params, lm_config, batch_size, seq_len) / mesh.size,
       compile_s=compile_s)
 
 
@@ -261,7 +277,7 @@ def find_max_batch(measure: Callable[[int], StepReport], unit: int, capacity_byt
 
 TABLE_HEADER = ("| target | config | mesh (data, fsdp, tensor) | seq len | global batch | arguments "
                 "| outputs (aliased) | temporaries | program | total / device | capacity "
-                "| TFLOP / device | compile s |\n" + "|---" * 13 + "|")
+                "| model TFLOP / device | XLA TFLOP / device | compile s |\n" + "|---" * 14 + "|")
 
 
 def _size(n: float) -> str:
@@ -272,12 +288,13 @@ def table_row(target: str, config_name: str, report: StepReport,
               capacity_bytes: int | None) -> str:
   """One markdown row under `TABLE_HEADER`."""
   mesh = ", ".join(str(report.mesh[a]) for a in sharding_lib.MESH_AXES)
-  capacity = f"{capacity_bytes / GIB:.1f} GiB" if capacity_bytes else "-"
+  capacity = _size(capacity_bytes) if capacity_bytes else "-"
   return (f"| {target} | {config_name} | {mesh} | {report.seq_len} | {report.batch_size} "
           f"| {_size(report.argument_bytes)} "
           f"| {_size(report.output_bytes)} ({_size(report.alias_bytes)}) "
           f"| {_size(report.temp_bytes)} | {_size(report.code_bytes)} "
-          f"| {_size(report.total_bytes)} | {capacity} | {report.flops / 1e12:.2f} "
+          f"| {_size(report.total_bytes)} | {capacity} | {report.model_flops / 1e12:.2f} "
+          f"| {report.flops / 1e12:.2f} "
           f"| {report.compile_s:.0f} |")
 
 
@@ -336,6 +353,11 @@ def main(argv):
     report = measure(_BATCH.value or config.train.batch_size)
   print(TABLE_HEADER)
   print(table_row(target, config_name, report, capacity))
+  if _PLATFORM.value == "tpu":
+    seconds = report.model_flops / (chip.peak_tflops * 1e12)
+    tokens = report.batch_size * report.seq_len / len(devices)
+    print(f"at 100% MFU ({chip.peak_tflops:g} bf16 TFLOP/s per chip) a step takes "
+          f"{seconds:.2f} s: {tokens / seconds:,.0f} tokens/s per chip")
   if _JSON_OUT.value:
     with open(_JSON_OUT.value, "w") as f:
       json.dump({"target": target, "config": config_name, "device": device_name,
