@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -138,18 +139,21 @@ class OutOfMemory(RuntimeError):
   """The step needs more memory per device than the target has."""
 
 
+def _size(n: float) -> str:
+  return f"{n / GIB:.2f} GiB" if abs(n) >= GIB else f"{n / 2**20:.1f} MiB"
+
+
 def out_of_memory_message(report: StepReport, capacity_bytes: int, device: str) -> str:
   """The RESOURCE_EXHAUSTED message of a step that does not fit `capacity_bytes` per device."""
   need = report.total_bytes
   return (f"RESOURCE_EXHAUSTED: ran out of memory in memory space hbm. The train step at global "
           f"batch {report.batch_size} x seq_len {report.seq_len} on mesh {report.mesh} needs "
-          f"{need / GIB:.2f} GiB per device; a {device} has {capacity_bytes / GIB:.2f} GiB "
-          f"(exceeded by {(need - capacity_bytes) / GIB:.2f} GiB). Per device: arguments "
-          f"{report.argument_bytes / GIB:.2f} GiB (train state and batch), outputs "
-          f"{report.output_bytes / GIB:.2f} GiB ({report.alias_bytes / GIB:.2f} GiB in place of "
-          f"the donated state), temporaries {report.temp_bytes / GIB:.2f} GiB, program "
-          f"{report.code_bytes / GIB:.3f} GiB. Lower --batch_size, shard over more chips "
-          "(--mesh) or pick a larger --topology.")
+          f"{_size(need)} per device; a {device} has {_size(capacity_bytes)} (exceeded by "
+          f"{_size(need - capacity_bytes)}). Per device: arguments {_size(report.argument_bytes)} "
+          f"(train state and batch), outputs {_size(report.output_bytes)} "
+          f"({_size(report.alias_bytes)} in place of the donated state), temporaries "
+          f"{_size(report.temp_bytes)}, program {_size(report.code_bytes)}. Lower --batch_size, "
+          "shard over more chips (--mesh) or pick a larger --topology.")
 
 
 def resolve_mesh(spec: str, config) -> dict:
@@ -280,10 +284,6 @@ TABLE_HEADER = ("| target | config | mesh (data, fsdp, tensor) | seq len | globa
                 "| model TFLOP / device | XLA TFLOP / device | compile s |\n" + "|---" * 14 + "|")
 
 
-def _size(n: float) -> str:
-  return f"{n / GIB:.2f} GiB" if abs(n) >= GIB else f"{n / 2**20:.1f} MiB"
-
-
 def table_row(target: str, config_name: str, report: StepReport,
               capacity_bytes: int | None) -> str:
   """One markdown row under `TABLE_HEADER`."""
@@ -313,6 +313,23 @@ _MEMORY_GIB = flags.DEFINE_float("memory_gib", None,
 _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the report(s) as JSON here.")
 
 
+def _search_or_measure(measure, mesh_config, num_devices, capacity, device_name) -> StepReport:
+  """The `--batch_size` step, or with --find_max_batch the largest that fits `capacity`."""
+  if not _FIND.value:
+    return measure(_BATCH.value or _CONFIG.value.train.batch_size)
+  if capacity is None:
+    raise SystemExit("error: --find_max_batch on --platform=cpu needs --memory_gib")
+  mesh = sharding_lib.mesh_shape(mesh_config, num_devices)
+  report, attempts = find_max_batch(measure, mesh[0] * mesh[1], capacity, _MAX_BATCH.value)
+  print("tried global batch: " + ", ".join(
+      f"{b} {'fits' if ok else 'OOM'}" for b, ok, _ in attempts))
+  if report is None:
+    failed = attempts[0][2]
+    raise SystemExit(str(failed) if isinstance(failed, OutOfMemory)
+                     else out_of_memory_message(failed, capacity, device_name))
+  return report
+
+
 def main(argv):
   del argv
   config = _CONFIG.value
@@ -326,36 +343,33 @@ def main(argv):
   else:
     if not _TOPOLOGY.value:
       raise SystemExit("error: --topology is required with --platform=tpu, e.g. v5p-128")
-    devices, chip = tpu_devices(_TOPOLOGY.value)
-    target, device_name, capacity = _TOPOLOGY.value, devices[0].device_kind, chip.hbm_gib * GIB
+    try:
+      devices, chip = tpu_devices(_TOPOLOGY.value)
+    except ValueError as e:
+      raise SystemExit(f"error: {e}") from e
+    target, device_name = _TOPOLOGY.value, devices[0].device_kind
+    capacity = int(chip.hbm_gib * GIB)
   if _MEMORY_GIB.value:
     capacity = int(_MEMORY_GIB.value * GIB)
   seq_len = _SEQ_LEN.value or config.train.seq_len
-  mesh_config = resolve_mesh(_MESH.value, config)
+  try:
+    mesh_config = resolve_mesh(_MESH.value, config)
+  except ValueError as e:
+    raise SystemExit(f"error: {e}") from e
   config_name = flags.FLAGS["config"].config_filename
 
   def measure(batch):
     return compile_step(config, devices, mesh_config, batch, seq_len)
 
-  if _FIND.value:
-    if capacity is None:
-      raise SystemExit("error: --find_max_batch on --platform=cpu needs --memory_gib")
-    mesh = sharding_lib.mesh_shape(mesh_config, len(devices))
-    unit = mesh[0] * mesh[1]
-    report, attempts = find_max_batch(measure, unit, capacity, _MAX_BATCH.value)
-    print("tried global batch: " + ", ".join(
-        f"{b} {'fits' if ok else 'OOM'}" for b, ok, _ in attempts))
-    if report is None:
-      failed = attempts[0][2]
-      raise SystemExit(str(failed) if isinstance(failed, OutOfMemory)
-                       else out_of_memory_message(failed, capacity, device_name))
-  else:
-    report = measure(_BATCH.value or config.train.batch_size)
+  try:
+    report = _search_or_measure(measure, mesh_config, len(devices), capacity, device_name)
+  except (ValueError, OutOfMemory) as e:
+    raise SystemExit(f"error: {e}" if isinstance(e, ValueError) else str(e)) from e
   print(TABLE_HEADER)
   print(table_row(target, config_name, report, capacity))
   if _PLATFORM.value == "tpu":
     seconds = report.model_flops / (chip.peak_tflops * 1e12)
-    tokens = report.batch_size * report.seq_len / len(devices)
+    tokens = report.batch_size * report.seq_len / math.prod(report.mesh.values())
     print(f"at 100% MFU ({chip.peak_tflops:g} bf16 TFLOP/s per chip) a step takes "
           f"{seconds:.2f} s: {tokens / seconds:,.0f} tokens/s per chip")
   if _JSON_OUT.value:
