@@ -71,7 +71,9 @@ def _parse_like(current, text: str):
 
 
 def _field(config, key: str, spec: str):
-  """`(parent node, leaf name)` of `config.a.b` (`key`, with or without the leading `config.`)."""
+  """`(parent node, leaf name)` of the field `key` (`'config.a.b'`), naming a missing one."""
+  if not key.startswith("config."):
+    raise ValueError(f"{spec}: sweep field {key!r} must start with 'config.'")
   parts = key.removeprefix("config.").split(".")
   node, walked = config, "config"
   for part in parts:
@@ -119,8 +121,7 @@ def expand(spec: str, extra: list[str] | None = None) -> tuple[list[Run], list]:
     for key, value in point.items():
       parent, leaf = _field(config, key, spec)
       parent[leaf] = value
-    flags_out = [f"--{k if k.startswith('config.') else 'config.' + k}={_format(v)}"
-                 for k, v in point.items()]
+    flags_out = [f"--{key}={_format(value)}" for key, value in point.items()]
     for key, text in extra_overrides.items():
       parent, leaf = _field(config, key, spec)
       parent[leaf] = _parse_like(parent[leaf], text)
