@@ -77,7 +77,7 @@ trap 'rm -f "${archive}"' EXIT
 printf -v train_args ' %q' "$@"
 run="python3 -m ${module}${train_args}"
 if [[ "${detach}" -eq 1 ]]; then
-  run="setsid nohup ${run} > ~/loong-jax/train.log 2>&1 < /dev/null &"
+  run="{ setsid nohup ${run} > ~/loong-jax/train.log 2>&1 < /dev/null & }"
 fi
 remote="set -euo pipefail; rm -rf ~/loong-jax && mkdir -p ~/loong-jax \
 && tar -xzf ~/loong-jax.tar.gz -C ~/loong-jax && cd ~/loong-jax \

@@ -68,6 +68,16 @@ if [[ "$4" == scp ]]; then tar -tzf "$5" > {tmp_path}/archive.txt; fi
                       "--workdir=gs://bucket/run\\ one")
   packed = (tmp_path / "archive.txt").read_text().splitlines()
   assert "launch/tpu_pod.sh" in packed and "setup.cfg" in packed
+  # Detached: only the training process goes to the background, after the install.
+  log.unlink()
+  out = subprocess.run(
+      ["launch/tpu_pod.sh", "--name", "pod", "--zone", "z", "--detach", "--", "--workdir=gs://b"],
+      cwd=REPO, capture_output=True, text=True, timeout=60,
+      env=_env(PATH=f"{tmp_path}:{BASE_PATH}"))
+  assert out.returncode == 0, out.stderr
+  ssh = log.read_text().splitlines()[-1]
+  assert ssh.endswith("-e '.[tpu]' && { setsid nohup python3 -m loong_jax.train_lm "
+                      "--workdir=gs://b > ~/loong-jax/train.log 2>&1 < /dev/null & }")
 
 
 def test_slurm_script_starts_one_process_per_gpu_with_distributed_flags(tmp_path):
