@@ -335,8 +335,9 @@ def main(argv):
   config = _CONFIG.value
   if config is None:
     raise SystemExit("error: --config is required, e.g. --config=configs/lm/llama.py:7b")
+  # The live backend is always the CPU: a TPU topology is only a compile target.
+  jax.config.update("jax_platforms", "cpu")
   if _PLATFORM.value == "cpu":
-    jax.config.update("jax_platforms", "cpu")
     jax.config.update("jax_num_cpu_devices", _NUM_DEVICES.value)
     devices, target, device_name = jax.devices()[:_NUM_DEVICES.value], "cpu", "CPU device"
     capacity = None
