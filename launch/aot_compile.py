@@ -219,9 +219,15 @@ def compile_step(config, devices, mesh_config: dict, batch_size: int, seq_len: i
     try:
       compiled = step.lower(state, batch).compile()
     except Exception as e:  # noqa: BLE001  (XLA raises its runtime error type)
-      if "RESOURCE_EXHAUSTED" in str(e) or "Ran out of memory" in str(e):
-        raise OutOfMemory(f"global batch {batch_size} x seq_len {seq_len}: {e}") from e
-      raise
+      if "RESOURCE_EXHAUSTED" not in str(e) and "Ran out of memory" not in str(e):
+        raise
+      state_bytes = sum(math.prod(x.sharding.shard_shape(x.shape)) * x.dtype.itemsize
+                        for x in jax.tree.leaves(state))
+      raise OutOfMemory(
+          f"{e}\nThe train step at global batch {batch_size} x seq_len {seq_len} on mesh "
+          f"{dict(mesh.shape)} does not fit a {devices[0].device_kind}: the train state alone "
+          f"takes {_size(state_bytes)} per device, activations and gradients the rest. Lower "
+          "--batch_size, shard over more chips (--mesh) or pick a larger --topology.") from e
   compile_s = time.perf_counter() - start
   memory = compiled.memory_analysis()
   cost = compiled.cost_analysis()
@@ -298,29 +304,33 @@ def table_row(target: str, config_name: str, report: StepReport,
           f"| {report.compile_s:.0f} |")
 
 
-_CONFIG = cli.define_config_flag(None)
-_TOPOLOGY = flags.DEFINE_string("topology", None, "TPU slice, e.g. v5p-128, v5e-256, v4:4x4x4.")
-_PLATFORM = flags.DEFINE_enum("platform", "tpu", ["tpu", "cpu"],
-                              "tpu: compile for --topology through libtpu; cpu: fake CPU devices.")
-_NUM_DEVICES = flags.DEFINE_integer("num_devices", 8, "Fake CPU devices (--platform=cpu).")
-_MESH = flags.DEFINE_string("mesh", "fsdp", "'fsdp', 'config' or data,fsdp,tensor.")
-_SEQ_LEN = flags.DEFINE_integer("seq_len", None, "Sequence length (default config.train.seq_len).")
-_BATCH = flags.DEFINE_integer("batch_size", None, "Global batch (default config.train.batch_size).")
-_FIND = flags.DEFINE_bool("find_max_batch", False, "Search the largest global batch that fits.")
-_MAX_BATCH = flags.DEFINE_integer("max_batch_size", 4096, "Upper end of --find_max_batch.")
-_MEMORY_GIB = flags.DEFINE_float("memory_gib", None,
-                                 "Memory per device (default: the chip's HBM; none on cpu).")
-_JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the report(s) as JSON here.")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The command line (defined only when run as a program, so the module imports cleanly)."""
+  cli.define_config_flag(None)
+  flags.DEFINE_string("topology", None, "TPU slice, e.g. v5p-128, v5e-256, v4:4x4x4.")
+  flags.DEFINE_enum("platform", "tpu", ["tpu", "cpu"],
+                    "tpu: compile for --topology through libtpu; cpu: fake CPU devices.")
+  flags.DEFINE_integer("num_devices", 8, "Fake CPU devices (--platform=cpu).")
+  flags.DEFINE_string("mesh", "fsdp", "'fsdp', 'config' or data,fsdp,tensor.")
+  flags.DEFINE_integer("seq_len", None, "Sequence length (default config.train.seq_len).")
+  flags.DEFINE_integer("batch_size", None, "Global batch (default config.train.batch_size).")
+  flags.DEFINE_bool("find_max_batch", False, "Search the largest global batch that fits.")
+  flags.DEFINE_integer("max_batch_size", 4096, "Upper end of --find_max_batch.")
+  flags.DEFINE_float("memory_gib", None, "Memory per device (default: the chip's HBM; none on cpu).")
+  flags.DEFINE_string("json_out", None, "Also write the report as JSON here.")
 
 
 def _search_or_measure(measure, mesh_config, num_devices, capacity, device_name) -> StepReport:
   """The `--batch_size` step, or with --find_max_batch the largest that fits `capacity`."""
-  if not _FIND.value:
-    return measure(_BATCH.value or _CONFIG.value.train.batch_size)
+  if not FLAGS.find_max_batch:
+    return measure(FLAGS.batch_size or FLAGS.config.train.batch_size)
   if capacity is None:
     raise SystemExit("error: --find_max_batch on --platform=cpu needs --memory_gib")
   mesh = sharding_lib.mesh_shape(mesh_config, num_devices)
-  report, attempts = find_max_batch(measure, mesh[0] * mesh[1], capacity, _MAX_BATCH.value)
+  report, attempts = find_max_batch(measure, mesh[0] * mesh[1], capacity, FLAGS.max_batch_size)
   print("tried global batch: " + ", ".join(
       f"{b} {'fits' if ok else 'OOM'}" for b, ok, _ in attempts))
   if report is None:
@@ -332,32 +342,32 @@ def _search_or_measure(measure, mesh_config, num_devices, capacity, device_name)
 
 def main(argv):
   del argv
-  config = _CONFIG.value
+  config = FLAGS.config
   if config is None:
     raise SystemExit("error: --config is required, e.g. --config=configs/lm/llama.py:7b")
   # The live backend is always the CPU: a TPU topology is only a compile target.
   jax.config.update("jax_platforms", "cpu")
-  if _PLATFORM.value == "cpu":
-    jax.config.update("jax_num_cpu_devices", _NUM_DEVICES.value)
-    devices, target, device_name = jax.devices()[:_NUM_DEVICES.value], "cpu", "CPU device"
+  if FLAGS.platform == "cpu":
+    jax.config.update("jax_num_cpu_devices", FLAGS.num_devices)
+    devices, target, device_name = jax.devices()[:FLAGS.num_devices], "cpu", "CPU device"
     capacity = None
   else:
-    if not _TOPOLOGY.value:
+    if not FLAGS.topology:
       raise SystemExit("error: --topology is required with --platform=tpu, e.g. v5p-128")
     try:
-      devices, chip = tpu_devices(_TOPOLOGY.value)
+      devices, chip = tpu_devices(FLAGS.topology)
     except ValueError as e:
       raise SystemExit(f"error: {e}") from e
-    target, device_name = _TOPOLOGY.value, devices[0].device_kind
+    target, device_name = FLAGS.topology, devices[0].device_kind
     capacity = int(chip.hbm_gib * GIB)
-  if _MEMORY_GIB.value:
-    capacity = int(_MEMORY_GIB.value * GIB)
-  seq_len = _SEQ_LEN.value or config.train.seq_len
+  if FLAGS.memory_gib:
+    capacity = int(FLAGS.memory_gib * GIB)
+  seq_len = FLAGS.seq_len or config.train.seq_len
   try:
-    mesh_config = resolve_mesh(_MESH.value, config)
+    mesh_config = resolve_mesh(FLAGS.mesh, config)
   except ValueError as e:
     raise SystemExit(f"error: {e}") from e
-  config_name = flags.FLAGS["config"].config_filename
+  config_name = FLAGS["config"].config_filename
 
   def measure(batch):
     return compile_step(config, devices, mesh_config, batch, seq_len)
@@ -368,13 +378,13 @@ def main(argv):
     raise SystemExit(f"error: {e}" if isinstance(e, ValueError) else str(e)) from e
   print(TABLE_HEADER)
   print(table_row(target, config_name, report, capacity))
-  if _PLATFORM.value == "tpu":
+  if FLAGS.platform == "tpu":
     seconds = report.model_flops / (chip.peak_tflops * 1e12)
     tokens = report.batch_size * report.seq_len / math.prod(report.mesh.values())
     print(f"at 100% MFU ({chip.peak_tflops:g} bf16 TFLOP/s per chip) a step takes "
           f"{seconds:.2f} s: {tokens / seconds:,.0f} tokens/s per chip")
-  if _JSON_OUT.value:
-    with open(_JSON_OUT.value, "w") as f:
+  if FLAGS.json_out:
+    with open(FLAGS.json_out, "w") as f:
       json.dump({"target": target, "config": config_name, "device": device_name,
                  "capacity_bytes": capacity, "total_bytes": report.total_bytes,
                  **dataclasses.asdict(report)}, f, indent=1)
@@ -383,4 +393,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -201,26 +201,31 @@ def run_local(spec: str, root: str, runs: list[Run], configs: list) -> list[int]
   return returncodes
 
 
-_CONFIG = flags.DEFINE_string("config", None, "Config file with get_hyper(h), e.g. FILE:variant.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Root directory; one subdirectory per run.")
-_MODE = flags.DEFINE_enum("mode", "local", ["local", "print"], "Run here, or print submissions.")
-_TARGET = flags.DEFINE_enum("target", "tpu", ["tpu", "slurm"], "Launcher that --mode=print uses.")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The command line (defined only when run as a program, so the module imports cleanly)."""
+  flags.DEFINE_string("config", None, "Config file with get_hyper(h), e.g. FILE:variant.")
+  flags.DEFINE_string("workdir", None, "Root directory; one subdirectory per run.")
+  flags.DEFINE_enum("mode", "local", ["local", "print"], "Run here, or print submissions.")
+  flags.DEFINE_enum("target", "tpu", ["tpu", "slurm"], "Launcher that --mode=print uses.")
 
 
 def main(argv):
-  if not _CONFIG.value or not _WORKDIR.value:
+  if not FLAGS.config or not FLAGS.workdir:
     raise SystemExit("error: --config and --workdir are required")
   try:
-    runs, configs = expand(_CONFIG.value, argv[1:])
+    runs, configs = expand(FLAGS.config, argv[1:])
   except (ValueError, FileNotFoundError, TypeError) as e:
     raise SystemExit(f"error: {e}") from e
-  if _MODE.value == "print":
+  if FLAGS.mode == "print":
     for run in runs:
-      print(submit_command(_TARGET.value, _CONFIG.value, run, f"{_WORKDIR.value}/{run.name}"))
+      print(submit_command(FLAGS.target, FLAGS.config, run, f"{FLAGS.workdir}/{run.name}"))
     return
-  root = os.path.abspath(_WORKDIR.value)
+  root = os.path.abspath(FLAGS.workdir)
   os.makedirs(root, exist_ok=True)
-  returncodes = run_local(_CONFIG.value, root, runs, configs)
+  returncodes = run_local(FLAGS.config, root, runs, configs)
   summarize(root, runs, returncodes)
   print(open(os.path.join(root, "summary.md")).read(), end="")
   if any(returncodes):
@@ -228,4 +233,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

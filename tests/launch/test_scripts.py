@@ -93,13 +93,13 @@ done
   _fake(tmp_path, "fake-python", 'echo "gpu=${CUDA_VISIBLE_DEVICES} $*"\n')
   out = subprocess.run(
       ["bash", "launch/gpu_slurm.sbatch", "--config=configs/lm/llama.py:7b", "--workdir=/runs/a b"],
-      cwd=REPO, capture_output=True, text=True, timeout=60,
+      cwd=REPO, capture_output=True, text=True, timeout=120,
       env=_env(PATH=f"{tmp_path}:{BASE_PATH}", PYTHON=str(tmp_path / "fake-python"),
                SLURM_JOB_NODELIST="gpu-node-[1-2]", SLURM_JOB_ID="7", SLURM_NTASKS="4",
                SLURM_JOB_NUM_NODES="2"))
-  assert out.returncode == 0, out.stderr
+  assert out.returncode == 0, out.stdout + out.stderr
   lines = [line for line in out.stdout.splitlines() if line.startswith("gpu=")]
   assert lines == [
       f"gpu={4 + i % 2} -m loong_jax.train_lm --coordinator_address=gpu-node-1:12355 "
       f"--num_processes=4 --process_id={i} --config=configs/lm/llama.py:7b --workdir=/runs/a b"
-      for i in range(4)]
+      for i in range(4)], out.stdout + out.stderr
