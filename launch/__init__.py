@@ -1,1 +1,1 @@
-"""Launchers: ahead-of-time compile for a TPU topology, config sweeps, pod / SLURM / local scripts."""
+"""Launchers: AOT compile for a TPU topology, config sweeps, pod / SLURM / local scripts."""

@@ -285,7 +285,8 @@ def find_max_batch(measure: Callable[[int], StepReport], unit: int, capacity_byt
   return best, attempts
 
 
-TABLE_HEADER = ("| target | config | mesh (data, fsdp, tensor) | seq len | global batch | arguments "
+TABLE_HEADER = ("| target | config | mesh (data, fsdp, tensor) | seq len | global batch "
+                "| arguments "
                 "| outputs (aliased) | temporaries | program | total / device | capacity "
                 "| model TFLOP / device | XLA TFLOP / device | compile s |\n" + "|---" * 14 + "|")
 
@@ -319,7 +320,8 @@ def define_flags():
   flags.DEFINE_integer("batch_size", None, "Global batch (default config.train.batch_size).")
   flags.DEFINE_bool("find_max_batch", False, "Search the largest global batch that fits.")
   flags.DEFINE_integer("max_batch_size", 4096, "Upper end of --find_max_batch.")
-  flags.DEFINE_float("memory_gib", None, "Memory per device (default: the chip's HBM; none on cpu).")
+  flags.DEFINE_float("memory_gib", None,
+                     "Memory per device (default: the chip's HBM; none on cpu).")
   flags.DEFINE_string("json_out", None, "Also write the report as JSON here.")
 
 

@@ -41,7 +41,8 @@ fi
 
 python="${PYTHON:-python3}"
 if [[ -z "${port}" ]]; then
-  port="$("${python}" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  port="$("${python}" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')"
 fi
 if [[ -z "${log_dir}" ]]; then
   log_dir="$(mktemp -d "${TMPDIR:-/tmp}/loong-jax-local.XXXXXX")"
@@ -56,7 +57,8 @@ stop_all() {
 }
 trap 'stop_all; exit 130' INT TERM
 
-echo "${processes} processes x ${devices} CPU devices, coordinator 127.0.0.1:${port}, logs in ${log_dir}"
+echo "${processes} processes x ${devices} CPU devices, coordinator 127.0.0.1:${port}," \
+  "logs in ${log_dir}"
 for ((i = 0; i < processes; i++)); do
   JAX_PLATFORMS=cpu \
   XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=${devices}" \

@@ -47,7 +47,8 @@ if [[ -z "${name}" || -z "${zone}" ]]; then
   usage
 fi
 if [[ $# -eq 0 ]]; then
-  echo "error: give the training flags after --, e.g. -- --config=FILE:variant --workdir=gs://..." >&2
+  echo "error: give the training flags after --, e.g." \
+    "-- --config=FILE:variant --workdir=gs://..." >&2
   usage
 fi
 
@@ -85,5 +86,6 @@ remote="set -euo pipefail; rm -rf ~/loong-jax && mkdir -p ~/loong-jax \
 "${gcloud_tpu[@]}" ssh "${name}" --worker=all "${where[@]}" --command="${remote}"
 if [[ "${detach}" -eq 1 ]]; then
   echo "started on every worker of ${name}; follow with:"
-  echo "  gcloud compute tpus tpu-vm ssh ${name} --zone=${zone} --worker=0 --command='tail -f ~/loong-jax/train.log'"
+  echo "  gcloud compute tpus tpu-vm ssh ${name} --zone=${zone} --worker=0" \
+    "--command='tail -f ~/loong-jax/train.log'"
 fi
