@@ -61,7 +61,7 @@ def bench_config(name: str, steps: int, peak: float) -> dict:
   lm_cfg = transformer.LMConfig.from_config(config.lm)
   model = transformer.Transformer(lm_cfg)
   mesh, rules = sharding.make_mesh(config.mesh), sharding.rules(config.sharding)
-  tx = state_lib.make_optimizer(config.optim, 1_000)
+  tx = state_lib.make_optimizer(config.optim, config.train.steps)
   dummy = jnp.zeros((1, 8), jnp.int32)
   state, shardings = state_lib.create_sharded_state(
       lambda k: model.init(k, dummy)["params"], model.apply, tx, jax.random.key(0), mesh, rules,
