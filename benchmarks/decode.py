@@ -14,7 +14,8 @@ float32 on CPU, every slot sampled from the whole vocabulary (`decode.free_plan`
   extrapolated linearly to `--new_tokens` (every step costs the same full forward).
 * `hf`: transformers `LlamaForCausalLM.generate` (sdpa attention, its dynamic KV cache, PyTorch
   CPU float32, `torch.get_num_threads()` threads) on the weights exported by
-  `convert.hf_llama.export_hf`, with `min_new_tokens = max_new_tokens` so it never stops early.
+  `convert.hf_llama.export_hf`, with `min_new_tokens = max_new_tokens` so it never stops early;
+  in a child process (see `HFWorker`), timed there.
 
 Every figure is the wall time of the whole call, prompt processing included (as `generate`
 measures it), after one warm-up call: `ms_per_token` = time / new tokens (one decoding step of the
@@ -28,6 +29,8 @@ import argparse
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -85,26 +88,52 @@ def jax_systems(model, params, vocab, prompts, new_tokens: int, nocache_tokens: 
   }
 
 
-def hf_system(params, lm_config, prompts, new_tokens: int, top_k: int, workdir: str):
+class HFWorker:
+  """transformers `generate` in a child process, timed on request.
+
+  PyTorch's OpenMP threads spin after each parallel region and XLA's pool does the same; in one
+  process each framework's spinning threads steal the 2 cores from the other's timed run.
+  """
+
+  def __init__(self, params, lm_config, prompts, new_tokens: int, top_k: int, workdir: str):
+    hf_llama.export_hf(params, lm_config, workdir, "float32",
+                       max_position_embeddings=prompts.shape[1] + new_tokens)
+    np.save(os.path.join(workdir, "prompts.npy"), prompts)
+    self.proc = subprocess.Popen(
+        [sys.executable, __file__, "--hf_worker", workdir, "--new_tokens", str(new_tokens),
+         "--top_k", str(top_k), "--out", os.devnull],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    self.note = self.proc.stdout.readline().strip()
+
+  def __call__(self) -> float:
+    self.proc.stdin.write("run\n")
+    self.proc.stdin.flush()
+    return float(self.proc.stdout.readline())
+
+  def close(self):
+    self.proc.stdin.close()
+    self.proc.wait()
+
+
+def hf_worker(workdir: str, new_tokens: int, top_k: int):
+  """The child's loop: load the exported model, answer each `run` line with seconds taken."""
   import torch  # the comparison's dependency only: not needed by the package
   import transformers
 
-  hf_llama.export_hf(params, lm_config, workdir, "float32",
-                     max_position_embeddings=prompts.shape[1] + new_tokens)
   model = transformers.LlamaForCausalLM.from_pretrained(workdir, dtype=torch.float32,
                                                         attn_implementation="sdpa").eval()
-  inputs = torch.from_numpy(prompts.astype(np.int64))
+  inputs = torch.from_numpy(np.load(os.path.join(workdir, "prompts.npy")).astype(np.int64))
   mask = torch.ones_like(inputs)
-
-  def run():
+  print(f"transformers {transformers.__version__}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads", flush=True)
+  for _ in sys.stdin:
     torch.manual_seed(0)
+    start = time.perf_counter()
     with torch.inference_mode():
       model.generate(inputs, attention_mask=mask, do_sample=True, top_k=top_k, top_p=1.0,
                      temperature=1.0, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                      use_cache=True, pad_token_id=0, eos_token_id=None)
-
-  return run, f"transformers {transformers.__version__}, torch {torch.__version__}, " \
-              f"{torch.get_num_threads()} threads"
+    print(time.perf_counter() - start, flush=True)
 
 
 def bench_config(size: str, batch_sizes, args) -> list[dict]:
@@ -121,21 +150,23 @@ def bench_config(size: str, batch_sizes, args) -> list[dict]:
       prompts = rng.integers(0, vocab.text_size, (batch, args.prompt_len)).astype(np.int32)
       systems = jax_systems(model, params, vocab, prompts, args.new_tokens, args.nocache_tokens,
                             args.top_k)
-      systems = {name: (lambda f=f: jax.block_until_ready(f()), k)
+      systems = {name: (lambda f=f: _timed(lambda: jax.block_until_ready(f())), k)
                  for name, (f, k) in systems.items()}
       notes = {name: "" for name in systems}
       notes["jax_nocache"] = f"timed over {args.nocache_tokens} tokens, extrapolated"
+      worker = None
       if args.hf:
-        run, notes["hf"] = hf_system(jax.device_get(params), lm_fields, prompts, args.new_tokens,
-                                     args.top_k, hf_dir)
-        systems["hf"] = (run, 1.0)
+        worker = HFWorker(jax.device_get(params), lm_fields, prompts, args.new_tokens,
+                          args.top_k, hf_dir)
+        systems["hf"], notes["hf"] = (worker, 1.0), worker.note
       for name, (fn, _) in systems.items():
-        compile_s = _timed(fn)
-        print(f"  {size} b={batch} {name}: warm-up {compile_s:.1f}s", flush=True)
+        print(f"  {size} b={batch} {name}: warm-up {fn():.1f}s", flush=True)
       times = {name: [] for name in systems}
       for _ in range(args.repeats):
         for name, (fn, factor) in systems.items():
-          times[name].append(_timed(fn) * factor)
+          times[name].append(fn() * factor)
+      if worker is not None:
+        worker.close()
       for name, samples in times.items():
         best = min(samples)
         new = 1 if name == "jax_prefill" else args.new_tokens
@@ -148,14 +179,14 @@ def bench_config(size: str, batch_sizes, args) -> list[dict]:
 
 def print_table(rows):
   print(f"{'config':<7}{'batch':>6}  {'system':<12}{'best s':>9}{'ms/token':>10}{'tokens/s':>10}"
-        f"{'vs hf':>7}  all rounds (s)")
+        f"{'vs hf':>8}  all rounds (s)")
   hf = {(r["config"], r["batch"]): r["tokens_per_s"] for r in rows if r["system"] == "hf"}
   for r in rows:
     ratio = hf.get((r["config"], r["batch"]))
     ratio = f"{r['tokens_per_s'] / ratio:.2f}x" if ratio and r["system"] != "jax_prefill" else ""
     rounds = " ".join(f"{s:.2f}" for s in r["seconds"])
     print(f"{r['config']:<7}{r['batch']:>6}  {r['system']:<12}{r['best_s']:>9.2f}"
-          f"{r['ms_per_token']:>10.1f}{r['tokens_per_s']:>10.1f}{ratio:>7}  {rounds}  {r['note']}")
+          f"{r['ms_per_token']:>10.1f}{r['tokens_per_s']:>10.1f}{ratio:>8}  {rounds}  {r['note']}")
 
 
 def main():
@@ -169,7 +200,11 @@ def main():
   parser.add_argument("--repeats", type=int, default=2)
   parser.add_argument("--no_hf", dest="hf", action="store_false", help="skip transformers")
   parser.add_argument("--out", required=True, help="JSON file for the rows")
+  parser.add_argument("--hf_worker", help=argparse.SUPPRESS)  # internal: the child process
   args = parser.parse_args()
+  if args.hf_worker:
+    hf_worker(args.hf_worker, args.new_tokens, args.top_k)
+    return
   batch_sizes = [int(b) for b in args.batches.split(",")]
   rows = []
   for size in args.configs.split(","):
