@@ -1,10 +1,11 @@
-"""Text to video: `python -m loong_jax.generate --workdir RUN --prompt "..." --seconds 60 --out v.mp4`.
+"""Text to video: `python -m loong_jax.generate --workdir RUN --prompt "..." --out v.mp4`.
 
 Loads the LM parameters of a `train_lm` run (the latest orbax checkpoint under RUN/checkpoints;
 only `params` is read), the text tokenizer (SentencePiece, `inference.text_model` or
 RUN/text.model) and the video tokenizer (`inference.tokenizer_config` + `inference.tokenizer_dir`),
 then generates clip by clip (`inference/long_video.py`) and writes an mp4 and a gif per prompt.
 
+  --seconds S           any length (60 s at 6.5 fps = 390 frames = 8 clips of 17 latent frames)
   --prompts_file FILE   one prompt per line, generated as one batch; outputs get a _000 suffix
   --seed N              the same seed, prompts and config give the same video
   --config configs/inference.py:<size>   sampling, clip and size settings (see that file)

@@ -2,7 +2,6 @@
 determinism, sharding, compile caching."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
