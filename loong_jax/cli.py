@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 
@@ -59,5 +59,11 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def run(main):
-  """`absl.app.run(main)` with the config-aware flag parser."""
+  """`absl.app.run(main)` with the config-aware flag parser.
+
+  Library INFO logs (orbax writes several lines per checkpoint) are hidden unless `--verbosity`
+  is given; progress goes to stdout through `train.metrics`.
+  """
+  if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
+    logging.set_verbosity(logging.WARNING)
   app.run(main, flags_parser=parse_flags)

@@ -181,6 +181,31 @@ def frame_index(sequence, vocab: Vocab) -> np.ndarray:
   return np.where(inside, starts - 1, -1).astype(np.int32)
 
 
+def mm_rope_positions(sequence, vocab: Vocab, frame_width: int,
+                      scale: tuple[int, int, int] = (4, 8, 8)) -> np.ndarray:
+  """3D rotary positions `[..., L, 3]` (t, h, w) for MM-RoPE [Lumos].
+
+  Text and special tokens (including `<boi>`/`<eoi>`) keep their 1D index on all three axes. The
+  video id at row r, column c of latent frame f gets `p0 + (scale_t * f, scale_h * r,
+  scale_w * c)`, p0 being the index of the sequence's first video id: positions count in pixel
+  frames and pixels (the tokenizer's 4x temporal and 8x spatial compression) and continue after
+  the text.
+  """
+  seq = np.asarray(sequence)
+  length = seq.shape[-1]
+  index = np.broadcast_to(np.arange(length), seq.shape)
+  out = np.repeat(index[..., None], 3, axis=-1).astype(np.int32)
+  is_video = vocab.is_video(seq)
+  frame = frame_index(seq, vocab)
+  # Offset of each video id inside its frame: count of video ids since the frame's <boi>.
+  boi_at = np.maximum.accumulate(np.where(seq == vocab.boi, index, -1), axis=-1)
+  offset = index - boi_at - 1
+  first = np.where(is_video.any(-1), is_video.argmax(-1), 0)[..., None]
+  video_pos = np.stack([scale[0] * frame, scale[1] * (offset // frame_width),
+                        scale[2] * (offset % frame_width)], axis=-1) + first[..., None]
+  return np.where(is_video[..., None], video_pos, out).astype(np.int32)
+
+
 def _trailing_count(seq: np.ndarray, value: int) -> int:
   not_value = np.flatnonzero(seq != value)
   return len(seq) if len(not_value) == 0 else len(seq) - 1 - not_value[-1]

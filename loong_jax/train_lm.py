@@ -1,104 +1,232 @@
 """Train the LM: `python -m loong_jax.train_lm --config configs/lm/llama.py:tiny --workdir DIR`.
 
-Builds the mesh from `config.mesh`, initialises the sharded train state, and runs the jitted,
-donated train step on the built-in token stream (`config.data.kind == 'token_stream'`). Writes
-`metrics.jsonl` and orbax checkpoints to DIR and resumes from the latest one when re-run.
+Builds the mesh from `config.mesh`, initialises the sharded train state, and runs the shared
+training loop (`train/loop.py`) on the built-in token stream (`config.data.kind ==
+'token_stream'`) or on pre-tokenized shards (`'shards'`, the curriculum stages). Writes
+`config.json`, `metrics.jsonl`, TensorBoard events and orbax checkpoints
+(state + data position) to DIR, and resumes exactly from the latest checkpoint when re-run.
+
+Multi-host: pass `--coordinator_address`, `--num_processes`, `--process_id` (see
+`launch/local_multiprocess.sh`), or nothing on a TPU pod / under SLURM, where
+`jax.distributed.initialize()` reads the environment.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import time
 
 import jax
-import orbax.checkpoint as ocp
-from absl import flags, logging
+import jax.numpy as jnp
+from absl import flags
 
 from loong_jax import cli, tokens
 from loong_jax import sharding as sharding_lib
-from loong_jax.data import token_stream
+from loong_jax.data import pipeline, token_stream
+from loong_jax.llm import attention as attn_lib
 from loong_jax.llm import transformer
-from loong_jax.train import lm_step
+from loong_jax.train import ardf
+from loong_jax.train import checkpoint as checkpoint_lib
+from loong_jax.train import lm_step, loop
 from loong_jax.train import state as state_lib
 
 _CONFIG = cli.define_config_flag("configs/lm/llama.py:tiny")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (metrics, checkpoints).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0, for multi-process runs.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+
+
+def initialize_distributed(coordinator: str | None, num_processes: int | None,
+                           process_id: int | None):
+  """`jax.distributed.initialize` from flags, or from the TPU-pod / SLURM environment."""
+  if coordinator or (num_processes or 1) > 1:
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                               process_id=process_id)
+  elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 or "TPU_WORKER_HOSTNAMES" in os.environ:
+    jax.distributed.initialize()
 
 
 def build(config):
-  """Model, mesh, rules, sharded state and jitted step for `config`."""
+  """Model, mesh, rules, sharded state, state shardings and the jitted step for `config`."""
   lm_config = transformer.LMConfig.from_config(config.lm)
   model = transformer.Transformer(lm_config)
   mesh = sharding_lib.make_mesh(config.mesh)
   rules = sharding_lib.rules(config.sharding)
-  if config.train.batch_size % (mesh.shape["data"] * mesh.shape["fsdp"]):
+  batch_split = mesh.shape["data"] * mesh.shape["fsdp"] * config.train.grad_accum_steps
+  if config.train.batch_size % batch_split:
     raise ValueError(f"config.train.batch_size={config.train.batch_size} must be divisible by "
-                     f"the batch-sharding mesh axes data*fsdp="
-                     f"{mesh.shape['data'] * mesh.shape['fsdp']}")
+                     f"data*fsdp*grad_accum_steps={batch_split}")
   tx = state_lib.make_optimizer(config.optim, config.train.steps)
-  dummy = jax.numpy.zeros((1, config.train.seq_len), jax.numpy.int32)
+  dummy = jnp.zeros((1, config.train.seq_len), jnp.int32)
   state, shardings = state_lib.create_sharded_state(
       lambda key: model.init(key, dummy)["params"], model.apply, tx,
       jax.random.key(config.train.seed), mesh, rules, config.sharding.max_replicated_fraction)
-  step_fn = lm_step.jit_train_step(shardings, mesh, rules, z_loss=config.train.z_loss)
+  step_fn = lm_step.jit_train_step(shardings, mesh, rules, z_loss=config.train.z_loss,
+                                   grad_accum_steps=config.train.grad_accum_steps,
+                                   batch_keys=batch_keys(lm_config),
+                                   batch_transform=objective_transform(config, lm_config),
+                                   seed=config.train.seed)
   return model, mesh, rules, state, shardings, step_fn
 
 
-def train(config, workdir: str) -> list[dict]:
-  """Train for `config.train.steps`; returns the logged metric rows."""
-  if config.data.kind != "token_stream":
-    raise ValueError(f"config.data.kind={config.data.kind!r}: train_lm reads 'token_stream'")
+def data_source(config, vocab: tokens.Vocab, seed: int):
+  """This host's batches, `{inputs, targets, weights, frame}` `[B / P, L]`, from `config.data`.
+
+  `token_stream`: the built-in stream (`data/token_stream.py`); `shards`: pre-tokenized ArrayRecord
+  shards mixed per curriculum stage (`data/pipeline.py`).
+  """
+  if config.data.kind == "token_stream":
+    return token_stream.dataset(config.data, vocab, config.train.batch_size,
+                                config.train.seq_len, seed, jax.process_index(),
+                                jax.process_count()).to_iter_dataset()
+  if config.data.kind == "shards":
+    data = config.data.copy_and_resolve_references()
+    with data.unlocked():
+      data.seed = seed
+    return pipeline.make_pipeline(data, vocab)
+  raise ValueError(f"config.data.kind={config.data.kind!r}; known: 'token_stream', 'shards'")
+
+
+def with_layout(batch, keys, vocab: tokens.Vocab, frame_width: int):
+  """Keep the step's `keys`, adding the layout arrays the model needs: `input_frame` (latent
+  frame of each input) and `positions` (MM-RoPE `[B, L, 3]`), both derived from `inputs`."""
+  if "input_frame" in keys:
+    batch["input_frame"] = tokens.frame_index(batch["inputs"], vocab)
+  if "positions" in keys:
+    batch["positions"] = tokens.mm_rope_positions(batch["inputs"], vocab, frame_width)
+  return {k: batch[k] for k in keys}
+
+
+def _eval_fn(config, vocab, model, mesh):
+  """Mean loss over `train.eval_batches` held-out batches (another seed of the data)."""
+  keys = batch_keys(model.config)
+  batches = data_source(config, vocab, config.train.seed + 1).map(
+      lambda b: with_layout(b, keys, vocab, config.data.frame_width))
+  step = jax.jit(functools.partial(lm_step.eval_step, apply_fn=model.apply))
+
+  def evaluate(state):
+    it = iter(batches)
+    losses = [step(state.params, loop.to_global(next(it), mesh))["loss"]
+              for _ in range(config.train.eval_batches)]
+    return {"eval_loss": float(jnp.mean(jnp.stack(losses)))}
+  return evaluate
+
+
+def stage_dirs(config, workdir: str) -> tuple[str, str | None]:
+  """`(run directory, previous stage's directory or None)` for a curriculum config."""
+  if "stage" not in config:
+    return workdir, None
+  run_dir = os.path.join(workdir, f"stage{config.stage}")
+  previous = config.init.from_workdir or (
+      os.path.join(workdir, f"stage{config.stage - 1}") if config.stage > 1 else None)
+  return run_dir, previous
+
+
+def init_from_previous_stage(config, state, previous: str, run_dir: str):
+  """Start a stage from the previous stage's final weights; record the lineage."""
+  source = checkpoint_lib.Checkpointer(os.path.join(previous, "checkpoints"), save_every=1,
+                                       keep_last=1)
+  try:
+    step = source.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"config.init.from_workdir: no checkpoint in {previous} to start "
+                              f"stage {config.stage} from; train stage {config.stage - 1} first")
+    restored = source.restore(state, step=step)
+  finally:
+    source.close()
+  reset = config.init.reset_optimizer
+  state = state.replace(params=restored.params,
+                        opt_state=state.opt_state if reset else restored.opt_state)
+  if jax.process_index() == 0:
+    with open(os.path.join(run_dir, "lineage.json"), "w") as f:
+      json.dump({"stage": config.stage, "from_workdir": os.path.abspath(previous),
+                 "from_step": step, "reset_optimizer": reset}, f, indent=1)
+    print(f"stage {config.stage}: starting from {previous} step {step} "
+          f"({'fresh' if reset else 'kept'} optimizer state)", flush=True)
+  return state
+
+
+def batch_keys(lm_config: transformer.LMConfig) -> tuple[str, ...]:
+  """The batch arrays the step reads for this model."""
+  keys = lm_step.BATCH_KEYS + ("frame",)
+  if lm_config.rope == "mm_rope":
+    keys += ("positions",)
+  if lm_config.attention_mask in attn_lib.FRAME_MASKS:
+    keys += ("input_frame",)
+  return keys
+
+
+def max_latent_frames(config) -> int:
+  if config.data.kind == "token_stream":
+    return max(frames for frames, _ in config.data.clip_mix)
+  return max(tokens.latent_frames(src["max_frames"]) for src in config.data.sources)
+
+
+def objective_transform(config, lm_config: transformer.LMConfig):
+  """`None` for next-token prediction; the in-step AR-DF masking for `train.objective='ardf'`."""
+  objective = config.train.objective
+  if objective == "next_token":
+    return None
+  if objective != "ardf":
+    raise ValueError(f"config.train.objective={objective!r}; known: 'next_token', 'ardf'")
+  if lm_config.attention_mask != "frame_bidirectional":
+    raise ValueError("config.train.objective='ardf' predicts tokens at their own position and "
+                     "needs config.lm.attention_mask='frame_bidirectional'")
   vocab = tokens.Vocab(config.vocab.text_size, config.vocab.video_size)
-  _, mesh, rules, state, shardings, step_fn = build(config)
+  return functools.partial(
+      ardf.ardf_batch, mask_id=vocab.mask, kind=config.train.ardf.mask_kind,
+      min_ratio=config.train.ardf.min_ratio, tokens_per_frame=config.data.frame_width**2,
+      video_range=(vocab.video_offset, vocab.special_offset), boi_id=vocab.boi,
+      max_frames=max_latent_frames(config))
+
+
+def train(config, workdir: str) -> loop.LoopResult:
+  """Train (or resume) until `config.train.steps`; a curriculum stage trains in WORKDIR/stageK."""
+  vocab = tokens.Vocab(config.vocab.text_size, config.vocab.video_size)
+  model, mesh, rules, state, _, step_fn = build(config)
+  workdir, previous = stage_dirs(config, workdir)
   os.makedirs(workdir, exist_ok=True)
-  manager = ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), "checkpoints"),
-      options=ocp.CheckpointManagerOptions(max_to_keep=2,
-                                           save_interval_steps=config.train.checkpoint_every))
-  saved = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
-  if manager.latest_step() is not None:
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, saved)
-    saved = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(target))
-    state = state.replace(**saved)
-    logging.info("resumed from step %d", int(state.step))
-  first = int(state.step)
-  stream = token_stream.batches(config.data, vocab, config.train.batch_size,
-                                config.train.seq_len, config.train.seed, start=first)
-  rows, tick = [], time.perf_counter()
-  with sharding_lib.mesh_context(mesh, rules), open(os.path.join(workdir, "metrics.jsonl"),
-                                                      "a") as log:
-    for step in range(first, config.train.steps):
-      batch = next(stream)
-      state, metrics = step_fn(state, batch)
-      done = step + 1
-      if done % config.train.log_every == 0 or done == config.train.steps:
-        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        elapsed, tick = time.perf_counter() - tick, time.perf_counter()
-        steps_run = done - (rows[-1]["step"] if rows else first)
-        row = {"step": done, **metrics,
-               "tokens_per_s": steps_run * batch["inputs"].size / elapsed}
-        rows.append(row)
-        log.write(json.dumps(row) + "\n")
-        log.flush()
-        print(f"step {done:6d}  loss {row['loss']:.4f}  grad_norm {row['grad_norm']:.3f}  "
-              f"{row['tokens_per_s']:.0f} tokens/s", flush=True)
-      manager.save(done, args=ocp.args.StandardSave(
-          {"params": state.params, "opt_state": state.opt_state, "step": state.step}),
-          force=done == config.train.steps)
-  manager.wait_until_finished()
-  manager.close()
-  return rows
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=1))
+  keys = batch_keys(model.config)
+  data = iter(data_source(config, vocab, config.train.seed).map(
+      lambda b: with_layout(b, keys, vocab, config.data.frame_width)))
+  cfg = config.train
+  checkpointer = checkpoint_lib.Checkpointer(
+      os.path.join(workdir, "checkpoints"), save_every=cfg.checkpoint_every,
+      keep_last=cfg.keep_last, keep_every=cfg.keep_every)
+  if previous and checkpointer.latest_step() is None:
+    state = init_from_previous_stage(config, state, previous, workdir)
+  tokens_per_batch = cfg.batch_size * cfg.seq_len
+  flops = loop.model_flops_per_token(model.config, state_lib.count_params(state.params),
+                                     cfg.seq_len) * tokens_per_batch
+  try:
+    return loop.train_loop(
+        state=state, step_fn=step_fn, data=data, mesh=mesh, axis_rules=rules, train_config=cfg,
+        workdir=workdir, checkpointer=checkpointer, tokens_per_batch=tokens_per_batch,
+        flops_per_batch=flops,
+        eval_fn=_eval_fn(config, vocab, model, mesh) if cfg.eval_every else None)
+  finally:
+    checkpointer.close()
 
 
 def main(argv):
   del argv
   if not _WORKDIR.value:
     raise SystemExit("error: --workdir is required")
-  rows = train(_CONFIG.value, _WORKDIR.value)
-  if rows:
-    print(f"final loss {rows[-1]['loss']:.4f} after {rows[-1]['step']} steps "
-          f"(metrics in {os.path.join(_WORKDIR.value, 'metrics.jsonl')})")
+  initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  result = train(_CONFIG.value, _WORKDIR.value)
+  if result.preempted:
+    print(f"preempted: checkpoint saved at step {int(result.state.step)}", flush=True)
+  elif result.history and jax.process_index() == 0:
+    last = result.history[-1]
+    run_dir, _ = stage_dirs(_CONFIG.value, _WORKDIR.value)
+    print(f"final loss {last['loss']:.4f} after {last['step']} steps "
+          f"(metrics in {os.path.join(run_dir, 'metrics.jsonl')})")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,7 @@ def lm_config(size: str, vocab: ml_collections.ConfigDict) -> ml_collections.Con
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   size = arg or "tiny"
+  on_cpu = size in ("tiny", "bench")
   config = ml_collections.ConfigDict()
   config.vocab = dict(text_size=32_000, video_size=8_192)
   config.lm = lm_config(size, config.vocab)
@@ -93,15 +94,29 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       grad_clip_norm=1.0,
   )
   # The built-in token stream (loong_jax/data/token_stream.py) that train_lm uses on its own.
-  config.data = dict(kind="token_stream", latent_frames=5, frame_size=4, text_len=6,
-                     num_patterns=32)
+  # clip_mix: (latent frames, weight) pairs; 5 latent frames = a 17-frame clip.
+  config.data = dict(kind="token_stream", clip_mix=((5, 1.0),), frame_width=4, text_len=6,
+                     num_patterns=32, loss_weighting="first_frame", first_frame_weight=5.0)
   config.train = dict(
       seed=0,
       batch_size=8 if size == "tiny" else 256,
       seq_len=256 if size == "tiny" else 4_608,
       steps=200 if size == "tiny" else 100_000,
+      grad_accum_steps=1,
+      objective="next_token",       # or "ardf" (Lumos AR-DF; needs lm.attention_mask=
+                                    # "frame_bidirectional"), see loong_jax/train/ardf.py
+      ardf=dict(mask_kind="tube", min_ratio=0.7),
       z_loss=0.0,
-      log_every=20,
-      checkpoint_every=100,
+      log_every=20 if size == "tiny" else 100,
+      eval_every=100 if size == "tiny" else 2_000,   # 0: no evaluation
+      eval_batches=2,
+      checkpoint_every=100 if size == "tiny" else 1_000,
+      keep_last=2,
+      keep_every=ml_collections.FieldReference(None, field_type=int),  # also keep every K steps
+      max_consecutive_skips=5,      # non-finite steps in a row before the run stops
+      profile_steps=(),             # (first, last): a jax.profiler trace of that step window
+      debug_nan_steps=(),           # fault injection: these steps get NaN inputs
+      # For MFU: float32 matmul peak measured on the 2-core CPU (STACK_NOTES); TPU v5p bf16.
+      peak_flops_per_device=2.0e11 if on_cpu else 4.59e14,
   )
   return config

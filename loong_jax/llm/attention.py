@@ -2,7 +2,8 @@
 
 Masks are built from *sequence slots* (the order tokens enter the stream), never from rotary
 positions, so position schemes and mask schemes vary independently. `MASK_KINDS` is the seam for
-new masks: a mask function maps query slots `[Lq]` and key slots `[Lk]` to `[Lq, Lk]` booleans.
+new masks: a mask function maps query slots `[Lq]`, key slots `[Lk]` and optionally the tokens'
+latent frames (`[B, Lq]`, `[B, Lk]`) to `[B or 1, Lq, Lk]` booleans.
 
 The KV cache lives in the `'cache'` collection: `cached_key` / `cached_value`
 `[B, max_len, kv_heads, head_dim]` per layer. The slot counter and slot validity are kept once, by
@@ -21,18 +22,36 @@ from loong_jax.llm.rope import apply_rope
 from loong_jax.sharding import shard
 
 
-def causal_mask(q_slots: jax.Array, k_slots: jax.Array) -> jax.Array:
-  """`[Lq, Lk]`: a query sees keys at its own slot and before (Loong)."""
-  return k_slots[None, :] <= q_slots[:, None]
+def causal_mask(q_slots, k_slots, q_frames=None, k_frames=None) -> jax.Array:
+  """`[1, Lq, Lk]`: a query sees keys at its own slot and before (Loong)."""
+  del q_frames, k_frames
+  return (k_slots[None, :] <= q_slots[:, None])[None]
 
 
-MASK_KINDS = {"causal": causal_mask}
+def frame_bidirectional_mask(q_slots, k_slots, q_frames, k_frames) -> jax.Array:
+  """`[B, Lq, Lk]`: causal, plus full attention among the tokens of one latent frame [Lumos].
+
+  `q_frames` `[B, Lq]` / `k_frames` `[B, Lk]` give each token's latent frame (-1 outside frames,
+  `tokens.frame_index`): a token sees every token of its own `<boi>` .. `<eoi>` span, earlier
+  frames and the text, and no token of a later frame.
+  """
+  same_frame = (q_frames[:, :, None] == k_frames[:, None, :]) & (q_frames[:, :, None] >= 0)
+  return causal_mask(q_slots, k_slots) | same_frame
 
 
-def make_mask(kind: str, q_slots: jax.Array, k_slots: jax.Array) -> jax.Array:
+MASK_KINDS = {"causal": causal_mask, "frame_bidirectional": frame_bidirectional_mask}
+# Kinds that need the latent frame of every token (`frame_ids` in the model call).
+FRAME_MASKS = ("frame_bidirectional",)
+
+
+def make_mask(kind: str, q_slots, k_slots, q_frames=None, k_frames=None) -> jax.Array:
+  """`[B or 1, 1, Lq, Lk]` booleans (True = may attend) for the configured kind."""
   if kind not in MASK_KINDS:
     raise ValueError(f"config.lm.attention_mask={kind!r}; known: {sorted(MASK_KINDS)}")
-  return MASK_KINDS[kind](q_slots, k_slots)
+  if kind in FRAME_MASKS and (q_frames is None or k_frames is None):
+    raise ValueError(f"config.lm.attention_mask={kind!r} needs the latent frame of every "
+                     "token: pass frame_ids (tokens.frame_index) to the model")
+  return MASK_KINDS[kind](q_slots, k_slots, q_frames, k_frames)[:, None]
 
 
 def _einsum(shape, equation, names, config, name):
@@ -57,8 +76,9 @@ class Attention(nn.Module):
 
   @nn.compact
   def __call__(self, x, sin, cos, mask=None, cache_index=None):
-    """x `[B, L, D]`; sin/cos `[B, L, head_dim/2]`; in decode mode `mask` `[B, 1, L, max_len]`
-    and `cache_index` (int32 scalar: the slot of x's first token). Returns `[B, L, D]`."""
+    """x `[B, L, D]`; sin/cos `[B, L, head_dim/2]`; `mask` `[B or 1, 1, L, L_kv]` (None in
+    training: causal); in decode mode `cache_index` (int32 scalar: the slot of x's first token).
+    Returns `[B, L, D]`."""
     cfg = self.config
     heads, kv_heads, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     d = cfg.d_model
@@ -78,10 +98,11 @@ class Attention(nn.Module):
 
     if self.decode:
       k, v = self._update_cache(k, v, cache_index)
-      out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=cfg.attention_impl)
-    else:
+    if mask is None:  # plain causal training: lets cuDNN / XLA use their causal kernels
       out = jax.nn.dot_product_attention(q, k, v, is_causal=True,
                                          implementation=cfg.attention_impl)
+    else:
+      out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=cfg.attention_impl)
     out = shard(out, ("activation_batch", "activation_length", "activation_heads", None))
     return _einsum((heads, hd, d), "blhk,hkd->bld", ("q_heads", "head_dim", "embed"), cfg,
                    "out")(out)

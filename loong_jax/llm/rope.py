@@ -26,7 +26,30 @@ def rope_1d_angles(positions: jax.Array, head_dim: int, theta: float) -> jax.Arr
   return positions.astype(jnp.float32)[..., None] * inverse_frequencies(head_dim, theta)
 
 
-ROPE_KINDS = {"rope_1d": rope_1d_angles}
+# MM-RoPE [Lumos]: the frequency slots come in groups of 16 (from fast to slow), and inside every
+# group 4 slots rotate with t, 6 with h and 6 with w, so each axis gets frequencies from the whole
+# spectrum (interleaved) rather than one band of it.
+MM_ROPE_GROUP = (0,) * 4 + (1,) * 6 + (2,) * 6
+
+
+def mm_rope_angles(positions: jax.Array, head_dim: int, theta: float) -> jax.Array:
+  """MM-RoPE. positions `[B, L, 3]` (t, h, w) -> angles `[B, L, head_dim // 2]` float32.
+
+  A token whose three positions are equal (text and special tokens: t = h = w = its index) gets
+  exactly 1D RoPE. `[B, L]` positions are taken as such text positions.
+  """
+  slots = head_dim // 2
+  if slots % len(MM_ROPE_GROUP):
+    raise ValueError(f"config.lm.head_dim={head_dim}: MM-RoPE needs head_dim / 2 to be a "
+                     f"multiple of {len(MM_ROPE_GROUP)}")
+  if positions.ndim == 2:
+    positions = jnp.repeat(positions[..., None], 3, axis=-1)
+  axis_of_slot = jnp.tile(jnp.asarray(MM_ROPE_GROUP), slots // len(MM_ROPE_GROUP))
+  per_slot = jnp.take(positions.astype(jnp.float32), axis_of_slot, axis=-1)  # [B, L, slots]
+  return per_slot * inverse_frequencies(head_dim, theta)
+
+
+ROPE_KINDS = {"rope_1d": rope_1d_angles, "mm_rope": mm_rope_angles}
 
 
 def rotary(kind: str, positions: jax.Array, head_dim: int, theta: float):

@@ -47,9 +47,9 @@ class LMConfig:
   num_kv_heads: int        # < num_heads: grouped-query attention
   head_dim: int
   mlp_dim: int
-  rope: str                # a key of rope.ROPE_KINDS
+  rope: str                # a key of rope.ROPE_KINDS: 'rope_1d' (Loong) or 'mm_rope' (Lumos)
   rope_theta: float
-  attention_mask: str      # a key of attention.MASK_KINDS
+  attention_mask: str      # attention.MASK_KINDS: 'causal' (Loong), 'frame_bidirectional' (Lumos)
   attention_impl: str | None  # jax.nn.dot_product_attention `implementation`: None, 'xla', 'cudnn'
   qk_norm: bool
   norm_eps: float
@@ -89,6 +89,8 @@ class LMConfig:
     need(self.head_dim % 2 == 0, "head_dim", f"{self.head_dim} must be even (rotary pairs)")
     need(self.rope in rope_lib.ROPE_KINDS, "rope",
          f"{self.rope!r} not in {sorted(rope_lib.ROPE_KINDS)}")
+    need(self.rope != "mm_rope" or self.head_dim % 32 == 0, "head_dim",
+         f"{self.head_dim}: MM-RoPE splits head_dim / 2 slots in groups of 16")
     need(self.attention_mask in attn_lib.MASK_KINDS, "attention_mask",
          f"{self.attention_mask!r} not in {sorted(attn_lib.MASK_KINDS)}")
     need(self.remat in REMAT_POLICIES, "remat", f"{self.remat!r} not in {sorted(REMAT_POLICIES)}")
@@ -150,19 +152,29 @@ class Transformer(nn.Module):
   (see `init_cache`), then call repeatedly with `decode=True, mutable=['cache']` on chunks
   (a prompt, then one token at a time). `input_mask [B, L]` marks real tokens in a chunk (False =
   padding that no later token attends to); positions default to the slot index.
+
+  `positions` are rotary positions: `[B, L]`, or `[B, L, 3]` (t, h, w) for `rope='mm_rope'`
+  (`tokens.mm_rope_positions`). `frame_ids [B, L]` (`tokens.frame_index`: each token's latent frame,
+  -1 outside frames) are needed by frame-level masks (`attention_mask='frame_bidirectional'`); in
+  decode mode they are cached with the keys.
   """
 
   config: LMConfig
 
   @nn.compact
-  def __call__(self, tokens, positions=None, input_mask=None, decode: bool = False):
+  def __call__(self, tokens, positions=None, input_mask=None, frame_ids=None,
+               decode: bool = False):
     cfg = self.config
     batch, length = tokens.shape
     mask = cache_index = None
     slots = jnp.arange(length, dtype=jnp.int32)
+    if frame_ids is None and self.is_initializing():
+      frame_ids = jnp.full(tokens.shape, -1, jnp.int32)  # shapes only: init needs no layout
     if decode:
-      mask, cache_index = self._decode_mask(tokens, input_mask)
+      mask, cache_index = self._decode_mask(tokens, input_mask, frame_ids)
       slots = cache_index + slots
+    elif cfg.attention_mask != "causal":
+      mask = attn_lib.make_mask(cfg.attention_mask, slots, slots, frame_ids, frame_ids)
     if positions is None:
       positions = jnp.broadcast_to(slots, (batch, length))
     sin, cos = rope_lib.rotary(cfg.rope, positions, cfg.head_dim, cfg.rope_theta)
@@ -190,25 +202,30 @@ class Transformer(nn.Module):
       logits = jnp.where(real, logits, jnp.finfo(jnp.float32).min)
     return logits
 
-  def _decode_mask(self, tokens, input_mask):
+  def _decode_mask(self, tokens, input_mask, frame_ids):
     """Advance the slot counter; return the `[B, 1, L, max_len]` mask and the chunk's first slot."""
     batch, length = tokens.shape
     index = self.variable("cache", "index", lambda: jnp.zeros((), jnp.int32))
     # Slot validity: False for never-written slots and for padding tokens.
     valid = self.variable("cache", "valid", jnp.zeros, tokens.shape, jnp.bool_)
+    frames = self.variable("cache", "frame", lambda: jnp.full(tokens.shape, -1, jnp.int32))
     start = index.value
     if self.is_initializing():
       return None, start
+    zero = jnp.zeros((), jnp.int32)
     chunk_valid = jnp.ones(tokens.shape, jnp.bool_) if input_mask is None else input_mask
     valid.value = jax.lax.dynamic_update_slice(valid.value, chunk_valid.astype(jnp.bool_),
-                                               (jnp.zeros((), jnp.int32), start))
+                                               (zero, start))
+    if frame_ids is not None:
+      frames.value = jax.lax.dynamic_update_slice(frames.value, frame_ids.astype(jnp.int32),
+                                                  (zero, start))
     index.value = start + length
     max_len = valid.value.shape[1]
     q_slots = start + jnp.arange(length, dtype=jnp.int32)
     k_slots = jnp.arange(max_len, dtype=jnp.int32)
-    mask = attn_lib.make_mask(self.config.attention_mask, q_slots, k_slots)
-    mask = mask[None, None] & valid.value[:, None, None, :]
-    return mask, start
+    mask = attn_lib.make_mask(self.config.attention_mask, q_slots, k_slots,
+                              None if frame_ids is None else frame_ids, frames.value)
+    return mask & valid.value[:, None, None, :], start
 
 
 def init_cache(model: Transformer, batch_size: int, max_len: int):

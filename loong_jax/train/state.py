@@ -54,20 +54,21 @@ def make_optimizer(optim_config, total_steps: int) -> optax.GradientTransformati
   )
 
 
-def create_sharded_state(init_params: Callable[[jax.Array], Any], apply_fn: Callable,
-                         tx: optax.GradientTransformation, rng: jax.Array, mesh, axis_rules,
-                         max_replicated_fraction: float):
-  """Initialise a `TrainState` directly into its shards (no full copy on any one device).
+def abstract_sharded_state(init_params: Callable[[jax.Array], Any], apply_fn: Callable,
+                           tx: optax.GradientTransformation, mesh, axis_rules,
+                           max_replicated_fraction: float):
+  """Shapes and shardings of a `TrainState`, without allocating it (also for AOT compiles).
 
   Args:
     init_params: `rng -> params`, params boxed with logical axis names (`model.init(...)['params']`).
     apply_fn, tx: stored on the state.
-    rng: the init key.
     mesh, axis_rules: where and how to shard.
     max_replicated_fraction: see `sharding.check_param_sharding`.
   Returns:
-    `(state, state_shardings)`; the state's params and optimizer moments are unboxed arrays.
+    `(make_state, abstract_state, state_shardings)`: `make_state(rng)` builds the real state (params
+    and optimizer moments unboxed); the abstract state holds `jax.ShapeDtypeStruct`s.
   """
+  rng = jax.random.key(0)
   boxed = jax.eval_shape(init_params, rng)
   param_shardings = sharding_lib.logical_to_sharding(nn.get_partition_spec(boxed), mesh,
                                                      axis_rules)
@@ -84,9 +85,39 @@ def create_sharded_state(init_params: Callable[[jax.Array], Any], apply_fn: Call
       transform_non_params=lambda _: sharding_lib.replicated(mesh))
   shardings = abstract.replace(step=sharding_lib.replicated(mesh), params=param_shardings,
                                opt_state=opt_shardings)
+  return make_state, abstract, shardings
+
+
+def create_sharded_state(init_params: Callable[[jax.Array], Any], apply_fn: Callable,
+                         tx: optax.GradientTransformation, rng: jax.Array, mesh, axis_rules,
+                         max_replicated_fraction: float):
+  """Initialise a `TrainState` directly into its shards (no full copy on any one device).
+
+  Arguments as `abstract_sharded_state`, plus the init key `rng`.
+  Returns:
+    `(state, state_shardings)`.
+  """
+  make_state, _, shardings = abstract_sharded_state(init_params, apply_fn, tx, mesh, axis_rules,
+                                                    max_replicated_fraction)
   with sharding_lib.mesh_context(mesh, axis_rules):
     state = jax.jit(make_state, out_shardings=shardings)(rng)
   return state, shardings
+
+
+def apply_gradients_if_finite(state: TrainState, grads, loss):
+  """The numerical guard: update only when the loss and the gradients are finite.
+
+  A non-finite step leaves params and optimizer state untouched and still advances `step` (so
+  the data moves on and a resumed run stays aligned).
+  Returns:
+    `(new_state, skipped bool[], grad_norm float[])`.
+  """
+  grad_norm = optax.tree.norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  updated = state.apply_gradients(grads=grads)
+  kept = state.replace(step=state.step + 1)
+  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, kept)
+  return new_state, jnp.logical_not(finite), grad_norm
 
 
 def count_params(params) -> int:
@@ -103,7 +134,3 @@ def param_table(params, depth: int = 3) -> list[tuple[str, tuple[int, ...] | str
     entry[0] = tuple(leaf.shape) if len(keys) <= depth else ""
     entry[1] += math.prod(leaf.shape)
   return [(name, shape, n) for name, (shape, n) in rows.items()]
-
-
-def global_norm(tree) -> jax.Array:
-  return optax.global_norm(jax.tree.map(lambda x: x.astype(jnp.float32), tree))

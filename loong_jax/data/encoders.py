@@ -1,0 +1,82 @@
+"""Video encoders for pre-tokenization, behind one contract:
+
+    encode_fn(video: float32 [B, T, H, W, 3] in [-1, 1]) -> int32 [B, T_lat, h, w] codes
+    (T = 1 + 4k, T_lat = 1 + (T - 1) // 4, codes in [0, video_size))
+
+`load_encoder(config)` picks one from `config.encoder`: `tokenizer` (a trained video tokenizer,
+`VideoTokenizer.encode` has this contract) or `pooling`, a TEST STAND-IN with the same shapes.
+`data_parallel` runs any of them with the batch split over this host's devices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+EncodeFn = Callable[[np.ndarray], np.ndarray]
+
+
+def data_parallel(encode_fn: Callable, devices=None) -> EncodeFn:
+  """`encode_fn` jitted with its batch split over `devices` (default: this host's devices)."""
+  devices = list(devices or jax.local_devices())
+  mesh = Mesh(np.asarray(devices), ("data",))
+  batch = NamedSharding(mesh, PartitionSpec("data"))
+  jitted = jax.jit(encode_fn, in_shardings=batch, out_shardings=batch)
+
+  def run(video: np.ndarray) -> np.ndarray:
+    if len(video) % len(devices):
+      raise ValueError(f"pretokenize: batch of {len(video)} does not split over "
+                       f"{len(devices)} devices")
+    return np.asarray(jitted(jax.device_put(video, batch)))
+
+  run.num_devices = len(devices)
+  return run
+
+
+def pooling_stand_in_encoder(video_size: int, spatial: int = 8, temporal: int = 4) -> Callable:
+  """A TEST STAND-IN for the video tokenizer, not a learned model: causal average pooling
+  quantised to codes.
+
+  Latent frame 0 is frame 0, latent frame k the mean of frames 4k-3 .. 4k (the tokenizer's causal
+  grouping); each `spatial` x `spatial` patch's mean RGB is quantised to `b` bits per channel
+  (3b <= log2(video_size)) and packed into one code. Deterministic, shapes as the real encoder's.
+  """
+  bits = int(math.log2(video_size)) // 3
+  if bits < 1:
+    raise ValueError(f"pooling encoder: video_size={video_size} is below 8 codes")
+  levels = 2**bits
+
+  def encode(video):
+    b, t, h, w, c = video.shape
+    first = video[:, :1]
+    rest = video[:, 1:].reshape(b, (t - 1) // temporal, temporal, h, w, c).mean(axis=2)
+    frames = jnp.concatenate([first, rest], axis=1)
+    pooled = frames.reshape(b, frames.shape[1], h // spatial, spatial, w // spatial, spatial,
+                            c).mean(axis=(3, 5))
+    q = jnp.clip(jnp.floor((pooled + 1.0) * 0.5 * levels), 0, levels - 1).astype(jnp.int32)
+    return q[..., 0] + levels * q[..., 1] + levels * levels * q[..., 2]
+
+  return encode
+
+
+def load_encoder(config) -> EncodeFn:
+  """The video encoder named by `config.encoder`, data-parallel over this host's devices.
+
+  `tokenizer`: the trained tokenizer at `config.tokenizer_checkpoint`. `pooling`: a test
+  stand-in (not a learned tokenizer).
+  """
+  if config.encoder == "pooling":
+    return data_parallel(pooling_stand_in_encoder(config.vocab.video_size))
+  if config.encoder == "tokenizer":
+    if not config.tokenizer_checkpoint:
+      raise ValueError("config.tokenizer_checkpoint is empty: give a trained video tokenizer "
+                       "checkpoint (or --config.encoder=pooling, a test stand-in)")
+    raise ValueError(f"config.encoder='tokenizer': this checkout cannot load tokenizer "
+                     f"checkpoints yet ({config.tokenizer_checkpoint}); loong_jax/tokenizer "
+                     "provides the encoder")
+  raise ValueError(f"config.encoder={config.encoder!r} unknown; known: tokenizer, pooling")

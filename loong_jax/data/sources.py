@@ -1,0 +1,228 @@
+"""Data sources (grain `RandomAccessDataSource`s: `len` and `__getitem__`).
+
+* `FolderSource`: a folder of videos/images with captions in `captions.jsonl`
+  (`{"path": ..., "caption": ...}` per line) or a WebVid-style CSV (`videoid`, `name`,
+  `page_dir` columns, or `path`, `caption`). Items are decoded clips; an unreadable, truncated
+  or too-short file raises `video_io.VideoReadError`.
+* `TokenShards`: the ArrayRecord shards written by `pretokenize` (see `encode_token_record`).
+* `readable(...)`: wraps a source in a grain dataset that counts, logs and skips bad items.
+
+TFDS sources live in `tfds_sources.py`.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import logging
+import os
+import threading
+
+import grain
+import msgpack
+import numpy as np
+
+from loong_jax.data import video_io
+
+VideoReadError = video_io.VideoReadError
+
+
+class FolderSource:
+  """Captioned videos/images under `root`, decoded to fixed-size clips.
+
+  Items: `{"video": uint8 [num_frames, size, size, 3], "caption": str, "fps": float,
+  "key": str}` (key = the path relative to root).
+  """
+
+  def __init__(self, root: str, resolution: int, num_frames: int, fps: float | None = None,
+                captions: str | None = None, clip_position: str = "start"):
+    """Read the caption file (videos are decoded lazily, per item).
+
+    Args:
+      root: the folder; paths in the caption file are relative to it.
+      resolution: output side in pixels (resize + centre crop).
+      num_frames: clip length, 1 + 4k (1 takes the first frame of a video, or the image).
+      fps: resample videos to this rate first; None keeps each file's rate.
+      captions: caption file (`.jsonl` or `.csv`); default `root/captions.jsonl`, else the only
+        `*.csv` in root.
+      clip_position: where the window sits in a longer video: start | center.
+    """
+    if num_frames < 1 or (num_frames - 1) % 4:
+      raise ValueError(f"FolderSource: num_frames={num_frames} is not 1 + 4k")
+    self.root, self.resolution, self.num_frames = root, resolution, num_frames
+    self.fps, self.clip_position = fps, clip_position
+    self.caption_file = captions or _default_caption_file(root)
+    self.entries = _read_captions(root, self.caption_file)
+
+  def __len__(self) -> int:
+    return len(self.entries)
+
+  def __repr__(self) -> str:
+    return f"FolderSource({self.caption_file!r}, {len(self)} items)"
+
+  def caption(self, index: int) -> str:
+    return self.entries[index][1]
+
+  def __getitem__(self, index: int) -> dict:
+    rel_path, caption = self.entries[index]
+    path = os.path.join(self.root, rel_path)
+    frames, fps = video_io.read_video(path)
+    if self.fps and fps > 0:
+      frames, fps = video_io.resample_fps(frames, fps, self.fps), float(self.fps)
+    if len(frames) < self.num_frames:
+      raise VideoReadError(path, f"{len(frames)} frames at {fps:g} fps, need {self.num_frames}")
+    frames = video_io.clip_window(frames, self.num_frames, self.clip_position)
+    frames = video_io.resize_center_crop(frames, self.resolution)
+    return {"video": frames, "caption": caption, "fps": fps, "key": rel_path}
+
+
+def _default_caption_file(root: str) -> str:
+  jsonl = os.path.join(root, "captions.jsonl")
+  if os.path.exists(jsonl):
+    return jsonl
+  csvs = sorted(glob.glob(os.path.join(root, "*.csv")))
+  if len(csvs) != 1:
+    raise FileNotFoundError(f"FolderSource: {root} has no captions.jsonl and {len(csvs)} csv "
+                            "files; pass captions= explicitly")
+  return csvs[0]
+
+
+def _read_captions(root: str, caption_file: str) -> list[tuple[str, str]]:
+  """`[(path relative to root, caption)]` from a jsonl or WebVid-style csv file."""
+  entries = []
+  if caption_file.endswith(".jsonl"):
+    with open(caption_file) as f:
+      for line_no, line in enumerate(f, 1):
+        if not line.strip():
+          continue
+        try:
+          row = json.loads(line)
+          entries.append((str(row["path"]), str(row["caption"])))
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+          raise ValueError(f"{caption_file}:{line_no}: expected {{\"path\", \"caption\"}}, "
+                           f"got {line.strip()[:80]!r} ({e})") from e
+  elif caption_file.endswith(".csv"):
+    with open(caption_file, newline="") as f:
+      for line_no, row in enumerate(csv.DictReader(f), 2):
+        caption = row.get("caption", row.get("name"))
+        if "path" in row:
+          path = row["path"]
+        elif "videoid" in row:
+          path = os.path.join(row.get("page_dir") or "", f"{row['videoid']}.mp4")
+        else:
+          path = None
+        if not path or caption is None:
+          raise ValueError(f"{caption_file}:{line_no}: needs a 'path' (or 'videoid' [+ "
+                           f"'page_dir']) and a 'caption' (or 'name') column; has {list(row)}")
+        entries.append((path, caption))
+  else:
+    raise ValueError(f"FolderSource: caption file {caption_file} must be .jsonl or .csv")
+  return entries
+
+
+class SkipCounter:
+  """Thread-safe count of skipped items, with one log line each."""
+
+  def __init__(self):
+    self._lock = threading.Lock()
+    self.count = 0
+    self.reasons: list[str] = []
+
+  def skip(self, key, error: Exception):
+    with self._lock:
+      self.count += 1
+      self.reasons.append(f"{key}: {error}")
+    logging.warning("skipping item %s: %s", key, error)
+
+
+def readable(source, counter: SkipCounter | None = None) -> grain.MapDataset:
+  """`grain.MapDataset` over `source` where items raising `VideoReadError` are counted and
+  skipped (the dataset keeps its length; iterating leaves the bad items out).
+
+  The counter lives in the calling process: with grain worker processes each worker counts its
+  own items, so read the totals of a run from `pretokenize`'s manifest.
+  """
+  counter = counter if counter is not None else SkipCounter()
+  return grain.MapDataset.range(len(source)).map(_LoadOrSkip(source, counter)).filter(
+      _is_item)
+
+
+class _LoadOrSkip:
+  """`index -> source[index]`, or None (counted) when the item cannot be read."""
+
+  def __init__(self, source, counter: SkipCounter):
+    self.source, self.counter = source, counter
+
+  def __call__(self, index):
+    try:
+      return self.source[index]
+    except VideoReadError as e:
+      self.counter.skip(index, e)
+      return None
+
+  def __getstate__(self):
+    # Worker processes get a fresh counter of their own (locks do not pickle).
+    return {"source": self.source}
+
+  def __setstate__(self, state):
+    self.__init__(state["source"], SkipCounter())
+
+
+def _is_item(item) -> bool:
+  return item is not None
+
+
+# Token shards ---------------------------------------------------------------------------------
+
+TOKEN_FIELDS = ("video_ids", "text_ids", "num_frames", "fps", "key", "caption")
+
+
+def encode_token_record(video_ids: np.ndarray, text_ids: np.ndarray, num_frames: int, fps: float,
+                        key: str, caption: str) -> bytes:
+  """One pre-tokenized item as msgpack bytes.
+
+  `video_ids` `[F_lat, h, w]` tokenizer codes (stored as uint16 when they fit), `text_ids` `[N]`
+  SentencePiece ids, the pixel frame count, the frame rate, the source key and the caption text.
+  """
+  def array(a):
+    a = np.asarray(a)
+    dtype = np.uint16 if a.size == 0 or (a.min() >= 0 and a.max() < 2**16) else np.int32
+    return {"shape": list(a.shape), "dtype": np.dtype(dtype).str,
+            "data": a.astype(dtype).tobytes()}
+
+  return msgpack.packb({"video_ids": array(video_ids), "text_ids": array(text_ids),
+                        "num_frames": int(num_frames), "fps": float(fps), "key": str(key),
+                        "caption": str(caption)})
+
+
+def decode_token_record(data: bytes) -> dict:
+  """Inverse of `encode_token_record`; id arrays come back as int32."""
+  record = msgpack.unpackb(data)
+  for name in ("video_ids", "text_ids"):
+    a = record[name]
+    record[name] = np.frombuffer(a["data"], np.dtype(a["dtype"])).reshape(a["shape"]).astype(
+        np.int32)
+  return record
+
+
+class TokenShards:
+  """The token records under a `pretokenize` output folder (its finished `*.array_record`
+  shards, in name order), decoded to dicts of `TOKEN_FIELDS`."""
+
+  def __init__(self, directory: str):
+    self.directory = directory
+    self.paths = sorted(glob.glob(os.path.join(directory, "*.array_record")))
+    if not self.paths:
+      raise FileNotFoundError(f"TokenShards: no *.array_record shards in {directory} "
+                              "(write them with python -m loong_jax.pretokenize)")
+    self._source = grain.sources.ArrayRecordDataSource(self.paths)
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def __getitem__(self, index: int) -> dict:
+    return decode_token_record(self._source[index])
+
+  def __repr__(self) -> str:
+    return f"TokenShards({self.directory!r}, {len(self.paths)} shards, {len(self)} records)"

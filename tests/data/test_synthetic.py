@@ -1,0 +1,123 @@
+"""The built-in dataset: determinism, captions that match the attributes, held-out split."""
+
+import numpy as np
+import pytest
+
+from loong_jax.data import synthetic, synthetic_render
+
+CONFIG = synthetic.SyntheticConfig(resolution=32, num_frames=(1, 9), num_train=1000,
+                                   num_heldout=200)
+
+
+def test_deterministic_for_a_seed():
+  a = synthetic.SyntheticVideos(CONFIG).sample(5)
+  b = synthetic.SyntheticVideos(CONFIG).sample(5)
+  np.testing.assert_array_equal(a["video"], b["video"])
+  assert a["caption"] == b["caption"]
+  other = synthetic.SyntheticVideos(synthetic.SyntheticConfig(
+      seed=1, resolution=32, num_frames=(1, 9))).sample(5)
+  assert other["caption"] != a["caption"] or not np.array_equal(other["video"], a["video"])
+
+
+def test_sample_format():
+  data = synthetic.SyntheticVideos(CONFIG)
+  for i in range(10):
+    s = data.sample(i)
+    t = s["attributes"]["num_frames"]
+    assert t in CONFIG.num_frames and s["video"].shape == (t, 32, 32, 3)
+    assert s["video"].dtype == np.uint8 and s["fps"] in CONFIG.fps
+    for obj in s["attributes"]["objects"]:
+      assert obj["centers"].shape == (t, 2) and obj["radii"].shape == (t,)
+      # Objects stay inside the frame along their whole trajectory.
+      assert np.all(obj["centers"] - obj["radii"][:, None] >= -1e-3)
+      assert np.all(obj["centers"] + obj["radii"][:, None] <= 32 + 1e-3)
+
+
+def _motion_of(caption_tail: str) -> set[str]:
+  """Motions whose phrase starts `caption_tail` (followed by a word boundary)."""
+  found = set()
+  for motion, phrases in synthetic.MOTION_PHRASES.items():
+    for phrase in phrases:
+      if caption_tail.startswith(phrase) and caption_tail[len(phrase):len(phrase) + 1] in (
+          "", " ", ","):
+        found.add(motion)
+  return found
+
+
+def test_captions_match_attributes():
+  data = synthetic.SyntheticVideos(CONFIG)
+  for i in range(200):
+    attrs, _ = data.attributes(i)
+    cap = attrs["caption"]
+    bg = attrs["background"]
+    assert f"{bg['color']}{synthetic.TEXTURE_WORDS[bg['texture']]} background" in cap
+    pos = 0
+    for obj in attrs["objects"]:  # named in order
+      name = f"a {obj['size']} {obj['color']} {obj['shape']}"
+      assert name in cap[pos:], (cap, obj)
+      pos = cap.index(name, pos) + len(name)
+      tail = cap[pos + 1:]
+      if attrs["num_frames"] > 1:
+        assert _motion_of(tail) == {obj["motion"]}, (cap, obj["motion"])
+      else:
+        assert obj["motion"] == "still" and not _motion_of(tail)
+
+
+def test_motion_matches_trajectory():
+  data = synthetic.SyntheticVideos(synthetic.SyntheticConfig(resolution=64, num_frames=(17,)))
+  for i in range(100):
+    for obj in data.attributes(i)[0]["objects"]:
+      move = obj["centers"][-1] - obj["centers"][0]
+      grow = obj["radii"][-1] - obj["radii"][0]
+      if obj["motion"] in synthetic.DIRECTIONS:
+        direction = np.asarray(synthetic.DIRECTIONS[obj["motion"]], float)
+        across = move[0] * direction[1] - move[1] * direction[0]
+        assert np.dot(move, direction) > 0 and abs(across) < 1e-3
+      elif obj["motion"] == "growing":
+        assert grow > 0
+      elif obj["motion"] == "shrinking":
+        assert grow < 0
+      elif obj["motion"] == "still":
+        assert np.allclose(move, 0) and grow == 0
+
+
+def test_object_colour_is_rendered():
+  data = synthetic.SyntheticVideos(synthetic.SyntheticConfig(resolution=64, max_objects=1,
+                                                             num_frames=(9,)))
+  for i in range(20):
+    s = data.sample(i)
+    obj = s["attributes"]["objects"][0]
+    if obj["shape"] == "ring":  # hollow: its centre shows the background
+      continue
+    x, y = obj["centers"][-1].astype(int)
+    np.testing.assert_array_equal(s["video"][-1, y, x], synthetic_render.COLORS[obj["color"]])
+
+
+def test_heldout_pairs_never_in_train():
+  heldout = set(synthetic.HELDOUT_PAIRS)
+  train = synthetic.SyntheticVideos(CONFIG, "train")
+  for i in range(len(train)):
+    for obj in train.attributes(i)[0]["objects"]:
+      assert (obj["color"], obj["shape"]) not in heldout
+  test = synthetic.SyntheticVideos(CONFIG, "heldout")
+  for i in range(len(test)):
+    objects = test.attributes(i)[0]["objects"]
+    assert (objects[0]["color"], objects[0]["shape"]) in heldout
+
+
+def test_splits_differ_and_lengths():
+  assert len(synthetic.SyntheticVideos(CONFIG, "train")) == 1000
+  assert len(synthetic.SyntheticVideos(CONFIG, "heldout")) == 200
+  with pytest.raises(IndexError):
+    synthetic.SyntheticVideos(CONFIG, "heldout")[200]
+  with pytest.raises(ValueError, match="split"):
+    synthetic.SyntheticVideos(CONFIG, "test")
+
+
+def test_config_validation_and_long_clips():
+  with pytest.raises(ValueError, match="num_frames"):
+    synthetic.SyntheticConfig(num_frames=(16,))
+  assert synthetic.long_clip_frames(8) == 481
+  long = synthetic.SyntheticVideos(synthetic.SyntheticConfig(
+      resolution=32, num_frames=(synthetic.long_clip_frames(8),), fps=(8,))).sample(0)
+  assert long["video"].shape[0] == 481 and long["fps"] == 8

@@ -1,0 +1,75 @@
+"""The probe reads colour, shape and motion of rendered held-out clips (its accuracy is reported
+before any faithfulness figure, and must be at least 95%)."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from loong_jax.data import synthetic, video_io
+from loong_jax.eval import probe
+from tests.eval import helpers
+
+pytestmark = pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # ffmpeg, the CLI
+
+
+def test_accuracy_on_200_held_out_clips_is_at_least_95_percent():
+  acc = probe.probe_accuracy(num_clips=200, resolution=64, num_frames=17)
+  assert acc["clips"] == 200
+  for key in ("color", "shape", "direction", "accuracy"):
+    assert acc[key] >= 0.95, acc
+
+
+def test_reads_every_motion_and_shape():
+  data = helpers.single_object("train", seed=2)
+  seen = {}
+  for i in range(300):
+    truth = helpers.first_object(data.sample(i))
+    seen.setdefault((truth["motion"], truth["shape"]), i)
+  motions = {m for m, _ in seen}
+  shapes = {s for _, s in seen}
+  assert motions == set(synthetic.MOTIONS) and len(shapes) == 6
+  wrong = []
+  for (motion, shape), i in seen.items():
+    sample = data.sample(i)
+    got = probe.read(sample["video"])
+    if (got.motion, got.shape, got.color) != (motion, shape, helpers.first_object(sample)["color"]):
+      wrong.append((motion, shape, got))
+  assert len(wrong) <= 0.05 * len(seen), wrong
+
+
+def test_survives_mp4_compression(tmp_path):
+  data = helpers.single_object("heldout", seed=3)
+  hits = 0
+  for i in range(8):
+    sample = data.sample(i)
+    path = str(tmp_path / f"{i}.mp4")
+    video_io.write_video(path, sample["video"], sample["fps"])
+    got = probe.read(video_io.read_video(path)[0])
+    truth = helpers.first_object(sample)
+    hits += (got.color, got.shape, got.motion) == (truth["color"], truth["shape"], truth["motion"])
+  assert hits >= 7
+
+
+def test_tolerates_mild_blur_and_noise():
+  # Decoded videos are softer than renders: Gaussian blur (1 px) and noise (10 levels).
+  data = helpers.single_object("heldout", seed=5)
+  rng = np.random.default_rng(0)
+  hits = {"color": 0, "shape": 0, "motion": 0}
+  for i in range(30):
+    sample = data.sample(i)
+    video = ndimage.gaussian_filter(sample["video"].astype(np.float32), (0, 1, 1, 0))
+    video = np.clip(video + rng.normal(0, 10, video.shape), 0, 255).astype(np.uint8)
+    got, truth = probe.read(video), helpers.first_object(sample)
+    for key in hits:
+      hits[key] += getattr(got, key) == truth[key]
+  assert min(hits.values()) >= 28, hits
+
+
+def test_an_empty_video_reads_nothing():
+  video = np.full((5, 32, 32, 3), 128, np.uint8)
+  assert probe.read(video) == probe.Reading(None, None, None)
+
+
+def test_rejects_float_videos():
+  with pytest.raises(ValueError, match="uint8"):
+    probe.read(np.zeros((2, 8, 8, 3), np.float32))
