@@ -97,3 +97,13 @@ def test_no_tokenizer_is_a_clear_error(monkeypatch):
   monkeypatch.setitem(sys.modules, "loong_jax.tokenizer", None)
   with pytest.raises(RuntimeError, match="loong_jax.tokenizer package"):
     generate.load_codec("configs/tokenizer/x.py", "/nonexistent")
+
+
+def test_text_encoder_is_the_runs_sentencepiece_model(tmp_path):
+  from loong_jax.data import text
+  path = str(tmp_path / "text.model")
+  text.train([f"a {c} ball moves {d}" for c in ("red", "blue", "green") for d in ("up", "down")],
+             path, vocab_size=30)
+  ids = generate.load_text_encoder(path)("a red ball moves up")
+  np.testing.assert_array_equal(ids, text.TextTokenizer(path).encode("a red ball moves up"))
+  assert ids.dtype == np.int32 and len(ids) > 0
