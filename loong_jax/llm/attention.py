@@ -5,9 +5,10 @@ positions, so position schemes and mask schemes vary independently. `MASK_KINDS`
 new masks: a mask function maps query slots `[Lq]`, key slots `[Lk]` and optionally the tokens'
 latent frames (`[B, Lq]`, `[B, Lk]`) to `[B or 1, Lq, Lk]` booleans.
 
-The KV cache lives in the `'cache'` collection: `cached_key` / `cached_value`
-`[B, max_len, kv_heads, head_dim]` per layer. The slot counter and slot validity are kept once, by
-the `Transformer`, and passed in as the `[B, 1, Lq, max_len]` mask plus the write index.
+The KV cache lives in the `'cache'` collection: `cached_key` `[B, kv_heads, head_dim, max_len]`
+and `cached_value` `[B, kv_heads, max_len, head_dim]` per layer, stacked over layers into one
+array each that the layer scan carries. The slot counter, slot validity and frame ids are kept
+once, by the `Transformer`, and passed in as the `[B, 1, Lq, max_len]` mask plus the write index.
 """
 
 from __future__ import annotations
@@ -75,10 +76,10 @@ class Attention(nn.Module):
   decode: bool = False
 
   @nn.compact
-  def __call__(self, x, sin, cos, mask=None, cache_index=None):
+  def __call__(self, x, sin, cos, mask=None, cache_index=None, layer=None):
     """x `[B, L, D]`; sin/cos `[B, L, head_dim/2]`; `mask` `[B or 1, 1, L, L_kv]` (None in
-    training: causal); in decode mode `cache_index` (int32 scalar: the slot of x's first token).
-    Returns `[B, L, D]`."""
+    training: causal); in decode mode `cache_index` (int32 scalar: the slot of x's first token)
+    and `layer` (int32 scalar: this layer's row of the stacked cache). Returns `[B, L, D]`."""
     cfg = self.config
     heads, kv_heads, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     d = cfg.d_model
@@ -96,9 +97,18 @@ class Attention(nn.Module):
     k = shard(k, ("activation_batch", "activation_length", "activation_kv_heads", None))
     v = shard(v, ("activation_batch", "activation_length", "activation_kv_heads", None))
 
-    if self.decode:
-      k, v = self._update_cache(k, v, cache_index)
-    if mask is None:  # plain causal training: lets cuDNN / XLA use their causal kernels
+    if self.decode and not self.is_initializing():
+      k_t, v = self._update_cache(k, v, cache_index, layer)
+      if q.shape[1] == 1:
+        out = _one_query_attention(q, k_t, v, mask)
+      else:  # a prompt chunk: the fused kernel (flash on GPU), on the cache in its usual layout
+        out = jax.nn.dot_product_attention(q, k_t.transpose(0, 3, 1, 2), v.transpose(0, 2, 1, 3),
+                                           mask=mask, implementation=cfg.attention_impl)
+    elif self.decode:  # init: create the cache, attend within the chunk
+      self._update_cache(k, v, cache_index, layer)
+      out = jax.nn.dot_product_attention(q, k, v, is_causal=True,
+                                         implementation=cfg.attention_impl)
+    elif mask is None:  # plain causal training: lets cuDNN / XLA use their causal kernels
       out = jax.nn.dot_product_attention(q, k, v, is_causal=True,
                                          implementation=cfg.attention_impl)
     else:
@@ -107,25 +117,45 @@ class Attention(nn.Module):
     return _einsum((heads, hd, d), "blhk,hkd->bld", ("q_heads", "head_dim", "embed"), cfg,
                    "out")(out)
 
-  def _update_cache(self, k, v, cache_index):
-    """Write k/v `[B, L, Hkv, hd]` at `cache_index`; return the whole cache `[B, max_len, ...]`.
+  def _update_cache(self, k, v, cache_index, layer):
+    """Write k/v `[B, L, Hkv, hd]` at `cache_index` into row `layer` of the stacked caches.
 
-    The cache is created (zeros, with the length of the input) when the model is initialised in
-    decode mode with a `[B, max_len]` input.
+    Layouts: keys `[num_layers, B, Hkv, hd, max_len]`, values `[num_layers, B, Hkv, max_len, hd]`,
+    the operand layouts of the two attention matmuls, so a decoding step reads the cache without
+    transposing it. The caches are created per layer when the model is initialised in decode mode
+    with a `[B, max_len]` input (the layer scan stacks them), then carried whole through the layer
+    scan, so the update is in place and touches only the new slots.
+
+    Returns:
+      this layer's `(keys [B, Hkv, hd, max_len], values [B, Hkv, max_len, hd])`.
     """
-    is_init = self.is_initializing()
-    cached_k = self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
+    k_t, v = k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)
+    cached_k = self.variable("cache", "cached_key", jnp.zeros, k_t.shape, k.dtype)
     cached_v = self.variable("cache", "cached_value", jnp.zeros, v.shape, v.dtype)
-    if is_init:
-      return k, v
+    if self.is_initializing():
+      return k_t, v
     zero = jnp.zeros((), jnp.int32)
-    start = (zero, cache_index.astype(jnp.int32), zero, zero)
-    cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k.astype(cached_k.value.dtype),
-                                                  start)
-    cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v.astype(cached_v.value.dtype),
-                                                  start)
-    names = ("cache_batch", "cache_length", "cache_kv_heads", None)
-    return shard(cached_k.value, names), shard(cached_v.value, names)
+    index = cache_index.astype(jnp.int32)
+    cached_k.value = jax.lax.dynamic_update_slice(
+        cached_k.value, k_t[None].astype(cached_k.value.dtype), (layer, zero, zero, zero, index))
+    cached_v.value = jax.lax.dynamic_update_slice(
+        cached_v.value, v[None].astype(cached_v.value.dtype), (layer, zero, zero, index, zero))
+    k_t = jax.lax.dynamic_index_in_dim(cached_k.value, layer, keepdims=False)
+    v = jax.lax.dynamic_index_in_dim(cached_v.value, layer, keepdims=False)
+    return (shard(k_t, ("cache_batch", "cache_kv_heads", None, "cache_length")),
+            shard(v, ("cache_batch", "cache_kv_heads", "cache_length", None)))
+
+
+def _one_query_attention(q, k_t, v, mask):
+  """One decoding step. q `[B, 1, H, hd]`, k_t `[B, Hkv, hd, T]`, v `[B, Hkv, T, hd]`, mask
+  `[B or 1, 1, 1, T]` -> `[B, 1, H, hd]`; softmax in float32, as `jax.nn.dot_product_attention`."""
+  batch, _, heads, hd = q.shape
+  kv_heads = k_t.shape[1]
+  q = q.reshape(batch, kv_heads, heads // kv_heads, hd)  # query heads grouped by their kv head
+  scores = jnp.einsum("bhgd,bhdt->bhgt", q, k_t).astype(jnp.float32) * hd ** -0.5
+  scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+  return jnp.einsum("bhgt,bhtd->bhgd", probs, v).reshape(batch, 1, heads, hd)
 
 
 def _rms_norm(config, name, axes):

@@ -128,16 +128,17 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-  """One pre-norm decoder layer, in scan form: `(x, *broadcast) -> (x, None)`."""
+  """One pre-norm decoder layer, in scan form: `(x, *broadcast, layer) -> (x, None)`."""
 
   config: LMConfig
   decode: bool = False
 
   @nn.compact
-  def __call__(self, x, sin, cos, mask, cache_index):
+  def __call__(self, x, sin, cos, mask, cache_index, layer):
     cfg = self.config
     h = _rms_norm(cfg, "attention_norm")(x)
-    x = x + attn_lib.Attention(cfg, self.decode, name="attention")(h, sin, cos, mask, cache_index)
+    x = x + attn_lib.Attention(cfg, self.decode, name="attention")(h, sin, cos, mask, cache_index,
+                                                                   layer)
     h = _rms_norm(cfg, "mlp_norm")(x)
     x = x + MLP(cfg, name="mlp")(h)
     x = shard(x, ("activation_batch", "activation_length", "activation_embed"))
@@ -188,10 +189,19 @@ class Transformer(nn.Module):
     block = Block
     if REMAT_POLICIES[cfg.remat] is not None and not decode:
       block = nn.remat(Block, policy=REMAT_POLICIES[cfg.remat], prevent_cse=False)
-    layers = nn.scan(block, variable_axes={"params": 0, "cache": 0},
-                     split_rngs={"params": True}, in_axes=(nn.broadcast,) * 4,
+    # The KV cache of all layers is one `[num_layers, ...]` array carried through the layer loop
+    # (not a scanned variable): each layer writes only its new slots in place and reads its slice,
+    # instead of the scan copying every layer's whole cache in and out at every decoding step.
+    # Init creates it per layer, stacked by the scan: the same `[num_layers, ...]` leaves.
+    if self.is_initializing():
+      cache_axes = dict(variable_axes={"params": 0, "cache": 0})
+    else:
+      cache_axes = dict(variable_axes={"params": 0}, variable_carry="cache")
+    layers = nn.scan(block, **cache_axes,
+                     split_rngs={"params": True}, in_axes=(nn.broadcast,) * 4 + (0,),
                      length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: "layers"})
-    x, _ = layers(cfg, decode, name="layers")(x, sin, cos, mask, cache_index)
+    x, _ = layers(cfg, decode, name="layers")(x, sin, cos, mask, cache_index,
+                                              jnp.arange(cfg.num_layers, dtype=jnp.int32))
 
     x = _rms_norm(cfg, "final_norm")(x)
     logits = _dense(cfg, cfg.padded_vocab_size, ("embed", "vocab"), "lm_head")(x)
