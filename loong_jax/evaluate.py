@@ -43,14 +43,22 @@ from loong_jax import cli
 from loong_jax.data import video_io
 from loong_jax.eval import consistency, faithfulness, fvd, probe, recon, report
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory to evaluate.", required=True)
-_I3D = flags.DEFINE_string("i3d_checkpoint", "", "Local I3D .npz (loong_jax.eval.fvd); rFVD is "
-                           "skipped without it.")
-_PROBE_CLIPS = flags.DEFINE_integer("probe_clips", 200, "Rendered held-out clips for the "
-                                    "probe's accuracy (0: skip).")
-_WINDOW_S = flags.DEFINE_float("window_s", 10.0, "Window length of the long-video check, s.")
-_REQUIRE_ALL = flags.DEFINE_bool("require_all", False, "Fail unless every required key of "
-                                 "report.json was measured.")
+# Flag holders, created by define_flags() when the module runs as a program.
+_WORKDIR = _I3D = _PROBE_CLIPS = _WINDOW_S = _REQUIRE_ALL = None
+
+
+def define_flags():
+  """Define this entry point's flags (only when run as a program, so that modules that
+  define flags of the same names can be imported side by side, e.g. by tests)."""
+  global _WORKDIR, _I3D, _PROBE_CLIPS, _WINDOW_S, _REQUIRE_ALL
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory to evaluate.", required=True)
+  _I3D = flags.DEFINE_string("i3d_checkpoint", "", "Local I3D .npz (loong_jax.eval.fvd); rFVD is "
+                             "skipped without it.")
+  _PROBE_CLIPS = flags.DEFINE_integer("probe_clips", 200, "Rendered held-out clips for the "
+                                      "probe's accuracy (0: skip).")
+  _WINDOW_S = flags.DEFINE_float("window_s", 10.0, "Window length of the long-video check, s.")
+  _REQUIRE_ALL = flags.DEFINE_bool("require_all", False, "Fail unless every required key of "
+                                   "report.json was measured.")
 _DEFAULT_FPS = 8.0
 _KINDS = ("clip", "long")
 
@@ -203,4 +211,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -34,13 +34,21 @@ from loong_jax.inference import decode, long_video, sampling
 from loong_jax.llm import transformer
 from loong_jax.train import checkpoint as checkpoint_lib
 
-_CONFIG = cli.define_config_flag("configs/inference.py:tiny")
-_WORKDIR = flags.DEFINE_string("workdir", None, "train_lm run directory (checkpoints/).")
-_PROMPT = flags.DEFINE_string("prompt", "", "Text prompt ('' = unconditional).")
-_PROMPTS_FILE = flags.DEFINE_string("prompts_file", None, "One prompt per line, one batch.")
-_SECONDS = flags.DEFINE_float("seconds", 10.0, "Video length in seconds (any length).")
-_OUT = flags.DEFINE_string("out", "video.mp4", "Output mp4 path; a gif is written beside it.")
-_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+# Flag holders, created by define_flags() when the module runs as a program.
+_CONFIG = _WORKDIR = _PROMPT = _PROMPTS_FILE = _SECONDS = _OUT = _SEED = None
+
+
+def define_flags():
+  """Define this entry point's flags (only when run as a program, so that modules that
+  define flags of the same names can be imported side by side, e.g. by tests)."""
+  global _CONFIG, _WORKDIR, _PROMPT, _PROMPTS_FILE, _SECONDS, _OUT, _SEED
+  _CONFIG = cli.define_config_flag("configs/inference.py:tiny")
+  _WORKDIR = flags.DEFINE_string("workdir", None, "train_lm run directory (checkpoints/).")
+  _PROMPT = flags.DEFINE_string("prompt", "", "Text prompt ('' = unconditional).")
+  _PROMPTS_FILE = flags.DEFINE_string("prompts_file", None, "One prompt per line, one batch.")
+  _SECONDS = flags.DEFINE_float("seconds", 10.0, "Video length in seconds (any length).")
+  _OUT = flags.DEFINE_string("out", "video.mp4", "Output mp4 path; a gif is written beside it.")
+  _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 
 TextEncoder = Callable[[str], np.ndarray]
 
@@ -201,4 +209,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -18,8 +18,16 @@ from loong_jax import cli
 from loong_jax.llm import transformer
 from loong_jax.train import state as state_lib
 
-_CONFIG = cli.define_config_flag()
-_DEPTH = flags.DEFINE_integer("depth", 4, "Group parameters by this many leading path keys.")
+# Flag holders, created by define_flags() when the module runs as a program.
+_CONFIG = _DEPTH = None
+
+
+def define_flags():
+  """Define this entry point's flags (only when run as a program, so that modules that
+  define flags of the same names can be imported side by side, e.g. by tests)."""
+  global _CONFIG, _DEPTH
+  _CONFIG = cli.define_config_flag()
+  _DEPTH = flags.DEFINE_integer("depth", 4, "Group parameters by this many leading path keys.")
 
 
 def lm_abstract_params(lm_config):
@@ -64,5 +72,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flags_as_required(["config"])
   cli.run(main)

@@ -14,7 +14,15 @@ from __future__ import annotations
 from loong_jax import cli
 from loong_jax.data import pretokenize
 
-_CONFIG = cli.define_config_flag()
+# Flag holders, created by define_flags() when the module runs as a program.
+_CONFIG = None
+
+
+def define_flags():
+  """Define this entry point's flags (only when run as a program, so that modules that
+  define flags of the same names can be imported side by side, e.g. by tests)."""
+  global _CONFIG
+  _CONFIG = cli.define_config_flag()
 
 
 def main(argv):
@@ -23,4 +31,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -31,12 +31,20 @@ from loong_jax.train import checkpoint as checkpoint_lib
 from loong_jax.train import lm_step, loop
 from loong_jax.train import state as state_lib
 
-_CONFIG = cli.define_config_flag("configs/lm/llama.py:tiny")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (metrics, checkpoints).")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "host:port of process 0, for multi-process runs.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+# Flag holders, created by define_flags() when the module runs as a program.
+_CONFIG = _WORKDIR = _COORDINATOR = _NUM_PROCESSES = _PROCESS_ID = None
+
+
+def define_flags():
+  """Define this entry point's flags (only when run as a program, so that modules that
+  define flags of the same names can be imported side by side, e.g. by tests)."""
+  global _CONFIG, _WORKDIR, _COORDINATOR, _NUM_PROCESSES, _PROCESS_ID
+  _CONFIG = cli.define_config_flag("configs/lm/llama.py:tiny")
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (metrics, checkpoints).")
+  _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                     "host:port of process 0, for multi-process runs.")
+  _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
+  _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 
 
 def initialize_distributed(coordinator: str | None, num_processes: int | None,
@@ -230,4 +238,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

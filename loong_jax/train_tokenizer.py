@@ -26,8 +26,16 @@ from loong_jax.tokenizer import perceptual
 from loong_jax.tokenizer import toy_data
 from loong_jax.train import tokenizer_step
 
-_CONFIG = cli.define_config_flag()
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and eval.json.")
+# Flag holders, created by define_flags() when the module runs as a program.
+_CONFIG = _WORKDIR = None
+
+
+def define_flags():
+  """Define this entry point's flags (only when run as a program, so that modules that
+  define flags of the same names can be imported side by side, e.g. by tests)."""
+  global _CONFIG, _WORKDIR
+  _CONFIG = cli.define_config_flag()
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and eval.json.")
 
 # Held-out clips come from a seed no training run uses (training seeds are seed + start step).
 EVAL_SEED_OFFSET = 1_000_003
@@ -146,5 +154,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flags_as_required(["config", "workdir"])
   cli.run(main)

@@ -65,6 +65,7 @@ def save_then_die(self, step, *a, **k):
 checkpoint.Checkpointer.save = save_then_die
 from loong_jax import cli, train_lm
 sys.argv = ["train_lm"] + sys.argv[1:]
+train_lm.define_flags()
 cli.run(train_lm.main)
 """
 
