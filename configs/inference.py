@@ -1,0 +1,64 @@
+"""Generation configs: `configs/inference.py:<size>` with size a `configs/lm/llama.py` size.
+
+The `lm`, `vocab`, `mesh` and `sharding` blocks are the LM config of that size (they must match
+the run being loaded: override them as the run was trained, e.g. `--config.lm.num_layers=4`);
+`inference` holds the generation settings:
+
+| field              | meaning                                                               |
+|--------------------|-----------------------------------------------------------------------|
+| temperature, top_k, top_p | sampling (`inference/sampling.py`); top-k 50 [ours]            |
+| guidance_scale     | classifier-free guidance s; 1.0 turns the unconditional branch off     |
+| clip_latent_frames | latent frames per clip: 17 = 65 frames = 10 s [Loong]                  |
+| cond_latent_frames | context carried into the next clip [ours: 4]                           |
+| reencode           | decode the context to pixels and encode it again [Loong]               |
+| height, width      | pixels; tokens per frame = (height / 8) * (width / 8)                  |
+| fps                | frames per second of the written video: 65 frames per 10 s [Loong]     |
+| max_text_len       | text budget in ids; longer prompts are truncated with a warning        |
+| prompt_multiple    | prompt widths round up to this (fewer recompiles)                      |
+| text_model         | SentencePiece model; '' = RUN/text.model                               |
+| tokenizer_config   | video tokenizer config spec, e.g. 'configs/tokenizer/magvit2.py:loong_246m' |
+| tokenizer_dir      | the tokenizer's training run (orbax checkpoints under it)              |
+
+`tiny` matches `train_lm`'s built-in token stream: 4x4 tokens per latent frame (32x32 pixels),
+5 latent frames per clip.
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+
+def _lm_config(size: str) -> ml_collections.ConfigDict:
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lm", "llama.py")
+  spec = importlib.util.spec_from_file_location("_llama_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(size)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  size = arg or "tiny"
+  lm = _lm_config(size)
+  config = ml_collections.ConfigDict()
+  for block in ("vocab", "lm", "mesh", "sharding"):
+    config[block] = lm[block]
+  small = size == "tiny"
+  config.inference = dict(
+      temperature=1.0,
+      top_k=50,
+      top_p=1.0,
+      guidance_scale=1.0 if small else 3.0,
+      clip_latent_frames=5 if small else 17,
+      cond_latent_frames=2 if small else 4,
+      reencode=True,
+      height=32 if small else 128,
+      width=32 if small else 128,
+      fps=6.5,
+      max_text_len=6 if small else 128,
+      prompt_multiple=16,
+      text_model="",
+      tokenizer_config="",
+      tokenizer_dir="",
+  )
+  return config

@@ -1,0 +1,142 @@
+"""MAGVIT-v2-style video tokenizer configs: `configs/tokenizer/magvit2.py:<variant>`.
+
+| variant    | ch | res blocks | z (codes)    | generator params | discriminator | use                  |
+|------------|----|------------|--------------|------------------|---------------|----------------------|
+| loong_246m | 96 | 7          | 13 (8,192)   | 251.6M (+2.3%)   | 14.4M         | Loong's size [Loong] |
+| om2_video  | 128| 4          | 18 (262,144) | 314.3M           | 14.4M         | Open-MAGVIT2 [OM2]   |
+| demo       | 16 | 1          | 12 (4,096)   | 2.9M             | 0.1M          | 2 CPU cores, 64x64   |
+| tiny       | 8  | 1          | 6 (64)       | 0.2M             | 0.1M          | unit tests           |
+
+loong_246m: with ch_mult=(1, 2, 2, 4), 2 mid blocks and GroupNorm(32) (so ch is a multiple of 32),
+ch=96 with 7 res blocks per level gives 251.6M generator parameters, within 5% of Loong's 246M
+(ch=128 with 2 blocks: 225.5M, with 3: 269.8M; ch=96 with 6: 226.7M). om2_video is the
+Open-MAGVIT2 video layout (ch=128, 4 res blocks, z=18) in this codebase's block structure; SPEC
+quotes ~370M for the reference implementation, whose decoder has an extra res block per level and
+its own norm / upsampler layers, so our count is lower.
+
+All numbers live here; `--config.tokenizer.ch=...` etc. override them.
+"""
+
+import ml_collections
+
+VARIANTS = ("loong_246m", "om2_video", "demo", "tiny")
+
+# (ch, num_res_blocks, log2 codebook size, clip frames, resolution, batch, steps)
+SHAPES = {
+    "loong_246m": (96, 7, 13, 17, 128, 256, 300_000),
+    "om2_video": (128, 4, 18, 17, 128, 256, 300_000),
+    "demo": (16, 1, 12, 5, 64, 4, 600),
+    "tiny": (8, 1, 6, 5, 16, 2, 4),
+}
+
+# Logical axis -> mesh axes. Tokenizer weights are small next to the activations of a video batch,
+# so the model is data-parallel: batch over ('data', 'fsdp'), every parameter replicated.
+SHARDING_RULES = (
+    ("activation_batch", ("data", "fsdp")),
+    ("conv_t", None),
+    ("conv_h", None),
+    ("conv_w", None),
+    ("conv_in", None),
+    ("conv_out", None),
+    ("dense_in", None),
+    ("dense_out", None),
+    ("norm", None),
+    ("codebook", None),
+    ("code", None),
+)
+
+
+def tokenizer_config(variant: str) -> ml_collections.ConfigDict:
+  ch, blocks, bits, _, _, _, _ = SHAPES[variant]
+  small = variant in ("demo", "tiny")
+  return ml_collections.ConfigDict(dict(
+      ch=ch,
+      ch_mult=(1, 2, 2, 4),
+      num_res_blocks=blocks,
+      num_mid_blocks=1 if variant == "tiny" else 2,
+      z_channels=bits,
+      num_groups=8 if small else 32,
+      temporal_kernel=3,                       # 1 = image tokenizer (see tokenizer/inflate.py)
+      down_strides=((1, 2, 2), (2, 2, 2), (2, 2, 2)),
+      temporal_padding="zeros",                # or "replicate" [ours: OM2 uses constant padding]
+      # bfloat16 is slower than float32 on the project's CPU (STACK_NOTES).
+      dtype="float32" if small else "bfloat16",
+      # "stacked_2d" (temporal taps stacked into channels, one 2D conv) is ~6x faster than XLA's
+      # 3D convolution on CPU; accelerators run "native_3d".
+      conv_impl="stacked_2d" if small else "native_3d",
+      quantizer=dict(
+          type="lfq",                          # or "cvq"
+          codebook_size=2 ** bits,
+          # LFQ [MV2][OM2]
+          entropy_weight=0.1,
+          commitment_weight=0.25,
+          temperature=0.01,
+          entropy_chunk_size=4096,
+          # CVQ [CVQ]: used when type == "cvq" (then z_channels is the code dimension)
+          beta=0.25,
+          usage_decay=0.99,
+          anchor_scale=10.0,
+          anchor_eps=1e-3,
+      ),
+      discriminator=dict(
+          type="stylegan",                     # or "patchgan"
+          ch=8 if small else 64,
+          ch_mult=(2, 4, 4) if small else (2, 4, 4, 4, 4),
+          strides=(2, 2, 2),
+          negative_slope=0.2,
+          num_groups=8 if small else 32,       # PatchGAN only
+          dtype="float32" if small else "bfloat16",
+      ),
+  ))
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  variant = arg or "demo"
+  if variant not in SHAPES:
+    raise ValueError(f"unknown tokenizer variant {variant!r}; known: {VARIANTS}")
+  _, _, _, frames, resolution, batch, steps = SHAPES[variant]
+  small = variant in ("demo", "tiny")
+  config = ml_collections.ConfigDict()
+  config.tokenizer = tokenizer_config(variant)
+  config.loss = dict(
+      reconstruction="l1",                     # or "l2"
+      reconstruction_weight=1.0,
+      quantizer_weight=1.0,
+      perceptual_weight=0.1,
+      perceptual_weights_path="",              # local .npz of LPIPS-VGG weights; "" = term off
+      gan_weight=0.3 if frames > 1 else 0.1,   # [OM2]: 0.1 image / 0.3 video
+      disc_start={"demo": 400, "tiny": 2}.get(variant, 20_000),
+      generator_loss="non_saturating",
+      discriminator_loss="hinge",
+      lecam_weight=0.001,
+      lecam_ema_decay=0.999,
+      r1_weight=0.0,                           # [MV1] uses 10 when on
+  )
+  config.optim = dict(
+      learning_rate=1e-3 if small else 1e-4,
+      disc_learning_rate=1e-3 if small else 1e-4,
+      b1=0.5, b2=0.9, eps=1e-8,
+      warmup_steps={"demo": 20, "tiny": 1}.get(variant, 5_000),
+      decay_steps=ml_collections.FieldReference(None, field_type=int),  # None: train.steps
+      end_learning_rate_fraction=0.1,
+      grad_clip_norm=1.0,
+      ema_decay=0.999,
+  )
+  config.train = dict(
+      seed=0,
+      batch_size=batch,
+      steps=steps,
+      log_every=25 if small else 100,
+      checkpoint_every=200 if small else 5_000,
+      eval_clips={"demo": 128, "tiny": 4}.get(variant, 256),  # enough tokens to see > K/2 codes
+  )
+  config.data = dict(
+      folder="",                               # "" = built-in moving shapes; else a folder of videos
+      frames=frames,
+      resolution=resolution,
+      num_shapes=2,
+      max_speed=2.0,                           # pixels per frame at 64 px, scaled with resolution
+  )
+  config.mesh = dict(data=-1, fsdp=1, tensor=1)
+  config.sharding = dict(rules=SHARDING_RULES, max_replicated_fraction=1.0)
+  return config

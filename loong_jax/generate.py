@@ -1,0 +1,199 @@
+"""Text to video: `python -m loong_jax.generate --workdir RUN --prompt "..." --out v.mp4`.
+
+Loads the LM parameters of a `train_lm` run (the latest orbax checkpoint under RUN/checkpoints;
+only `params` is read), the text tokenizer (SentencePiece, `inference.text_model` or
+RUN/text.model) and the video tokenizer (`inference.tokenizer_config` + `inference.tokenizer_dir`),
+then generates clip by clip (`inference/long_video.py`) and writes an mp4 and a gif per prompt.
+
+  --seconds S           any length (60 s at 6.5 fps = 390 frames = 8 clips of 17 latent frames)
+  --prompts_file FILE   one prompt per line, generated as one batch; outputs get a _000 suffix
+  --seed N              the same seed, prompts and config give the same video
+  --config configs/inference.py:<size>   sampling, clip and size settings (see that file)
+
+A prompt longer than `inference.max_text_len` ids is truncated with a warning; an empty prompt
+generates unconditionally (`<no_text>`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import imageio.v2 as imageio
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import tqdm
+from absl import flags, logging
+
+from loong_jax import cli, tokens
+from loong_jax import sharding as sharding_lib
+from loong_jax.inference import decode, long_video, sampling
+from loong_jax.llm import transformer
+
+_CONFIG = cli.define_config_flag("configs/inference.py:tiny")
+_WORKDIR = flags.DEFINE_string("workdir", None, "train_lm run directory (checkpoints/).")
+_PROMPT = flags.DEFINE_string("prompt", "", "Text prompt ('' = unconditional).")
+_PROMPTS_FILE = flags.DEFINE_string("prompts_file", None, "One prompt per line, one batch.")
+_SECONDS = flags.DEFINE_float("seconds", 10.0, "Video length in seconds (any length).")
+_OUT = flags.DEFINE_string("out", "video.mp4", "Output mp4 path; a gif is written beside it.")
+_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+
+TextEncoder = Callable[[str], np.ndarray]
+
+
+def restore_params(workdir: str, model: transformer.Transformer, mesh, rules):
+  """The `params` of the latest checkpoint in `workdir/checkpoints`, placed on `mesh`."""
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  manager = ocp.CheckpointManager(directory)
+  step = manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"--workdir: no checkpoint under {directory} (train with "
+                            "loong_jax.train_lm first)")
+  shapes = nn.unbox(jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"]))
+  shardings = decode.param_shardings(model, mesh, rules)
+  target = {"params": jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype,
+                                                                      sharding=sh),
+                                   shapes, shardings)}
+  # Partial restore: the optimizer state in the same checkpoint is never read.
+  restored = manager.restore(step, args=ocp.args.PyTreeRestore(
+      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+      partial_restore=True))
+  logging.info("restored LM params of step %d from %s", step, directory)
+  return restored["params"]
+
+
+def load_text_encoder(path: str) -> TextEncoder:
+  """SentencePiece `str -> [N] int32` text ids (`loong_jax.data.text`)."""
+  try:
+    from loong_jax.data import text  # the data package's SentencePiece wrapper
+  except ImportError as e:
+    raise RuntimeError("no text tokenizer: loong_jax.data.text (SentencePiece) is not in this "
+                       "checkout") from e
+  return text.TextTokenizer(path).encode
+
+
+def encode_prompt(prompt: str, encode_text: TextEncoder, max_len: int,
+                  vocab: tokens.Vocab) -> np.ndarray | None:
+  """Text ids of `prompt` cut to `max_len` (with a warning); None for an empty prompt."""
+  if not prompt.strip():
+    return None
+  ids = np.asarray(encode_text(prompt), np.int32)
+  if ids.size and not np.all(vocab.is_text(ids)):
+    raise ValueError(f"text tokenizer returned ids outside [0, {vocab.text_size})")
+  if len(ids) > max_len:
+    logging.warning("prompt %r is %d text ids, over inference.max_text_len=%d: truncated",
+                    prompt, len(ids), max_len)
+    ids = ids[:max_len]
+  return ids
+
+
+def load_codec(tokenizer_config: str, tokenizer_dir: str) -> long_video.VideoCodec:
+  """The trained video tokenizer (EMA generator weights of its latest checkpoint) as a codec."""
+  if not tokenizer_config or not tokenizer_dir:
+    raise RuntimeError("no video tokenizer: set --config.inference.tokenizer_config (e.g. "
+                       "configs/tokenizer/magvit2.py:loong_246m) and "
+                       "--config.inference.tokenizer_dir (its training run)")
+  try:
+    from loong_jax.tokenizer import autoencoder  # the video tokenizer package
+  except ImportError as e:
+    raise RuntimeError("no video tokenizer: the loong_jax.tokenizer package is not in this "
+                       "checkout") from e
+  config = cli.load_config_file(tokenizer_config).tokenizer
+  model = autoencoder.make_tokenizer(config)
+  target = {"ema_params": nn.unbox(autoencoder.abstract_params(config)["generator"])}
+  manager = ocp.CheckpointManager(os.path.join(os.path.abspath(tokenizer_dir), "checkpoints"))
+  if manager.latest_step() is None:
+    raise FileNotFoundError(f"inference.tokenizer_dir: no checkpoint under {tokenizer_dir}")
+  params = manager.restore(manager.latest_step(), args=ocp.args.PyTreeRestore(
+      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+      partial_restore=True))["ema_params"]
+  encode = jax.jit(lambda v: model.apply({"params": params}, v, method="encode"))
+  decode_fn = jax.jit(lambda i: model.apply({"params": params}, i, method="decode"))
+  auto = autoencoder.AutoencoderConfig.from_config(config)
+  return long_video.VideoCodec(lambda v: np.asarray(encode(v)), lambda i: np.asarray(decode_fn(i)),
+                               auto.temporal_factor, auto.spatial_factor)
+
+
+def num_frames(seconds: float, fps: float) -> int:
+  """Frames of a `seconds` video (at least one)."""
+  return max(1, round(seconds * fps))
+
+
+def generate_videos(config, params, prompts: Sequence[str], seconds: float, seed: int,
+                    codec: long_video.VideoCodec, encode_text: TextEncoder | None,
+                    mesh=None, rules=()) -> long_video.LongVideo:
+  """Videos `[B, frames, H, W, 3]` in [-1, 1] for B prompts (see `long_video.generate`).
+
+  `encode_text` may be None only when every prompt is empty.
+  """
+  vocab = tokens.Vocab(config.vocab.text_size, config.vocab.video_size)
+  inf = config.inference
+  model = transformer.Transformer(transformer.LMConfig.from_config(config.lm))
+  decoder = decode.Decoder(model, vocab, sampling.SamplingConfig.from_config(inf), mesh=mesh,
+                           rules=rules, prompt_multiple=inf.prompt_multiple)
+  if any(p.strip() for p in prompts) and encode_text is None:
+    raise RuntimeError("a non-empty prompt needs a text tokenizer")
+  text_ids = [encode_prompt(p, encode_text, inf.max_text_len, vocab) for p in prompts]
+  clip_config = long_video.LongVideoConfig(
+      clip_latent_frames=inf.clip_latent_frames, cond_latent_frames=inf.cond_latent_frames,
+      reencode=inf.reencode, height=inf.height, width=inf.width)
+  frames = num_frames(seconds, inf.fps)
+  total = len(long_video.clip_schedule(frames, clip_config, codec.temporal_stride))
+  with tqdm.tqdm(total=total, unit="clip", desc=f"{frames} frames") as bar:
+    return long_video.generate(decoder, params, text_ids, frames, codec, clip_config,
+                               jax.random.key(seed), on_clip=lambda done, _: bar.update(1))
+
+
+def write_video(path: str, video: np.ndarray, fps: float) -> list[str]:
+  """Write `[T, H, W, 3]` in [-1, 1] as `path` (mp4) and the same name with .gif; the paths."""
+  frames = np.clip(np.round((video + 1.0) * 127.5), 0, 255).astype(np.uint8)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  gif = os.path.splitext(path)[0] + ".gif"
+  # libx264 needs even sizes; macro_block_size=1 keeps ours (multiples of 8) unchanged.
+  imageio.mimwrite(path, list(frames), fps=fps, macro_block_size=1)
+  imageio.mimwrite(gif, list(frames), duration=1000.0 / fps, loop=0)
+  return [path, gif]
+
+
+def output_paths(out: str, count: int) -> list[str]:
+  """`out` for one video; `stem_000.ext`, `stem_001.ext`, ... for a batch."""
+  if count == 1:
+    return [out]
+  stem, ext = os.path.splitext(out)
+  return [f"{stem}_{i:03d}{ext}" for i in range(count)]
+
+
+def main(argv):
+  del argv
+  if not _WORKDIR.value:
+    raise SystemExit("error: --workdir is required")
+  config = _CONFIG.value
+  prompts = [_PROMPT.value]
+  if _PROMPTS_FILE.value:
+    with open(_PROMPTS_FILE.value) as fp:
+      prompts = [line.rstrip("\n") for line in fp]
+  inf = config.inference
+  try:
+    codec = load_codec(inf.tokenizer_config, inf.tokenizer_dir)
+    encode_text = None
+    if any(p.strip() for p in prompts):
+      encode_text = load_text_encoder(inf.text_model or os.path.join(_WORKDIR.value,
+                                                                     "text.model"))
+  except (RuntimeError, FileNotFoundError) as e:
+    raise SystemExit(f"error: {e}") from e
+  model = transformer.Transformer(transformer.LMConfig.from_config(config.lm))
+  mesh = sharding_lib.make_mesh(config.mesh)
+  rules = sharding_lib.rules(config.sharding)
+  params = restore_params(_WORKDIR.value, model, mesh, rules)
+  out = generate_videos(config, params, prompts, _SECONDS.value, _SEED.value, codec, encode_text,
+                        mesh, rules)
+  for path, video in zip(output_paths(_OUT.value, len(prompts)), out.video):
+    print("wrote", " and ".join(write_video(path, video, inf.fps)))
+
+
+if __name__ == "__main__":
+  cli.run(main)

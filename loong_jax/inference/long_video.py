@@ -1,0 +1,168 @@
+"""Videos of any length, clip by clip, each clip conditioned on the text and the previous clip's
+last latent frames, re-encoded from pixels (SPEC §5 [Loong]).
+
+Frame accounting (stride s = 4). A causal video tokenizer maps `1 + s(F_lat - 1)` pixel frames to
+`F_lat` latent frames: latent 0 stands for pixel frame 0, latent j >= 1 for frames
+`s(j-1)+1 .. sj`. So the output has a *latent timeline*: `L` latent frames are `1 + s(L-1)` pixel
+frames, and one more latent frame is `s` more pixel frames.
+
+* Clip 1 generates `F1 = min(clip_latent_frames, L)` latent frames from the text; its decode is
+  the first `1 + s(F1 - 1)` frames of the video.
+* A continuation keeps `n = cond_latent_frames` latent frames of context and generates `m` new
+  ones (`m <= clip_latent_frames - n`, fewer in the last clip). With re-encoding the context is
+  `encode(last 1 + s(n-1) frames of the video so far)`: exactly n latent frames, the first of
+  which stands for one frame (as the first latent of any clip does in training). Without it, the
+  context is the previous clip's last n latent frames as generated. The clip
+  `[n context + m new]` decodes to `1 + s(n+m-1)` frames; its first `1 + s(n-1)` re-render the
+  context (already in the video) and are dropped, the remaining `s*m` are appended. So every
+  latent frame of the timeline is rendered once: nothing is duplicated or dropped at a boundary.
+* `L = 1 + ceil((num_frames - 1) / s)` latent frames cover the requested `num_frames`; the video
+  is cut to exactly `num_frames` at the end.
+
+Context pixels are taken from the video as shown (the last frames of the previous clip's decode,
+in the context of its whole clip) rather than from decoding the n latent frames on their own, so
+the next clip continues from exactly what the viewer saw, and no extra decoder call is made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import jax
+import numpy as np
+
+from loong_jax import tokens as tokens_lib
+from loong_jax.inference import decode as decode_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoCodec:
+  """The video tokenizer as generation uses it.
+
+  Attributes:
+    encode: video `[B, T, H, W, 3]` float in [-1, 1] (`T = 1 + s(T_lat - 1)`) -> codes
+      `[B, T_lat, H/d, W/d]` int32 in [0, video_size).
+    decode: codes `[B, T_lat, h, w]` -> video `[B, 1 + s(T_lat - 1), h*d, w*d, 3]` in [-1, 1].
+    temporal_stride: s.
+    spatial_downsample: d.
+  """
+
+  encode: Callable[[np.ndarray], np.ndarray]
+  decode: Callable[[np.ndarray], np.ndarray]
+  temporal_stride: int = 4
+  spatial_downsample: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class LongVideoConfig:
+  """Attributes:
+    clip_latent_frames: latent frames per clip (the length the LM was trained on; 17 = 65 frames).
+    cond_latent_frames: n, the context carried into the next clip [ours: 4].
+    reencode: decode the context to pixels and encode it again [Loong], or reuse its codes.
+    height, width: pixel size of the video (multiples of the codec's spatial downsampling).
+  """
+
+  clip_latent_frames: int
+  cond_latent_frames: int = 4
+  reencode: bool = True
+  height: int = 128
+  width: int = 128
+
+  def validate(self, codec: VideoCodec):
+    if not 1 <= self.cond_latent_frames < self.clip_latent_frames:
+      raise ValueError(f"inference.cond_latent_frames={self.cond_latent_frames} must lie in "
+                       f"[1, clip_latent_frames={self.clip_latent_frames})")
+    d = codec.spatial_downsample
+    if self.height % d or self.width % d:
+      raise ValueError(f"inference.height/width={self.height}x{self.width} must be multiples of "
+                       f"the tokenizer's spatial downsampling {d}")
+
+
+def pixel_frames(latent_frames: int, stride: int) -> int:
+  """Pixel frames of `latent_frames` latent frames: `1 + stride (latent_frames - 1)`."""
+  return 1 + stride * (latent_frames - 1)
+
+
+def clip_schedule(num_frames: int, config: LongVideoConfig, stride: int) -> list[tuple[int, int]]:
+  """`[(context latent frames, new latent frames)]` per clip for a `num_frames` video."""
+  if num_frames < 1:
+    raise ValueError(f"num_frames={num_frames} must be >= 1")
+  need = 1 + -(-(num_frames - 1) // stride)
+  have = min(config.clip_latent_frames, need)
+  schedule = [(0, have)]
+  while have < need:
+    new = min(config.clip_latent_frames - config.cond_latent_frames, need - have)
+    schedule.append((config.cond_latent_frames, new))
+    have += new
+  return schedule
+
+
+@dataclasses.dataclass
+class LongVideo:
+  """Attributes:
+    video: `[B, num_frames, H, W, 3]` float in [-1, 1].
+    codes: `[B, L, h, w]` int32, the generated latent timeline (each clip's new frames).
+  """
+
+  video: np.ndarray
+  codes: np.ndarray
+
+
+def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray | None],
+             num_frames: int, codec: VideoCodec, config: LongVideoConfig, key: jax.Array,
+             on_clip: Callable[[int, int], None] | None = None) -> LongVideo:
+  """Generate one video per prompt.
+
+  Args:
+    decoder: the LM decoder (its sampling config decides guidance; with guidance the
+      unconditional branch sees `<no_text>` plus the same context frames).
+    params: LM parameters.
+    text_ids: B prompts as text ids; None or empty generates unconditionally.
+    num_frames: pixel frames wanted (any positive number).
+    codec: the video tokenizer.
+    config: clip lengths, context, re-encoding, size.
+    key: PRNG key; clip c samples with `fold_in(key, c)`.
+    on_clip: called as `on_clip(clips_done, clips_total)` after each clip.
+  Returns:
+    the video (exactly `num_frames` frames) and its latent timeline.
+  """
+  config.validate(codec)
+  vocab: tokens_lib.Vocab = decoder.vocab
+  stride, d = codec.temporal_stride, codec.spatial_downsample
+  h, w = config.height // d, config.width // d
+  schedule = clip_schedule(num_frames, config, stride)
+  video = timeline = context = None
+  for c, (n_context, n_new) in enumerate(schedule):
+    contexts = [None] * len(text_ids) if context is None else list(context)
+    cond = [decode_lib.prompt_ids(vocab, t, x) for t, x in zip(text_ids, contexts)]
+    uncond = [decode_lib.prompt_ids(vocab, None, x) for x in contexts]
+    ids = decoder(params, cond, decode_lib.frame_plan(vocab, n_new, h * w),
+                  jax.random.fold_in(key, c), uncond_prompts=uncond)
+    new = frame_codes(ids, vocab, n_new, h, w)
+    clip = new if context is None else np.concatenate([context, new], axis=1)
+    pixels = np.asarray(codec.decode(clip))
+    if pixels.shape[1] != pixel_frames(clip.shape[1], stride):
+      raise ValueError(f"video tokenizer decode: {clip.shape[1]} latent frames gave "
+                       f"{pixels.shape[1]} frames, expected {pixel_frames(clip.shape[1], stride)}")
+    if video is None:
+      video, timeline = pixels, new
+    else:
+      video = np.concatenate([video, pixels[:, pixel_frames(n_context, stride):]], axis=1)
+      timeline = np.concatenate([timeline, new], axis=1)
+    if c + 1 < len(schedule):
+      n = config.cond_latent_frames
+      if config.reencode:
+        context = np.asarray(codec.encode(video[:, -pixel_frames(n, stride):]), np.int32)
+      else:
+        context = clip[:, -n:]
+    if on_clip is not None:
+      on_clip(c + 1, len(schedule))
+  return LongVideo(video[:, :num_frames], timeline)
+
+
+def frame_codes(ids: np.ndarray, vocab: tokens_lib.Vocab, num_frames: int, h: int,
+                w: int) -> np.ndarray:
+  """Generated ids of a `frame_plan` `[B, T]` -> video codes `[B, num_frames, h, w]`."""
+  body = ids[:, : num_frames * (h * w + 2)].reshape(len(ids), num_frames, h * w + 2)
+  return vocab.tokens_to_video(body[:, :, 1:-1]).reshape(len(ids), num_frames, h, w)

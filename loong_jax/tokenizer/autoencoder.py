@@ -1,0 +1,184 @@
+"""Causal 3D CNN video tokenizer: Encoder -> quantizer -> Decoder [SPEC §2, OM2, MV2].
+
+Pixels: float in [-1, 1] (uint8 v maps to v / 127.5 - 1), layout `[B, T, H, W, 3]`, T = 1 + 4k
+frames (an image is T = 1) and H, W divisible by 2^(len(ch_mult) - 1). With the default
+`ch_mult=(1, 2, 2, 4)` and strides `(1,2,2), (2,2,2), (2,2,2)`:
+  `[B, 17, 128, 128, 3]` -> ids `[B, 5, 16, 16]`;  `[B, 1, 128, 128, 3]` -> ids `[B, 1, 16, 16]`.
+
+An image tokenizer is the same model with `temporal_kernel=1` and no temporal strides; `inflate.py`
+turns its weights into a video tokenizer's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from loong_jax.tokenizer import discriminator as disc_lib
+from loong_jax.tokenizer import layers
+from loong_jax.tokenizer import quantizers
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoencoderConfig:
+  """The shape of the encoder / decoder (from `config.tokenizer`)."""
+  ch: int
+  ch_mult: tuple[int, ...]
+  num_res_blocks: int
+  num_mid_blocks: int
+  z_channels: int
+  num_groups: int
+  temporal_kernel: int
+  down_strides: tuple[tuple[int, int, int], ...]
+  temporal_padding: str
+  dtype: str
+  conv_impl: str
+
+  @classmethod
+  def from_config(cls, tokenizer_config) -> AutoencoderConfig:
+    c = tokenizer_config
+    config = cls(ch=c.ch, ch_mult=tuple(c.ch_mult), num_res_blocks=c.num_res_blocks,
+                 num_mid_blocks=c.num_mid_blocks, z_channels=c.z_channels,
+                 num_groups=c.num_groups, temporal_kernel=c.temporal_kernel,
+                 down_strides=tuple(tuple(s) for s in c.down_strides),
+                 temporal_padding=c.temporal_padding, dtype=c.dtype, conv_impl=c.conv_impl)
+    config.validate()
+    return config
+
+  def validate(self):
+    if len(self.down_strides) != len(self.ch_mult) - 1:
+      raise ValueError(f"config.tokenizer.down_strides: need {len(self.ch_mult) - 1} strides (one "
+                       f"per level but the last), got {len(self.down_strides)}")
+    for mult in self.ch_mult:
+      if (self.ch * mult) % self.num_groups:
+        raise ValueError(f"config.tokenizer.num_groups={self.num_groups} must divide every level's "
+                         f"channels, not ch * {mult} = {self.ch * mult}")
+    if self.temporal_kernel == 1 and any(s[0] > 1 for s in self.down_strides):
+      raise ValueError("config.tokenizer: an image tokenizer (temporal_kernel=1) cannot have "
+                       f"temporal strides, got down_strides={self.down_strides}")
+
+  @property
+  def temporal_factor(self) -> int:
+    return math.prod(s[0] for s in self.down_strides)
+
+  @property
+  def spatial_factor(self) -> int:
+    return math.prod(s[1] for s in self.down_strides)
+
+  def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+    """`(t, h, w)` of the ids for a `[frames, height, width]` clip; raises on a bad shape."""
+    r, s = self.temporal_factor, self.spatial_factor
+    if (frames - 1) % r or height % s or width % s:
+      raise ValueError(f"clip of {frames}x{height}x{width} does not fit the tokenizer: need frames = "
+                       f"1 + {r}k and height, width divisible by {s}")
+    return 1 + (frames - 1) // r, height // s, width // s
+
+
+class Encoder(nn.Module):
+  """`[B, T, H, W, 3]` pixels -> `[B, t, h, w, z_channels]` continuous latents."""
+  config: AutoencoderConfig
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    c = self.config
+    kernel = (c.temporal_kernel, 3, 3)
+    common = dict(temporal_padding=c.temporal_padding, dtype=c.dtype, conv_impl=c.conv_impl)
+    x = layers.CausalConv3d(c.ch, kernel, name="conv_in", **common)(x.astype(c.dtype))
+    for level, mult in enumerate(c.ch_mult):
+      for block in range(c.num_res_blocks):
+        x = layers.ResBlock3d(c.ch * mult, c.num_groups, c.temporal_kernel,
+                              name=f"down_{level}_block_{block}", **common)(x)
+      if level < len(c.ch_mult) - 1:
+        x = layers.CausalConv3d(c.ch * mult, kernel, strides=c.down_strides[level],
+                                name=f"down_{level}_downsample", **common)(x)
+    for block in range(c.num_mid_blocks):
+      x = layers.ResBlock3d(x.shape[-1], c.num_groups, c.temporal_kernel, name=f"mid_{block}",
+                            **common)(x)
+    x = nn.swish(layers.FrameGroupNorm(c.num_groups, dtype=c.dtype, name="norm_out")(x))
+    return layers.CausalConv3d(c.z_channels, (1, 1, 1), name="conv_out", **common)(x)
+
+
+class Decoder(nn.Module):
+  """`[B, t, h, w, z_channels]` quantized latents -> `[B, T, H, W, 3]` pixels (unclipped)."""
+  config: AutoencoderConfig
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:
+    c = self.config
+    kernel = (c.temporal_kernel, 3, 3)
+    common = dict(temporal_padding=c.temporal_padding, dtype=c.dtype, conv_impl=c.conv_impl)
+    z = z.astype(c.dtype)
+    x = layers.CausalConv3d(c.ch * c.ch_mult[-1], kernel, name="conv_in", **common)(z)
+    for block in range(c.num_mid_blocks):
+      x = layers.ResBlock3d(x.shape[-1], c.num_groups, c.temporal_kernel, name=f"mid_{block}",
+                            **common)(x, z)
+    for level in reversed(range(len(c.ch_mult))):
+      for block in range(c.num_res_blocks):
+        x = layers.ResBlock3d(c.ch * c.ch_mult[level], c.num_groups, c.temporal_kernel,
+                              name=f"up_{level}_block_{block}", **common)(x, z)
+      if level > 0:
+        x = layers.DepthToSpace3d(c.ch * c.ch_mult[level], c.down_strides[level - 1],
+                                  c.temporal_kernel, name=f"up_{level}_upsample", **common)(x)
+    x = nn.swish(layers.AdaptiveGroupNorm(c.num_groups, dtype=c.dtype, name="norm_out")(x, z))
+    x = layers.CausalConv3d(3, kernel, name="conv_out", **common)(x)
+    return x.astype(jnp.float32)
+
+
+class VideoTokenizer(nn.Module):
+  """Encoder + quantizer + decoder.
+
+  `__call__(video, train) -> (reconstruction, aux)`; `encode(video) -> ids`; `decode(ids) -> video`.
+  Every method is batch-parallel (no op mixes examples except the quantizer's batch statistics),
+  so `jax.jit` with the batch sharded over ('data', 'fsdp') runs it data-parallel.
+  """
+  config: AutoencoderConfig
+  quantizer_config: object
+
+  def setup(self):
+    self.encoder = Encoder(self.config, name="encoder")
+    self.quantizer = quantizers.make_quantizer(self.quantizer_config, self.config.z_channels)
+    self.decoder = Decoder(self.config, name="decoder")
+
+  def __call__(self, video: jax.Array, train: bool = False):
+    """`[B, T, H, W, 3]` in [-1, 1] -> (`[B, T, H, W, 3]` reconstruction, aux).
+
+    aux: the quantizer's scalars (with `loss`) and `indices` `[B, t, h, w]`.
+    """
+    codes, indices, aux = self.quantizer(self.encoder(video), train)
+    return self.decoder(codes), dict(aux, indices=indices)
+
+  def encode(self, video: jax.Array) -> jax.Array:
+    """`[B, T, H, W, 3]` in [-1, 1] -> int32 ids `[B, t, h, w]` in [0, K)."""
+    _, indices, _ = self.quantizer(self.encoder(video), False)
+    return indices
+
+  def decode(self, indices: jax.Array) -> jax.Array:
+    """int32 ids `[B, t, h, w]` -> `[B, T, H, W, 3]`, nominally in [-1, 1] (not clipped)."""
+    return self.decoder(self.quantizer.codes_from_indices(indices))
+
+
+def make_tokenizer(tokenizer_config) -> VideoTokenizer:
+  return VideoTokenizer(AutoencoderConfig.from_config(tokenizer_config), tokenizer_config.quantizer)
+
+
+def init_input_shape(tokenizer_config) -> tuple[int, ...]:
+  """The smallest `[1, T, H, W, 3]` input that exercises every layer (used for init)."""
+  config = AutoencoderConfig.from_config(tokenizer_config)
+  side = config.spatial_factor
+  return (1, 1 + config.temporal_factor, side, side, 3)
+
+
+def abstract_params(tokenizer_config) -> dict[str, object]:
+  """`{'generator': tree, 'discriminator': tree}` of boxed parameter shapes (nothing allocated)."""
+  video = jax.ShapeDtypeStruct(init_input_shape(tokenizer_config), jnp.float32)
+  generator = make_tokenizer(tokenizer_config)
+  discriminator = disc_lib.make_discriminator(tokenizer_config.discriminator)
+  key = jax.random.key(0)
+  return {
+      "generator": jax.eval_shape(lambda v: generator.init(key, v)["params"], video),
+      "discriminator": jax.eval_shape(lambda v: discriminator.init(key, v)["params"], video),
+  }

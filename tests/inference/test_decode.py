@@ -1,0 +1,120 @@
+"""KV-cached decoding: teacher forcing against the full forward, frame structure, guidance,
+determinism, sharding, compile caching."""
+
+import jax
+import numpy as np
+import pytest
+
+from loong_jax import cli, tokens
+from loong_jax import sharding as sharding_lib
+from loong_jax.inference import decode, sampling
+
+TOKENS_PER_FRAME = 4
+
+
+def text_prompts(vocab, lengths, seed=0):
+  rng = np.random.default_rng(seed)
+  return [decode.prompt_ids(vocab, rng.integers(0, vocab.text_size, n)) for n in lengths]
+
+
+def test_teacher_forcing_reproduces_full_forward_logits(lm, vocab):
+  model, params = lm
+  rng = np.random.default_rng(0)
+  prompts = [rng.integers(0, vocab.size, n).astype(np.int32) for n in (5, 9, 2)]
+  steps = 6
+  targets = rng.integers(0, vocab.size, (3, steps)).astype(np.int32)
+  decoder = decode.Decoder(model, vocab, sampling.SamplingConfig(), prompt_multiple=4)
+  for i, prompt in enumerate(prompts):
+    # The plan forces one row's continuation; run each row so every row is checked.
+    plan = decode.Plan(targets[i], np.zeros(steps, bool))
+    ids, logits = decoder(params, prompts, plan, jax.random.key(0), return_logits=True)
+    np.testing.assert_array_equal(ids[i], targets[i])
+    full = model.apply({"params": params}, np.concatenate([prompt, targets[i]])[None])[0]
+    want = full[len(prompt) - 1: len(prompt) - 1 + steps]
+    np.testing.assert_allclose(logits[i], want, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("guidance_scale", [1.0, 3.0])
+def test_generated_sequences_parse_into_whole_frames(lm, vocab, guidance_scale):
+  model, params = lm
+  config = sampling.SamplingConfig(temperature=1.0, top_k=8, guidance_scale=guidance_scale)
+  decoder = decode.Decoder(model, vocab, config)
+  prompts = text_prompts(vocab, (3, 7))
+  uncond = [decode.prompt_ids(vocab)] * 2
+  frames = 3
+  plan = decode.frame_plan(vocab, frames, TOKENS_PER_FRAME)
+  ids = decoder(params, prompts, plan, jax.random.key(0), uncond_prompts=uncond)
+  for prompt, generated in zip(prompts, ids):
+    text, codes = tokens.parse_sequence(np.concatenate([prompt, generated]), vocab,
+                                        TOKENS_PER_FRAME)
+    np.testing.assert_array_equal(text, prompt[1:-1])
+    assert codes.shape == (frames, TOKENS_PER_FRAME)
+
+
+def test_continuation_prompt_with_condition_frames_parses(lm, vocab):
+  model, params = lm
+  decoder = decode.Decoder(model, vocab, sampling.SamplingConfig(top_k=4))
+  cond = np.arange(2 * TOKENS_PER_FRAME).reshape(2, TOKENS_PER_FRAME) % vocab.video_size
+  prompt = decode.prompt_ids(vocab, [1, 2, 3], cond)
+  ids = decoder(params, [prompt], decode.frame_plan(vocab, 2, TOKENS_PER_FRAME),
+                jax.random.key(0))
+  _, codes = tokens.parse_sequence(np.concatenate([prompt, ids[0]]), vocab, TOKENS_PER_FRAME)
+  np.testing.assert_array_equal(codes[:2], cond)
+  assert codes.shape == (4, TOKENS_PER_FRAME)
+
+
+def test_empty_prompt_is_the_unconditional_prompt(vocab):
+  np.testing.assert_array_equal(decode.prompt_ids(vocab, []),
+                                [vocab.bos, vocab.no_text, vocab.bov])
+
+
+def test_same_key_same_tokens_other_key_other_tokens(lm, vocab):
+  model, params = lm
+  decoder = decode.Decoder(model, vocab, sampling.SamplingConfig(top_k=16))
+  prompts = text_prompts(vocab, (4,))
+  plan = decode.frame_plan(vocab, 3, TOKENS_PER_FRAME)
+  a = decoder(params, prompts, plan, jax.random.key(5))
+  b = decoder(params, prompts, plan, jax.random.key(5))
+  c = decoder(params, prompts, plan, jax.random.key(6))
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)
+
+
+def test_second_call_with_same_shapes_does_not_recompile(lm, vocab):
+  model, params = lm
+  decoder = decode.Decoder(model, vocab, sampling.SamplingConfig(top_k=3, temperature=0.7))
+  plan = decode.frame_plan(vocab, 2, TOKENS_PER_FRAME)
+  decoder(params, text_prompts(vocab, (3, 4)), plan, jax.random.key(0))
+  compiled = decode._generate._cache_size()
+  # Other prompts (of lengths in the same padding bucket), another key, another plan of the
+  # same length: all reuse the program.
+  decoder(params, text_prompts(vocab, (5, 2), seed=1), plan, jax.random.key(1))
+  decoder(params, text_prompts(vocab, (1, 1), seed=2), decode.free_plan(len(plan.forced)),
+          jax.random.key(2))
+  assert decode._generate._cache_size() == compiled
+
+
+def test_sharded_decoding_matches_one_device(lm, vocab):
+  if jax.device_count() < 8:
+    pytest.skip("needs the 8 fake CPU devices of tests/conftest.py")
+  model, params = lm
+  config = sampling.SamplingConfig(top_k=8, guidance_scale=2.0)
+  prompts = text_prompts(vocab, (3, 6, 2))
+  uncond = [decode.prompt_ids(vocab)] * 3
+  plan = decode.frame_plan(vocab, 2, TOKENS_PER_FRAME)
+  want = decode.Decoder(model, vocab, config)(params, prompts, plan, jax.random.key(0),
+                                              uncond_prompts=uncond)
+  rules = sharding_lib.rules(cli.load_config_file("configs/lm/llama.py:tiny").sharding)
+  mesh = sharding_lib.make_mesh(dict(data=4, fsdp=1, tensor=2))
+  sharded = decode.Decoder(model, vocab, config, mesh=mesh, rules=rules)
+  placed = sharded.place_params(params)
+  assert placed["layers"]["attention"]["query"]["kernel"].sharding.spec[2] == "tensor"
+  got = sharded(placed, prompts, plan, jax.random.key(0), uncond_prompts=uncond)
+  np.testing.assert_array_equal(got, want)
+
+
+def test_guidance_needs_unconditional_prompts(lm, vocab):
+  model, params = lm
+  decoder = decode.Decoder(model, vocab, sampling.SamplingConfig(guidance_scale=2.0))
+  with pytest.raises(ValueError, match="unconditional"):
+    decoder(params, text_prompts(vocab, (3,)), decode.free_plan(2), jax.random.key(0))

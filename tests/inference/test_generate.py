@@ -1,0 +1,97 @@
+"""The generate CLI's pieces: checkpoint restore, prompts, reproducibility, video files."""
+
+import os
+import sys
+
+import imageio.v2 as imageio
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from loong_jax import cli, generate
+from loong_jax import sharding as sharding_lib
+
+TEXT_SIZE = 40  # the test vocabulary's (tests/inference/conftest.py)
+
+
+def tiny_config(model, vocab):
+  """configs/inference.py:tiny shrunk to the test LM (16x16 pixels: 2x2 tokens per frame)."""
+  config = cli.load_config_file("configs/inference.py:tiny")
+  lm = {f: getattr(model.config, f) for f in model.config.__dataclass_fields__}
+  lm.update(dtype="float32", param_dtype="float32")
+  with config.unlocked():
+    config.vocab = ml_collections.ConfigDict(dict(text_size=vocab.text_size,
+                                                  video_size=vocab.video_size))
+    config.lm = ml_collections.ConfigDict(lm)
+    config.inference.update(height=16, width=16, clip_latent_frames=3, cond_latent_frames=1,
+                            max_text_len=4, fps=4.0, top_k=8)
+  return config
+
+
+def encode_text(prompt):
+  """Stand-in text tokenizer: one id per character."""
+  return np.asarray([ord(c) % TEXT_SIZE for c in prompt], np.int32)
+
+
+def save_run(workdir, params):
+  """A checkpoint laid out as train_lm writes it: {params, opt_state, step}."""
+  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+  manager.save(3, args=ocp.args.StandardSave(
+      {"params": params, "opt_state": {"mu": params}, "step": jnp.asarray(3)}))
+  manager.wait_until_finished()
+
+
+def test_restores_params_only_from_a_train_lm_checkpoint(tmp_path, lm, vocab):
+  model, params = lm
+  save_run(str(tmp_path), params)
+  config = tiny_config(model, vocab)
+  mesh = sharding_lib.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
+  restored = generate.restore_params(str(tmp_path), model, mesh,
+                                     sharding_lib.rules(config.sharding))
+  jax.tree.map(np.testing.assert_array_equal, restored, params)
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, lm):
+  model, _ = lm
+  with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    generate.restore_params(str(tmp_path), model, None, ())
+
+
+def test_same_seed_same_videos_and_files_are_written(tmp_path, lm, vocab, stand_in_codec):
+  model, params = lm
+  config = tiny_config(model, vocab)
+  prompts = ["a red ball", "", "a prompt much longer than four ids"]
+  run = lambda seed: generate.generate_videos(config, params, prompts, 2.5, seed,
+                                              stand_in_codec.codec(), encode_text).video
+  first = run(7)
+  assert first.shape == (3, 10, 16, 16, 3)  # 2.5 s at 4 fps
+  np.testing.assert_array_equal(first, run(7))
+  paths = generate.output_paths(str(tmp_path / "v.mp4"), len(prompts))
+  for path, video in zip(paths, first):
+    mp4, gif = generate.write_video(path, video, config.inference.fps)
+    assert imageio.get_reader(mp4).count_frames() == 10
+    # Pillow merges identical consecutive gif frames (the stand-in repeats each one 4 times).
+    assert imageio.mimread(gif)[0].shape == (16, 16, 3)
+
+
+def test_long_prompt_is_truncated_and_empty_prompt_is_unconditional(caplog, vocab):
+  ids = generate.encode_prompt("abcdefgh", encode_text, 4, vocab)
+  np.testing.assert_array_equal(ids, encode_text("abcd"))
+  assert "truncated" in caplog.text
+  assert generate.encode_prompt("   ", encode_text, 4, vocab) is None
+
+
+def test_seconds_to_frames():
+  assert generate.num_frames(60, 6.5) == 390
+  assert generate.num_frames(0.01, 6.5) == 1
+
+
+def test_no_tokenizer_is_a_clear_error(monkeypatch):
+  with pytest.raises(RuntimeError, match="tokenizer_config"):
+    generate.load_codec("", "")
+  monkeypatch.setitem(sys.modules, "loong_jax.tokenizer", None)
+  with pytest.raises(RuntimeError, match="loong_jax.tokenizer package"):
+    generate.load_codec("configs/tokenizer/x.py", "/nonexistent")

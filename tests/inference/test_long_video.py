@@ -1,0 +1,104 @@
+"""Clip-by-clip long videos: exact frame counts, seamless clip boundaries, context, determinism."""
+
+import jax
+import numpy as np
+import pytest
+
+from loong_jax.inference import decode, long_video, sampling
+
+# 16x16 pixels with the stand-in's 8x downsampling: 2x2 = 4 tokens per latent frame.
+CONFIG = long_video.LongVideoConfig(clip_latent_frames=3, cond_latent_frames=1, height=16,
+                                    width=16)
+
+
+def make_decoder(lm, vocab, **sampling_kwargs):
+  model, params = lm
+  config = sampling.SamplingConfig(top_k=8, **sampling_kwargs)
+  return decode.Decoder(model, vocab, config), params
+
+
+def test_three_clip_generation_returns_exactly_the_frames_asked(lm, vocab, stand_in_codec):
+  decoder, params = make_decoder(lm, vocab)
+  calls = []
+  # 22 frames: 6 latent frames after the first -> clips of 3, then 1 context + 2 new, twice.
+  assert long_video.clip_schedule(22, CONFIG, 4) == [(0, 3), (1, 2), (1, 2)]
+  out = long_video.generate(decoder, params, [[1, 2], [3]], 22, stand_in_codec.codec(), CONFIG,
+                            jax.random.key(0), on_clip=lambda done, total: calls.append(
+                                (done, total)))
+  assert out.video.shape == (2, 22, 16, 16, 3)
+  assert out.codes.shape == (2, 7, 2, 2)
+  assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
+@pytest.mark.parametrize("num_frames", [1, 8, 13])
+def test_any_length_has_exactly_that_many_frames(lm, vocab, stand_in_codec, num_frames):
+  decoder, params = make_decoder(lm, vocab)
+  out = long_video.generate(decoder, params, [[4]], num_frames, stand_in_codec.codec(), CONFIG,
+                            jax.random.key(1))
+  assert out.video.shape[1] == num_frames
+
+
+def test_clip_boundaries_neither_duplicate_nor_drop_frames(lm, vocab, stand_in_codec):
+  decoder, params = make_decoder(lm, vocab)
+  config = long_video.LongVideoConfig(clip_latent_frames=4, cond_latent_frames=2, height=16,
+                                      width=16)
+  num_frames = 1 + 4 * 8  # 9 latent frames: clips (0, 4), (2, 2), (2, 2), (2, 1)
+  out = long_video.generate(decoder, params, [[5, 6]], num_frames, stand_in_codec.codec(), config,
+                            jax.random.key(2))
+  # The stand-in decodes latent frames independently, so the video must be the decode of the
+  # generated timeline itself, frame for frame.
+  np.testing.assert_array_equal(out.video, stand_in_codec.decode(out.codes))
+  np.testing.assert_array_equal(stand_in_codec.encode(out.video), out.codes)
+
+
+class RecordingDecoder:
+  """Wraps a Decoder and keeps every prompt it is given."""
+
+  def __init__(self, decoder):
+    self.decoder, self.vocab, self.prompts = decoder, decoder.vocab, []
+
+  def __call__(self, params, prompts, plan, key, uncond_prompts=None):
+    self.prompts.append((prompts, uncond_prompts))
+    return self.decoder(params, prompts, plan, key, uncond_prompts=uncond_prompts)
+
+
+@pytest.mark.parametrize("reencode", [True, False])
+def test_next_clip_is_conditioned_on_text_and_last_latent_frames(lm, vocab, stand_in_codec,
+                                                                  reencode):
+  decoder, params = make_decoder(lm, vocab, guidance_scale=2.0)
+  recorder = RecordingDecoder(decoder)
+  config = long_video.LongVideoConfig(clip_latent_frames=3, cond_latent_frames=2,
+                                      reencode=reencode, height=16, width=16)
+  out = long_video.generate(recorder, params, [[7, 8, 9]], 13, stand_in_codec.codec(), config,
+                            jax.random.key(3))
+  assert stand_in_codec.encode_calls == (1 if reencode else 0)
+  (cond, uncond), = recorder.prompts[1:]
+  want = decode.prompt_ids(vocab, [7, 8, 9], out.codes[0, 1:3])
+  np.testing.assert_array_equal(cond[0], want)
+  np.testing.assert_array_equal(uncond[0], decode.prompt_ids(vocab, None, out.codes[0, 1:3]))
+
+
+def test_same_seed_same_video(lm, vocab, stand_in_codec):
+  decoder, params = make_decoder(lm, vocab)
+  run = lambda seed: long_video.generate(decoder, params, [[1]], 17, stand_in_codec.codec(),
+                                         CONFIG, jax.random.key(seed)).video
+  np.testing.assert_array_equal(run(0), run(0))
+  assert not np.array_equal(run(0), run(1))
+
+
+def test_a_minute_is_covered_by_whole_clips():
+  config = long_video.LongVideoConfig(clip_latent_frames=17, cond_latent_frames=4)
+  num_frames = int(60 * 6.5)  # Loong: 65 frames = 10 s
+  schedule = long_video.clip_schedule(num_frames, config, 4)
+  latent = sum(new for _, new in schedule)
+  assert long_video.pixel_frames(latent, 4) >= num_frames > long_video.pixel_frames(latent - 1, 4)
+  assert schedule[0] == (0, 17) and all(c == 4 and 1 <= n <= 13 for c, n in schedule[1:])
+
+
+def test_bad_context_length_is_rejected(lm, vocab, stand_in_codec):
+  decoder, params = make_decoder(lm, vocab)
+  config = long_video.LongVideoConfig(clip_latent_frames=3, cond_latent_frames=3, height=16,
+                                      width=16)
+  with pytest.raises(ValueError, match="cond_latent_frames"):
+    long_video.generate(decoder, params, [[1]], 20, stand_in_codec.codec(), config,
+                        jax.random.key(0))

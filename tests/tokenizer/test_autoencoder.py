@@ -1,0 +1,74 @@
+"""Shapes, id range and causality of the whole tokenizer; parameter counts of the big configs."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from loong_jax.tokenizer import autoencoder
+from loong_jax.train import state as state_lib
+from tests.tokenizer.conftest import load
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+  """The tiny tokenizer with jitted encoder / decoder / ids functions, shared by the tests below."""
+  model = autoencoder.make_tokenizer(load("tiny").tokenizer)
+  params = nn.unbox(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 1, 16, 16, 3)))["params"])
+  apply = lambda method: jax.jit(lambda x: model.apply({"params": params}, x, method=method))
+  return dict(encoder=apply(lambda m, x: m.encoder(x)), decoder=apply(lambda m, x: m.decoder(x)),
+              encode=apply(model.encode), decode=apply(model.decode))
+
+
+def test_shapes_at_128px_without_compute(tiny_config):
+  model = autoencoder.make_tokenizer(tiny_config.tokenizer)
+  for frames, latent in ((17, 5), (1, 1)):
+    video = jax.ShapeDtypeStruct((2, frames, 128, 128, 3), jnp.float32)
+    ids = jax.eval_shape(lambda v: model.init_with_output(jax.random.key(0), v,
+                                                          method=model.encode)[0], video)
+    assert ids.shape == (2, latent, 16, 16) and ids.dtype == jnp.int32
+
+
+def test_clip_and_image_ids_and_decode(tiny_model, tiny_config):
+  clip = jax.random.uniform(jax.random.key(0), (1, 9, 16, 16, 3), minval=-1, maxval=1)
+  ids = tiny_model["encode"](clip)
+  assert ids.shape == (1, 3, 2, 2) and ids.dtype == jnp.int32
+  k = tiny_config.tokenizer.quantizer.codebook_size
+  assert 0 <= int(ids.min()) and int(ids.max()) < k
+  image_ids = tiny_model["encode"](clip[:, :1])
+  assert image_ids.shape == (1, 1, 2, 2)
+  # The image path is the clip path restricted to frame 0 (causality).
+  np.testing.assert_array_equal(image_ids[:, 0], ids[:, 0])
+  assert tiny_model["decode"](ids).shape == (1, 9, 16, 16, 3)
+
+
+def test_encoder_and_decoder_are_causal(tiny_model):
+  clip = jax.random.uniform(jax.random.key(1), (1, 9, 16, 16, 3), minval=-1, maxval=1)
+  z = tiny_model["encoder"](clip)
+  assert z.shape[1] == 3   # latents cover frames {0}, {1..4}, {5..8}
+  changed = tiny_model["encoder"](clip.at[:, 5].set(0.5))
+  np.testing.assert_allclose(z[:, :2], changed[:, :2], atol=1e-6)
+  assert not np.allclose(z[:, 2], changed[:, 2])
+  codes = jnp.sign(z)
+  out = tiny_model["decoder"](codes)
+  out_changed = tiny_model["decoder"](codes.at[:, 2].multiply(-1.0))
+  np.testing.assert_allclose(out[:, :5], out_changed[:, :5], atol=1e-6)
+  assert not np.allclose(out[:, 5:], out_changed[:, 5:])
+
+
+def test_bad_clip_shape_is_reported(tiny_config):
+  config = autoencoder.AutoencoderConfig.from_config(tiny_config.tokenizer)
+  assert config.latent_shape(17, 128, 128) == (5, 16, 16)
+  with pytest.raises(ValueError, match="frames = 1 \\+ 4k"):
+    config.latent_shape(16, 128, 128)
+
+
+@pytest.mark.parametrize("variant,target", [("loong_246m", 246e6), ("om2_video", None)])
+def test_generator_parameter_counts(variant, target):
+  trees = autoencoder.abstract_params(load(variant).tokenizer)
+  assert set(trees) == {"generator", "discriminator"}
+  n = state_lib.count_params(trees["generator"])
+  if target:
+    assert abs(n - target) / target < 0.05, n
+  assert state_lib.count_params(trees["discriminator"]) > 0
