@@ -41,6 +41,11 @@ def device_peak_bytes() -> int:
   return int(stats.get("peak_bytes_in_use", -1))
 
 
+def mib(num_bytes: int) -> float | None:
+  """Bytes -> MiB; None where the backend does not report it (-1)."""
+  return None if num_bytes < 0 else num_bytes / 2**20
+
+
 def time_call(fn, *args, iters: int) -> float:
   jax.block_until_ready(fn(*args))
   start = time.perf_counter()
@@ -68,8 +73,8 @@ def bench(variant: str, batch: int, frames: int | None, resolution: int | None, 
     rows.append(dict(variant=variant, op=name, batch=batch, frames=frames, resolution=resolution,
                      dtype=config.tokenizer.dtype, seconds=seconds,
                      frames_per_s=batch * frames / seconds,
-                     peak_mib_compiled=compiled_peak_bytes(compiled) / 2**20,
-                     peak_mib_device=device_peak_bytes() / 2**20,
+                     peak_mib_compiled=mib(compiled_peak_bytes(compiled)),
+                     peak_mib_device=mib(device_peak_bytes()),
                      device=jax.devices()[0].device_kind, iters=iters))
   return rows
 
@@ -95,8 +100,12 @@ def main():
   for r in rows:
     clip = f"{r['frames']}x{r['resolution']}x{r['resolution']}"
     print(f"{r['variant']:<11} {r['op']:<6} {r['batch']:>5} {clip:>11} {r['dtype']:>8} "
-          f"{r['seconds']:>8.3f} {r['frames_per_s']:>9.2f} {r['peak_mib_compiled']:>14.1f} "
-          f"{r['peak_mib_device']:>14.1f}")
+          f"{r['seconds']:>8.3f} {r['frames_per_s']:>9.2f} {fmt(r['peak_mib_compiled']):>14} "
+          f"{fmt(r['peak_mib_device']):>14}")
+
+
+def fmt(value: float | None) -> str:
+  return "n/a" if value is None else f"{value:.1f}"
 
 
 if __name__ == "__main__":

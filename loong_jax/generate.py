@@ -32,6 +32,7 @@ from loong_jax import cli, tokens
 from loong_jax import sharding as sharding_lib
 from loong_jax.inference import decode, long_video, sampling
 from loong_jax.llm import transformer
+from loong_jax.train import checkpoint as checkpoint_lib
 
 _CONFIG = cli.define_config_flag("configs/inference.py:tiny")
 _WORKDIR = flags.DEFINE_string("workdir", None, "train_lm run directory (checkpoints/).")
@@ -45,7 +46,10 @@ TextEncoder = Callable[[str], np.ndarray]
 
 
 def restore_params(workdir: str, model: transformer.Transformer, mesh, rules):
-  """The `params` of the latest checkpoint in `workdir/checkpoints`, placed on `mesh`."""
+  """The `params` of the latest checkpoint in `workdir/checkpoints`, placed on `mesh`.
+
+  The layout is `train.checkpoint.Checkpointer`'s: item `state` = {step, params, opt_state}.
+  """
   directory = os.path.join(os.path.abspath(workdir), "checkpoints")
   manager = ocp.CheckpointManager(directory)
   step = manager.latest_step()
@@ -58,12 +62,13 @@ def restore_params(workdir: str, model: transformer.Transformer, mesh, rules):
   target = {"params": jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype,
                                                                       sharding=sh),
                                    shapes, shardings)}
-  # Partial restore: the optimizer state in the same checkpoint is never read.
-  restored = manager.restore(step, args=ocp.args.PyTreeRestore(
-      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-      partial_restore=True))
+  # Partial restore: the optimizer state and data position in the same step are never read.
+  restored = manager.restore(step, args=ocp.args.Composite(**{
+      checkpoint_lib.STATE: ocp.args.PyTreeRestore(
+          item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+          partial_restore=True)}))
   logging.info("restored LM params of step %d from %s", step, directory)
-  return restored["params"]
+  return restored[checkpoint_lib.STATE]["params"]
 
 
 def load_text_encoder(path: str) -> TextEncoder:

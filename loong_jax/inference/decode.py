@@ -168,6 +168,12 @@ class Decoder:
   def __init__(self, model: transformer.Transformer, vocab: tokens_lib.Vocab,
                sampling: sampling_lib.SamplingConfig, mesh=None, rules=(),
                prompt_multiple: int = 16):
+    # Token-by-token sampling feeds 1D positions and no frame ids: the Lumos options need
+    # per-slot 3D positions (MM-RoPE) or parallel in-frame decoding (frame-bidirectional mask).
+    for field, supported in (("rope", "rope_1d"), ("attention_mask", "causal")):
+      if getattr(model.config, field) != supported:
+        raise ValueError(f"config.lm.{field}={getattr(model.config, field)!r}: the KV-cached "
+                         f"decoder supports only {supported!r}")
     self.model, self.vocab, self.sampling = model, vocab, sampling
     self.mesh, self.rules, self.prompt_multiple = mesh, rules, prompt_multiple
 

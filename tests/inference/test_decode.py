@@ -1,6 +1,8 @@
 """KV-cached decoding: teacher forcing against the full forward, frame structure, guidance,
 determinism, sharding, compile caching."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -8,6 +10,8 @@ import pytest
 from loong_jax import cli, tokens
 from loong_jax import sharding as sharding_lib
 from loong_jax.inference import decode, sampling
+from loong_jax.llm import transformer
+from tests.inference.conftest import small_lm_config
 
 TOKENS_PER_FRAME = 4
 
@@ -118,3 +122,9 @@ def test_guidance_needs_unconditional_prompts(lm, vocab):
   decoder = decode.Decoder(model, vocab, sampling.SamplingConfig(guidance_scale=2.0))
   with pytest.raises(ValueError, match="unconditional"):
     decoder(params, text_prompts(vocab, (3,)), decode.free_plan(2), jax.random.key(0))
+
+
+def test_unsupported_lumos_options_are_rejected(vocab):
+  config = dataclasses.replace(small_lm_config(), attention_mask="frame_bidirectional")
+  with pytest.raises(ValueError, match="attention_mask"):
+    decode.Decoder(transformer.Transformer(config), vocab, sampling.SamplingConfig())

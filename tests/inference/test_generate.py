@@ -2,17 +2,18 @@
 
 import os
 import sys
+import types
 
 import imageio.v2 as imageio
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from loong_jax import cli, generate
 from loong_jax import sharding as sharding_lib
+from loong_jax.train import checkpoint as checkpoint_lib
 
 TEXT_SIZE = 40  # the test vocabulary's (tests/inference/conftest.py)
 
@@ -37,11 +38,12 @@ def encode_text(prompt):
 
 
 def save_run(workdir, params):
-  """A checkpoint laid out as train_lm writes it: {params, opt_state, step}."""
-  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
-  manager.save(3, args=ocp.args.StandardSave(
-      {"params": params, "opt_state": {"mu": params}, "step": jnp.asarray(3)}))
-  manager.wait_until_finished()
+  """A checkpoint written as train_lm writes it (`train.checkpoint.Checkpointer`)."""
+  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1,
+                                             keep_last=1)
+  state = types.SimpleNamespace(step=jnp.asarray(3), params=params, opt_state={"mu": params})
+  checkpointer.save(3, state, force=True)
+  checkpointer.close()
 
 
 def test_restores_params_only_from_a_train_lm_checkpoint(tmp_path, lm, vocab):
@@ -95,3 +97,13 @@ def test_no_tokenizer_is_a_clear_error(monkeypatch):
   monkeypatch.setitem(sys.modules, "loong_jax.tokenizer", None)
   with pytest.raises(RuntimeError, match="loong_jax.tokenizer package"):
     generate.load_codec("configs/tokenizer/x.py", "/nonexistent")
+
+
+def test_text_encoder_is_the_runs_sentencepiece_model(tmp_path):
+  from loong_jax.data import text
+  path = str(tmp_path / "text.model")
+  text.train([f"a {c} ball moves {d}" for c in ("red", "blue", "green") for d in ("up", "down")],
+             path, vocab_size=30)
+  ids = generate.load_text_encoder(path)("a red ball moves up")
+  np.testing.assert_array_equal(ids, text.TextTokenizer(path).encode("a red ball moves up"))
+  assert ids.dtype == np.int32 and len(ids) > 0
