@@ -56,11 +56,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   config.tokenizer = dict(
       config=os.path.join(_CONFIGS, "tokenizer", "magvit2.py") + ":demo",
-      steps=30 if quick else 400,
+      steps=30 if quick else 200,
       batch_size=4,
       frames=5,                   # training clip length (1 + 4k)
       disc_start=10**9,           # GAN off: at this scale it costs time and PSNR
-      ema_decay=0.9 if quick else 0.99,  # generation and pre-tokenization use the EMA weights
+      ema_decay=0.9 if quick else 0.98,  # generation and pre-tokenization use the EMA weights
       log_every=10 if quick else 50,
       checkpoint_every=10 if quick else 100,
       eval_clips=8 if quick else 32,     # held-out 17-frame clips for PSNR / SSIM / usage
@@ -71,16 +71,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       train_captions=2_000 if quick else 20_000,
   )
   config.pretokenize = dict(
-      images=32 if quick else 1_024,
-      clips17=16 if quick else 384,
-      clips65=8 if quick else 96,
+      images=32 if quick else 512,
+      clips17=16 if quick else 192,
+      clips65=8 if quick else 48,
       shard_size=64 if quick else 256,
       batch_size=8,               # encoder batch (a multiple of the devices)
   )
   config.lm = dict(
       size="tiny",
-      steps=(10, 10, 6) if quick else (300, 300, 150),
-      batch_size=8,
+      steps=(10, 10, 6) if quick else (200, 150, 40),
+      batch_size=(8, 8, 4),       # per stage: stage 3 sequences are ~3x longer
       log_every=5 if quick else 25,
       checkpoint_every=5 if quick else 50,
       learning_rate=3e-3,

@@ -68,7 +68,7 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
   spec = f"{CONFIGS}/stages/stage{stage}.py:{config.lm.size},shards={run}/tokens"
   out = cli.load_config_file(spec)
   out.train.steps = int(config.lm.steps[stage - 1])
-  out.train.batch_size = config.lm.batch_size
+  out.train.batch_size = int(config.lm.batch_size[stage - 1])
   out.train.log_every, out.train.checkpoint_every = config.lm.log_every, config.lm.checkpoint_every
   out.train.eval_every = 0
   out.optim.learning_rate = config.lm.learning_rate
