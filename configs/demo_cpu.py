@@ -1,4 +1,4 @@
-"""The end-to-end CPU demo: `python -m loong_jax.demo --workdir DIR [--config configs/demo_cpu.py:quick]`.
+"""The end-to-end CPU demo: `python -m loong_jax.demo --workdir DIR [--config FILE:variant]`.
 
 Variants: `default` (the whole run in about 20 minutes on 2 CPU cores) and `quick` (about 3
 minutes, for CI and the notebook). Every number of the run is here; one block per step:

@@ -13,8 +13,9 @@
 Each step resumes from its own outputs: the trainers from their checkpoints, pre-tokenization
 from its finished shards, generation from the videos already written. `python -m
 loong_jax.demo_steps STEP RUN` runs one step on `RUN/demo_config.json`; the demo starts every step
-so, in its own process, because the trainers' and evaluator's entry-point modules each define
-absl flags of the same names (`--config`, `--workdir`) and cannot be imported together.
+so, in its own process, because the entry-point modules it calls (train_tokenizer, train_lm,
+generate, evaluate) each define absl flags of the same names (`--config`, `--workdir`) and cannot
+be imported together: each step imports only its own.
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ import time
 import jax
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 from absl import logging
 
-from loong_jax import cli, tokens
+from loong_jax import cli, demo_plots, tokens
 from loong_jax import sharding as sharding_lib
 from loong_jax.data import encoders, pretokenize as pretokenize_lib, synthetic
 from loong_jax.data import text as text_lib
 from loong_jax.data import video_batches
-from loong_jax import demo_plots
+from loong_jax.llm import transformer
+from loong_jax.train import tokenizer_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs")
@@ -85,10 +88,7 @@ def _to_uint8(video: np.ndarray) -> np.ndarray:
 
 def train_tokenizer(config, run: str):
   """Train the video tokenizer on built-in clips; write tokenizer_eval.npz on held-out clips."""
-  import orbax.checkpoint as ocp  # noqa: PLC0415 -- see the module docstring (absl flags)
-
-  from loong_jax import train_tokenizer as trainer  # noqa: PLC0415
-  from loong_jax.train import tokenizer_step  # noqa: PLC0415
+  from loong_jax import train_tokenizer as trainer  # noqa: PLC0415 -- see the module docstring
 
   tc, workdir = tokenizer_config(config), os.path.join(run, "tokenizer")
   os.makedirs(workdir, exist_ok=True)
@@ -197,7 +197,6 @@ def generate(config, run: str):
   """A 60-second video per prompt and re-encoding mode: mp4, gif, npz (lossless, for the
   evaluation) and a frame strip; then generated/prompts.jsonl."""
   from loong_jax import generate as generate_lib  # noqa: PLC0415 -- see the module docstring
-  from loong_jax.llm import transformer  # noqa: PLC0415
 
   g, out_dir = config.generate, os.path.join(run, "generated")
   os.makedirs(out_dir, exist_ok=True)
