@@ -3,20 +3,27 @@
     encode_fn(video: float32 [B, T, H, W, 3] in [-1, 1]) -> int32 [B, T_lat, h, w] codes
     (T = 1 + 4k, T_lat = 1 + (T - 1) // 4, codes in [0, video_size))
 
-`load_encoder(config)` picks one from `config.encoder`: `tokenizer` (a trained video tokenizer,
-`VideoTokenizer.encode` has this contract) or `pooling`, a TEST STAND-IN with the same shapes.
+`load_encoder(config)` picks one from `config.encoder`: `tokenizer` (a trained video tokenizer run
+restored by `tokenizer_encoder`; `VideoTokenizer.encode` has this contract) or `pooling`, a TEST
+STAND-IN with the same shapes.
 `data_parallel` runs any of them with the batch split over this host's devices.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from loong_jax import cli
+from loong_jax.tokenizer import autoencoder
 
 EncodeFn = Callable[[np.ndarray], np.ndarray]
 
@@ -64,10 +71,34 @@ def pooling_stand_in_encoder(video_size: int, spatial: int = 8, temporal: int = 
   return encode
 
 
+def restore_tokenizer(tokenizer_config, run_dir: str):
+  """`(model, params)` of a trained video tokenizer: the EMA generator weights of the latest
+  checkpoint under `run_dir/checkpoints` (a `train_tokenizer` run)."""
+  directory = os.path.join(os.path.abspath(run_dir), "checkpoints")
+  manager = ocp.CheckpointManager(directory)
+  step = manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"config.tokenizer_checkpoint: no checkpoint under {directory}")
+  target = {"ema_params": nn.unbox(autoencoder.abstract_params(tokenizer_config)["generator"])}
+  restored = manager.restore(step, args=ocp.args.PyTreeRestore(
+      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+      partial_restore=True))
+  manager.close()
+  return autoencoder.make_tokenizer(tokenizer_config), restored["ema_params"]
+
+
+def tokenizer_encoder(tokenizer_config, run_dir: str, devices=None) -> EncodeFn:
+  """The trained tokenizer's `encode` (EMA weights of `run_dir`), data-parallel."""
+  model, params = restore_tokenizer(tokenizer_config, run_dir)
+  return data_parallel(lambda video: model.apply({"params": params}, video, method="encode"),
+                       devices)
+
+
 def load_encoder(config) -> EncodeFn:
   """The video encoder named by `config.encoder`, data-parallel over this host's devices.
 
-  `tokenizer`: the trained tokenizer at `config.tokenizer_checkpoint`. `pooling`: a test
+  `tokenizer`: the trained tokenizer run at `config.tokenizer_checkpoint`, built from the config
+  spec `config.tokenizer_config` (e.g. `configs/tokenizer/magvit2.py:demo`). `pooling`: a test
   stand-in (not a learned tokenizer).
   """
   if config.encoder == "pooling":
@@ -75,8 +106,10 @@ def load_encoder(config) -> EncodeFn:
   if config.encoder == "tokenizer":
     if not config.tokenizer_checkpoint:
       raise ValueError("config.tokenizer_checkpoint is empty: give a trained video tokenizer "
-                       "checkpoint (or --config.encoder=pooling, a test stand-in)")
-    raise ValueError(f"config.encoder='tokenizer': this checkout cannot load tokenizer "
-                     f"checkpoints yet ({config.tokenizer_checkpoint}); loong_jax/tokenizer "
-                     "provides the encoder")
+                       "run (or --config.encoder=pooling, a test stand-in)")
+    spec = config.get("tokenizer_config", "")
+    if not spec:
+      raise ValueError("config.tokenizer_config is empty: give the tokenizer's config spec, e.g. "
+                       "configs/tokenizer/magvit2.py:demo")
+    return tokenizer_encoder(cli.load_config_file(spec).tokenizer, config.tokenizer_checkpoint)
   raise ValueError(f"config.encoder={config.encoder!r} unknown; known: tokenizer, pooling")

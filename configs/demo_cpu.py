@@ -1,0 +1,106 @@
+"""The end-to-end CPU demo: `python -m loong_jax.demo --workdir DIR [--config FILE:variant]`.
+
+Variants: `default` (the whole run in about 20 minutes on 2 CPU cores) and `quick` (about 3
+minutes, for CI and the notebook). Every number of the run is here; one block per step:
+
+| block       | step(s)                                                                      |
+|-------------|------------------------------------------------------------------------------|
+| data        | the built-in dataset (`loong_jax/data/synthetic.py`) every step draws from   |
+| tokenizer   | video tokenizer training (`configs/tokenizer/magvit2.py:demo` + overrides)   |
+| text        | SentencePiece on the training captions                                       |
+| pretokenize | items per source: images, 17-frame clips, 65-frame clips                     |
+| lm          | LM curriculum stages 1 -> 2 -> 3 (`configs/stages/stageK.py:tiny,shards=`)   |
+| generate    | 60-second videos per prompt, with and without re-encoding                   |
+| evaluate    | `loong_jax.evaluate` settings and the plots                                  |
+
+Prompts use the dataset's own caption template for one object; `split` is "heldout" for a
+colour-shape pair of `synthetic.HELDOUT_PAIRS` (never seen in training).
+"""
+
+import os
+
+import ml_collections
+
+_CONFIGS = os.path.dirname(os.path.abspath(__file__))
+VARIANTS = ("default", "quick")
+
+# (color, shape, motion, split) of the generated videos.
+PROMPTS = {
+    "default": (("red", "circle", "right", "seen"), ("blue", "square", "down", "seen"),
+                ("green", "diamond", "still", "seen"), ("red", "triangle", "left", "heldout"),
+                ("blue", "ring", "up", "heldout")),
+    "quick": (("red", "circle", "right", "seen"), ("red", "triangle", "left", "heldout")),
+}
+MOTION_WORDS = {"right": "moves right", "left": "moves left", "up": "moves upward",
+                "down": "moves downward", "still": "stays still"}
+
+
+def prompt_entries(variant: str) -> list[dict]:
+  return [dict(prompt=f"a medium {color} {shape} {MOTION_WORDS[motion]} over a black background",
+               color=color, shape=shape, motion=motion, split=split)
+          for color, shape, motion, split in PROMPTS[variant]]
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  variant = arg or "default"
+  if variant not in VARIANTS:
+    raise ValueError(f"configs/demo_cpu.py: unknown variant {variant!r}; known: {VARIANTS}")
+  quick = variant == "quick"
+  config = ml_collections.ConfigDict()
+  config.variant = variant
+  config.data = dict(
+      resolution=64,
+      fps=8,                      # every clip at one rate, so 10 s is always 80 frames
+      max_objects=1,              # the probe reads one object; captions name one
+      seed=0,
+  )
+  config.tokenizer = dict(
+      config=os.path.join(_CONFIGS, "tokenizer", "magvit2.py") + ":demo",
+      steps=30 if quick else 200,
+      batch_size=4,
+      frames=5,                   # training clip length (1 + 4k)
+      disc_start=10**9,           # GAN off: at this scale it costs time and PSNR
+      ema_decay=0.9 if quick else 0.98,  # generation and pre-tokenization use the EMA weights
+      log_every=10 if quick else 50,
+      checkpoint_every=10 if quick else 100,
+      eval_clips=8 if quick else 32,     # held-out 17-frame clips for PSNR / SSIM / usage
+      example_clips=2 if quick else 4,   # shown in reconstruction.png
+  )
+  config.text = dict(
+      vocab_size=1_000,           # configs/stages: the demo's text vocabulary
+      train_captions=2_000 if quick else 20_000,
+  )
+  config.pretokenize = dict(
+      images=32 if quick else 512,
+      clips17=16 if quick else 192,
+      clips65=8 if quick else 48,
+      shard_size=64 if quick else 256,
+      batch_size=8,               # encoder batch (a multiple of the devices)
+  )
+  config.lm = dict(
+      size="tiny",
+      steps=(10, 10, 6) if quick else (200, 150, 40),
+      batch_size=(8, 8, 4),       # per stage: stage 3 sequences are ~3x longer
+      log_every=5 if quick else 25,
+      checkpoint_every=5 if quick else 50,
+      learning_rate=3e-3,
+      warmup_steps=2 if quick else 20,
+  )
+  config.generate = dict(
+      prompts=prompt_entries(variant),
+      seconds=60.0,
+      reencode=(True, False),
+      clip_latent_frames=17,      # 65 frames: stage 3's longest clip
+      cond_latent_frames=4,
+      temperature=1.0,
+      top_k=20,
+      guidance_scale=1.0,
+      seed=0,
+      faithfulness_frames=17,     # the first 17 frames (one training clip) feed faithfulness
+      strip_frames=8,             # frames shown per video in its frame strip
+  )
+  config.evaluate = dict(
+      probe_clips=20 if quick else 200,
+      window_s=10.0,
+  )
+  return config

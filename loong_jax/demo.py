@@ -1,0 +1,139 @@
+"""The main job on one CPU machine: text -> minute-long video, trained and evaluated end to end.
+
+  python -m loong_jax.demo --workdir runs/demo                                  # ~20 min, 2 cores
+  python -m loong_jax.demo --workdir runs/quick --config configs/demo_cpu.py:quick   # ~3 min
+
+On the built-in dataset: train the video tokenizer, train the text tokenizer, pre-tokenize
+images and 17-/65-frame clips, train the LM through curriculum stages 1 -> 2 -> 3, generate a
+60-second video per prompt with and without re-encoding, evaluate (`loong_jax.evaluate`:
+report.json) and draw the plots. Steps and outputs: `loong_jax/demo_steps.py`.
+
+Resumable: a finished step leaves `WORKDIR/steps/<step>.done` and is skipped when the command is
+run again; an interrupted step (Ctrl-C, a killed job) resumes from its own checkpoints. Wall time
+per step, summed over interrupted attempts, goes to `WORKDIR/timings.json` and report.json
+(`timings.<step>_s`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from absl import flags
+
+from loong_jax import cli
+from loong_jax.demo_steps import CONFIG_FILE, REPO, STEPS
+
+_CONFIG = cli.define_config_flag(os.path.join(REPO, "configs", "demo_cpu.py"))
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; re-run to resume).")
+
+StepRunner = Callable[[str, str], None]
+
+
+class StepFailed(RuntimeError):
+  """A step's process exited with an error."""
+
+
+def _write_json(path: str, value):
+  """Atomically: a crash leaves the old file or the new one, never half of one."""
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=1)
+  os.replace(tmp, path)
+
+
+def _read_json(path: str, default):
+  if not os.path.exists(path):
+    return default
+  with open(path) as f:
+    return json.load(f)
+
+
+def run_in_child(name: str, workdir: str):
+  """`python -m loong_jax.demo_steps NAME WORKDIR`; Ctrl-C is passed on and waited for, so the
+  step stops where it can resume."""
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      p for p in (REPO, os.environ.get("PYTHONPATH", "")) if p))
+  proc = subprocess.Popen([sys.executable, "-m", "loong_jax.demo_steps", name, workdir], env=env)
+  try:
+    code = proc.wait()
+  except KeyboardInterrupt:
+    proc.send_signal(signal.SIGINT)
+    proc.wait()
+    raise
+  if code:
+    raise StepFailed(f"demo step {name!r} failed (exit status {code}); fix the cause and re-run "
+                     "the same command to resume")
+
+
+def run_pipeline(config, workdir: str, steps=tuple(STEPS),
+                 runner: StepRunner = run_in_child) -> dict[str, float]:
+  """Run the steps not yet done, in order; returns `{step: seconds}` (timings.json)."""
+  marks = os.path.join(workdir, "steps")
+  os.makedirs(marks, exist_ok=True)
+  with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+    f.write(config.to_json(indent=1))
+  timings_path = os.path.join(workdir, "timings.json")
+  timings = _read_json(timings_path, {})
+  began = time.time()
+  for number, name in enumerate(steps, 1):
+    head = f"demo [{number}/{len(steps)}] {name}"
+    done_mark, spent_path = (os.path.join(marks, f"{name}{ext}") for ext in (".done", ".seconds"))
+    if os.path.exists(done_mark):
+      print(f"{head}: done in an earlier run ({timings.get(name, 0.0):.0f} s), skipped",
+            flush=True)
+      continue
+    spent = _read_json(spent_path, 0.0)
+    print(f"{head}: {'resuming' if spent else 'starting'}", flush=True)
+    start = time.time()
+    try:
+      runner(name, workdir)
+    finally:
+      spent += time.time() - start
+      _write_json(spent_path, spent)
+    timings[name] = spent
+    _write_json(timings_path, timings)
+    _write_json(done_mark, {"seconds": spent, "finished": time.time()})
+    print(f"{head}: finished in {spent:.0f} s", flush=True)
+  timings["total"] = sum(v for k, v in timings.items() if k != "total")
+  _write_json(timings_path, timings)
+  print(f"demo: all {len(steps)} steps done ({time.time() - began:.0f} s in this run, "
+        f"{timings['total']:.0f} s in all)", flush=True)
+  return timings
+
+
+def add_timings(workdir: str, timings: dict[str, float]):
+  """Put every step's time (evaluation and plots included) into report.json."""
+  from loong_jax.eval import report  # noqa: PLC0415 -- keeps the demo's start-up light
+
+  path = os.path.join(workdir, "report.json")
+  result = _read_json(path, {})
+  for name, seconds in timings.items():
+    report.set_key(result, f"timings.{name}_s", float(seconds))
+  report.write(path, result)
+  absent = report.missing(result)
+  print(f"demo: {path}" + (f" (lacks {absent})" if absent else " (every required key)"),
+        flush=True)
+
+
+def main(argv):
+  del argv
+  if not _WORKDIR.value:
+    raise SystemExit("error: --workdir is required")
+  workdir = os.path.abspath(_WORKDIR.value)
+  try:
+    timings = run_pipeline(_CONFIG.value, workdir)
+  except KeyboardInterrupt:
+    raise SystemExit("demo: interrupted; run the same command again to resume") from None
+  except StepFailed as e:
+    raise SystemExit(f"error: {e}") from None
+  add_timings(workdir, timings)
+
+
+if __name__ == "__main__":
+  cli.run(main)

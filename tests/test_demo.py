@@ -1,0 +1,181 @@
+"""The CPU demo: step bookkeeping (skip, resume, timings), the quick run end to end with an
+interruption in LM stage 2, the plots, and the quickstart notebook."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from loong_jax import demo, demo_plots
+from loong_jax.eval import report
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICK = os.path.join(REPO, "configs", "demo_cpu.py") + ":quick"
+
+
+def _quick_config():
+  from loong_jax import cli
+  return cli.load_config_file(QUICK)
+
+
+def test_pipeline_skips_finished_steps_and_resumes_the_interrupted_one(tmp_path):
+  calls = []
+
+  def runner(name, workdir):
+    calls.append(name)
+    if name == "b" and calls.count("b") == 1:
+      raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt):
+    demo.run_pipeline(_quick_config(), str(tmp_path), steps=("a", "b", "c"), runner=runner)
+  assert calls == ["a", "b"]
+  assert os.path.exists(tmp_path / "steps" / "a.done")
+  assert not os.path.exists(tmp_path / "steps" / "b.done")
+  first_b = json.loads((tmp_path / "steps" / "b.seconds").read_text())
+  timings = demo.run_pipeline(_quick_config(), str(tmp_path), steps=("a", "b", "c"),
+                              runner=runner)
+  assert calls == ["a", "b", "b", "c"]   # a skipped, b resumed, c run
+  assert set(timings) == {"a", "b", "c", "total"}
+  assert timings["b"] >= first_b
+  assert json.loads((tmp_path / "timings.json").read_text()) == timings
+  demo.run_pipeline(_quick_config(), str(tmp_path), steps=("a", "b", "c"), runner=runner)
+  assert calls == ["a", "b", "b", "c"]   # everything done: nothing runs
+
+
+def test_failed_step_names_itself(tmp_path):
+  with pytest.raises(demo.StepFailed, match="'nonexistent'"):
+    demo.run_pipeline(_quick_config(), str(tmp_path), steps=("nonexistent",))
+  assert not os.path.exists(tmp_path / "steps" / "nonexistent.done")
+
+
+def test_config_variants_hold_every_number():
+  from loong_jax import cli
+  from loong_jax.data import synthetic
+  for variant in ("default", "quick"):
+    config = cli.load_config_file(os.path.join(REPO, "configs", "demo_cpu.py") + ":" + variant)
+    assert config.generate.seconds == 60.0
+    assert list(config.generate.reencode) == [True, False]
+    pairs = {(p["color"], p["shape"]) for p in config.generate.prompts}
+    heldout = {(p["color"], p["shape"]) for p in config.generate.prompts
+               if p["split"] == "heldout"}
+    assert heldout and heldout <= set(synthetic.HELDOUT_PAIRS)
+    assert pairs - heldout, "faithfulness needs seen prompts too"
+    assert len(config.lm.steps) == 3
+  with pytest.raises(ValueError, match="unknown variant"):
+    cli.load_config_file(os.path.join(REPO, "configs", "demo_cpu.py") + ":huge")
+
+
+def test_plots(tmp_path):
+  for k in (1, 2):
+    stage = tmp_path / "lm" / f"stage{k}"
+    stage.mkdir(parents=True)
+    rows = [{"step": s, "loss": 5.0 / s, "loss_first_frame": 6.0 / s,
+             "loss_later_frames": 4.0 / s} for s in (1, 2, 3)]
+    rows.append({"step": 3, "eval_loss": 1.0})
+    (stage / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  rng = np.random.default_rng(0)
+  real = rng.integers(0, 255, (3, 17, 16, 16, 3), dtype=np.uint8)
+  np.savez(tmp_path / "tokenizer_eval.npz", real=real, recon=real, codes=np.zeros(4),
+           codebook_size=8)
+  written = demo_plots.training_plots(str(tmp_path), example_clips=2)
+  assert sorted(os.path.basename(p) for p in written) == [
+      "frame_loss.png", "lm_loss.png", "reconstruction.png"]
+  grid = np.asarray(Image.open(tmp_path / "reconstruction.png"))
+  assert grid.shape[0] == 14 + 2 * (2 * 16 + 6)
+  strip = tmp_path / "strip.png"
+  demo_plots.frame_strip(real[0], str(strip), count=4, fps=8)
+  assert Image.open(strip).size == (4 * 16 + 3 * 2, 16 + 14)
+  with pytest.raises(ValueError, match="no finite points"):
+    demo_plots.line_plot({"x": ([1], [float("nan")])}, str(tmp_path / "x.png"), "x")
+
+
+def _demo_command(workdir):
+  return [sys.executable, "-m", "loong_jax.demo", "--workdir", str(workdir), "--config", QUICK]
+
+
+def _user_env(**extra) -> dict:
+  """The environment a user runs the demo in: the machine's real devices, not the test suite's
+  8 fake ones (conftest.py), which the demo's batch sizes need not divide."""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  return dict(env, **extra)
+
+
+@pytest.mark.slow
+def test_quick_demo_end_to_end_resumes_after_sigint_in_stage2(tmp_path):
+  workdir, log_path = tmp_path / "run", tmp_path / "first.log"
+  with open(log_path, "w") as log:
+    proc = subprocess.Popen(_demo_command(workdir), cwd=REPO, env=_user_env(), stdout=log,
+                            stderr=subprocess.STDOUT, text=True)
+    stage2 = workdir / "lm" / "stage2" / "checkpoints"
+    deadline = time.time() + 1500
+    # A finished orbax step is a directory named by its number (in-progress ones carry a suffix).
+    while proc.poll() is None and not any(
+        name.isdigit() for name in (os.listdir(stage2) if stage2.exists() else ())):
+      assert time.time() < deadline, "stage 2 never wrote a checkpoint"
+      time.sleep(0.5)
+    assert proc.poll() is None, log_path.read_text()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=300)
+  out = log_path.read_text()
+  assert proc.returncode != 0, out
+  assert "interrupted" in out
+  assert not os.path.exists(workdir / "steps" / "lm_stage2.done")
+  rerun = subprocess.run(_demo_command(workdir), cwd=REPO, env=_user_env(), capture_output=True,
+                         text=True, timeout=1500)
+  assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+  for step in ("tokenizer", "text", "pretokenize", "lm_stage1"):
+    assert f"] {step}: done in an earlier run" in rerun.stdout
+  assert "lm_stage2: resuming" in rerun.stdout
+  assert "resumed from step" in rerun.stdout
+  result = report.read(str(workdir / "report.json"), require_all=True)
+  flat = report.flatten(result)
+  for key in report.REQUIRED:
+    assert key in flat, key
+  for mode in ("reencode", "no_reencode"):
+    assert len(result["long_video"]["presence"][mode]) == 6   # 60 s in 10 s windows
+  for step in demo.STEPS:
+    assert f"timings.{step}_s" in flat
+  for pattern in ("generated/*.mp4", "generated/*.gif", "generated/*.png", "*.png"):
+    assert glob.glob(str(workdir / pattern)), pattern
+  assert {os.path.basename(p) for p in glob.glob(str(workdir / "*.png"))} >= {
+      "lm_loss.png", "frame_loss.png", "reconstruction.png", "long_video.png"}
+
+
+def _notebook_code(path):
+  with open(path) as f:
+    notebook = json.load(f)
+  return ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"]
+
+
+@pytest.mark.slow
+def test_quickstart_notebook(tmp_path, monkeypatch):
+  """Executed with nbclient when installed; otherwise its code cells run in order in one Python
+  process (IPython.display works outside a notebook too)."""
+  path = os.path.join(REPO, "notebooks", "quickstart.ipynb")
+  env = _user_env(LOONG_JAX_SKIP_INSTALL="1", LOONG_JAX_NOTEBOOK_WORKDIR=str(tmp_path / "run"))
+  try:
+    import nbclient
+    import nbformat
+  except ImportError:
+    script = tmp_path / "quickstart.py"
+    script.write_text("\n\n".join(_notebook_code(path)))
+    done = subprocess.run([sys.executable, str(script)], cwd=os.path.join(REPO, "notebooks"),
+                          env=env, capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no TPU attached" in done.stdout
+  else:
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    for name in ("LOONG_JAX_SKIP_INSTALL", "LOONG_JAX_NOTEBOOK_WORKDIR"):
+      monkeypatch.setenv(name, env[name])
+    notebook = nbformat.read(path, as_version=4)
+    nbclient.NotebookClient(notebook, timeout=1500,
+                            resources={"metadata": {"path": os.path.join(REPO, "notebooks")}}
+                            ).execute()
+  assert os.path.exists(tmp_path / "run" / "report.json")
