@@ -29,8 +29,16 @@ from absl import flags
 from loong_jax import cli
 from loong_jax.demo_steps import CONFIG_FILE, REPO, STEPS
 
-_CONFIG = cli.define_config_flag(os.path.join(REPO, "configs", "demo_cpu.py"))
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; re-run to resume).")
+# Flag holders, created by define_flags() when the module runs as a program.
+_CONFIG = _WORKDIR = None
+
+
+def define_flags():
+  """Define this entry point's flags (only when run as a program, so that modules that
+  define flags of the same names can be imported side by side, e.g. by tests)."""
+  global _CONFIG, _WORKDIR
+  _CONFIG = cli.define_config_flag(os.path.join(REPO, "configs", "demo_cpu.py"))
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; re-run to resume).")
 
 StepRunner = Callable[[str, str], None]
 
@@ -136,4 +144,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -38,6 +38,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.out_dir = f"/tmp/loong_data/{'demo' if demo else 'full'}/{variant}"
   config.encoder = "tokenizer"  # tokenizer | pooling (test stand-in)
   config.tokenizer_checkpoint = ""
+  config.tokenizer_config = ""  # encoder=tokenizer: e.g. configs/tokenizer/magvit2.py:demo
   config.text = dict(
       model="",                 # "" = <out_dir>/../text.model, trained on this source if absent
       vocab_size=config.vocab.get_ref("text_size"),
