@@ -13,9 +13,8 @@
 Each step resumes from its own outputs: the trainers from their checkpoints, pre-tokenization
 from its finished shards, generation from the videos already written. `python -m
 loong_jax.demo_steps STEP RUN` runs one step on `RUN/demo_config.json`; the demo starts every step
-so, in its own process, because the entry-point modules it calls (train_tokenizer, train_lm,
-generate, evaluate) each define absl flags of the same names (`--config`, `--workdir`) and cannot
-be imported together: each step imports only its own.
+so, in its own process (an interrupted step is killed alone and its memory is returned), and each
+step imports only the modules it needs.
 """
 
 from __future__ import annotations
@@ -165,7 +164,7 @@ def pretokenize(config, run: str):
 
 def train_lm_stage(stage: int, config, run: str):
   """One curriculum stage in RUN/lm/stage{stage} (starts from the previous stage)."""
-  from loong_jax import train_lm  # noqa: PLC0415 -- see the module docstring (absl flags)
+  from loong_jax import train_lm  # noqa: PLC0415 -- see the module docstring
 
   result = train_lm.train(lm_stage_config(config, run, stage), os.path.join(run, "lm"))
   if result.preempted:
