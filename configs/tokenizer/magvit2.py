@@ -64,6 +64,7 @@ def tokenizer_config(variant: str) -> ml_collections.ConfigDict:
       # "stacked_2d" (temporal taps stacked into channels, one 2D conv) is ~6x faster than XLA's
       # 3D convolution on CPU; accelerators run "native_3d".
       conv_impl="stacked_2d" if small else "native_3d",
+      patch_size=1,                            # p x p pixels folded into channels first [ours]
       quantizer=dict(
           type="lfq",                          # or "cvq"
           codebook_size=2 ** bits,

@@ -5,6 +5,10 @@ frames (an image is T = 1) and H, W divisible by 2^(len(ch_mult) - 1). With the 
 `ch_mult=(1, 2, 2, 4)` and strides `(1,2,2), (2,2,2), (2,2,2)`:
   `[B, 17, 128, 128, 3]` -> ids `[B, 5, 16, 16]`;  `[B, 1, 128, 128, 3]` -> ids `[B, 1, 16, 16]`.
 
+`patch_size` p > 1 [ours] folds p x p pixel patches into channels before the first convolution
+and unfolds them after the last (the total spatial factor is p times the strides' product): the
+full-resolution level, the most expensive one on CPU, goes away. The CPU demo uses p = 2.
+
 An image tokenizer is the same model with `temporal_kernel=1` and no temporal strides; `inflate.py`
 turns its weights into a video tokenizer's.
 """
@@ -37,6 +41,7 @@ class AutoencoderConfig:
   temporal_padding: str
   dtype: str
   conv_impl: str
+  patch_size: int = 1
 
   @classmethod
   def from_config(cls, tokenizer_config) -> AutoencoderConfig:
@@ -45,11 +50,14 @@ class AutoencoderConfig:
                  num_mid_blocks=c.num_mid_blocks, z_channels=c.z_channels,
                  num_groups=c.num_groups, temporal_kernel=c.temporal_kernel,
                  down_strides=tuple(tuple(s) for s in c.down_strides),
-                 temporal_padding=c.temporal_padding, dtype=c.dtype, conv_impl=c.conv_impl)
+                 temporal_padding=c.temporal_padding, dtype=c.dtype, conv_impl=c.conv_impl,
+                 patch_size=c.patch_size)
     config.validate()
     return config
 
   def validate(self):
+    if self.patch_size < 1:
+      raise ValueError(f"config.tokenizer.patch_size={self.patch_size} must be at least 1")
     if len(self.down_strides) != len(self.ch_mult) - 1:
       raise ValueError(f"config.tokenizer.down_strides: need {len(self.ch_mult) - 1} strides (one "
                        f"per level but the last), got {len(self.down_strides)}")
@@ -67,7 +75,7 @@ class AutoencoderConfig:
 
   @property
   def spatial_factor(self) -> int:
-    return math.prod(s[1] for s in self.down_strides)
+    return self.patch_size * math.prod(s[1] for s in self.down_strides)
 
   def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
     """`(t, h, w)` of the ids for a `[frames, height, width]` clip; raises on a bad shape."""
@@ -87,7 +95,8 @@ class Encoder(nn.Module):
     c = self.config
     kernel = (c.temporal_kernel, 3, 3)
     common = dict(temporal_padding=c.temporal_padding, dtype=c.dtype, conv_impl=c.conv_impl)
-    x = layers.CausalConv3d(c.ch, kernel, name="conv_in", **common)(x.astype(c.dtype))
+    x = layers.space_to_depth(x.astype(c.dtype), c.patch_size)
+    x = layers.CausalConv3d(c.ch, kernel, name="conv_in", **common)(x)
     for level, mult in enumerate(c.ch_mult):
       for block in range(c.num_res_blocks):
         x = layers.ResBlock3d(c.ch * mult, c.num_groups, c.temporal_kernel,
@@ -124,8 +133,8 @@ class Decoder(nn.Module):
         x = layers.DepthToSpace3d(c.ch * c.ch_mult[level], c.down_strides[level - 1],
                                   c.temporal_kernel, name=f"up_{level}_upsample", **common)(x)
     x = nn.swish(layers.AdaptiveGroupNorm(c.num_groups, dtype=c.dtype, name="norm_out")(x, z))
-    x = layers.CausalConv3d(3, kernel, name="conv_out", **common)(x)
-    return x.astype(jnp.float32)
+    x = layers.CausalConv3d(3 * c.patch_size ** 2, kernel, name="conv_out", **common)(x)
+    return layers.depth_to_space(x, c.patch_size).astype(jnp.float32)
 
 
 class VideoTokenizer(nn.Module):

@@ -221,6 +221,20 @@ class DepthToSpace3d(nn.Module):
     return x[:, bt - 1:]
 
 
+def space_to_depth(x: jax.Array, patch: int) -> jax.Array:
+  """`[B, T, H, W, C]` -> `[B, T, H / p, W / p, p * p * C]`, channels grouped as `(ph, pw, c)`."""
+  if patch == 1:
+    return x
+  return einops.rearrange(x, "b t (h ph) (w pw) c -> b t h w (ph pw c)", ph=patch, pw=patch)
+
+
+def depth_to_space(x: jax.Array, patch: int) -> jax.Array:
+  """The inverse of `space_to_depth`: `[B, T, h, w, p * p * C]` -> `[B, T, h p, w p, C]`."""
+  if patch == 1:
+    return x
+  return einops.rearrange(x, "b t h w (ph pw c) -> b t (h ph) (w pw) c", ph=patch, pw=patch)
+
+
 def blur_kernel_1d() -> np.ndarray:
   """The [1, 3, 3, 1] binomial filter used before stride-2 subsampling [MV1]."""
   k = np.array([1.0, 3.0, 3.0, 1.0])
