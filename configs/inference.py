@@ -6,6 +6,11 @@ the run being loaded: override them as the run was trained, e.g. `--config.lm.nu
 
 | field              | meaning                                                               |
 |--------------------|-----------------------------------------------------------------------|
+| decoder            | 'autoregressive' (token by token, causal models) or 'masked' (AR-DF   |
+|                    | models: per-frame parallel decoding, `inference/masked_decode.py`)    |
+| masked.steps       | parallel decoding steps per latent frame [Lumos: 50]                  |
+| masked.gumbel_temperature | confidence noise at the first step, annealed to 0 [ours: 4.5]  |
+| masked.history_mask_ratio | share of a finished frame masked in the cache [Lumos: 0.7]     |
 | temperature, top_k, top_p | sampling (`inference/sampling.py`); top-k 50 [ours]            |
 | guidance_scale     | classifier-free guidance s; 1.0 turns the unconditional branch off     |
 | clip_latent_frames | latent frames per clip: 17 = 65 frames = 10 s [Loong]                  |
@@ -21,6 +26,11 @@ the run being loaded: override them as the run was trained, e.g. `--config.lm.nu
 
 `tiny` matches `train_lm`'s built-in token stream: 4x4 tokens per latent frame (32x32 pixels),
 5 latent frames per clip.
+
+`<size>,ardf` samples a model trained with `configs/stages/stageK.py:<size>,ardf` (MM-RoPE,
+frame-bidirectional attention, AR-DF): the masked decoder, guidance 15 [Lumos] for full sizes;
+`<size>,mmrope` a causal MM-RoPE model, token by token. The `lm` block follows the variant
+(`configs/lm/llama.py:apply_variant`).
 """
 
 import importlib.util
@@ -29,26 +39,31 @@ import os
 import ml_collections
 
 
-def _lm_config(size: str) -> ml_collections.ConfigDict:
+def _llama():
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lm", "llama.py")
   spec = importlib.util.spec_from_file_location("_llama_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config(size)
+  return module
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  size = arg or "tiny"
-  lm = _lm_config(size)
+  size, *options = (arg or "tiny").split(",")
+  llama = _llama()
+  variant = llama.variant_of(options)
+  lm = llama.get_config(",".join([size, variant]))
   config = ml_collections.ConfigDict()
   for block in ("vocab", "lm", "mesh", "sharding"):
     config[block] = lm[block]
   small = size == "tiny"
+  masked = variant == "ardf"  # AR-DF models see their whole frame: parallel in-frame decoding
   config.inference = dict(
+      decoder="masked" if masked else "autoregressive",
+      masked=dict(steps=50, gumbel_temperature=4.5, history_mask_ratio=0.7),
       temperature=1.0,
       top_k=50,
       top_p=1.0,
-      guidance_scale=1.0 if small else 3.0,
+      guidance_scale=1.0 if small else (15.0 if masked else 3.0),
       clip_latent_frames=5 if small else 17,
       cond_latent_frames=2 if small else 4,
       reencode=True,

@@ -30,7 +30,7 @@ from absl import flags, logging
 
 from loong_jax import cli, tokens
 from loong_jax import sharding as sharding_lib
-from loong_jax.inference import decode, long_video, sampling
+from loong_jax.inference import decode, long_video, masked_decode, sampling
 from loong_jax.llm import transformer
 from loong_jax.train import checkpoint as checkpoint_lib
 
@@ -136,6 +136,28 @@ def num_frames(seconds: float, fps: float) -> int:
   return max(1, round(seconds * fps))
 
 
+DECODERS = ("autoregressive", "masked")
+
+
+def make_decoder(config, model: transformer.Transformer, vocab: tokens.Vocab, mesh=None,
+                 rules=()) -> decode.Decoder:
+  """The decoder `config.inference.decoder` names: 'autoregressive' (token by token, causal
+  models) or 'masked' (AR-DF frame-by-frame parallel decoding, `inference.masked` settings).
+  A config without the field (older runs) decodes token by token."""
+  inf = config.inference
+  kind = inf.get("decoder", "autoregressive")
+  sampling_config = sampling.SamplingConfig.from_config(inf)
+  if kind == "autoregressive":
+    return decode.Decoder(model, vocab, sampling_config, mesh=mesh, rules=rules,
+                          prompt_multiple=inf.prompt_multiple)
+  if kind == "masked":
+    masked = (masked_decode.MaskedConfig.from_config(inf.masked) if "masked" in inf
+              else masked_decode.MaskedConfig())
+    return masked_decode.MaskedDecoder(model, vocab, sampling_config, masked, mesh=mesh,
+                                       rules=rules, prompt_multiple=inf.prompt_multiple)
+  raise ValueError(f"config.inference.decoder={kind!r}; known: {DECODERS}")
+
+
 def generate_videos(config, params, prompts: Sequence[str], seconds: float, seed: int,
                     codec: long_video.VideoCodec, encode_text: TextEncoder | None,
                     mesh=None, rules=()) -> long_video.LongVideo:
@@ -146,8 +168,7 @@ def generate_videos(config, params, prompts: Sequence[str], seconds: float, seed
   vocab = tokens.Vocab(config.vocab.text_size, config.vocab.video_size)
   inf = config.inference
   model = transformer.Transformer(transformer.LMConfig.from_config(config.lm))
-  decoder = decode.Decoder(model, vocab, sampling.SamplingConfig.from_config(inf), mesh=mesh,
-                           rules=rules, prompt_multiple=inf.prompt_multiple)
+  decoder = make_decoder(config, model, vocab, mesh, rules)
   if any(p.strip() for p in prompts) and encode_text is None:
     raise RuntimeError("a non-empty prompt needs a text tokenizer")
   text_ids = [encode_prompt(p, encode_text, inf.max_text_len, vocab) for p in prompts]

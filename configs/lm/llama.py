@@ -18,6 +18,14 @@ reason (LLaMA's 8/3 * d = 4096 would give 0.81B).
 import ml_collections
 
 from loong_jax import tokens
+from loong_jax.llm import rope
+
+# Model/objective variants [Lumos], chosen by a bare word in a config arg (`stage2.py:tiny,ardf`):
+# `loong` causal attention, 1D RoPE, next-token prediction (the default); `mmrope` MM-RoPE only;
+# `ardf` MM-RoPE + frame-bidirectional attention + AR-DF masking (tube, ratio floor 0.7).
+VARIANTS = ("loong", "mmrope", "ardf")
+# MM-RoPE splits the head_dim / 2 frequency slots in groups of len(MM_ROPE_GROUP).
+MM_ROPE_HEAD_MULTIPLE = 2 * len(rope.MM_ROPE_GROUP)
 
 SIZES = {
     #        layers, d_model, heads, kv_heads, head_dim, mlp
@@ -76,8 +84,48 @@ def lm_config(size: str, vocab: ml_collections.ConfigDict) -> ml_collections.Con
   ))
 
 
+def variant_of(options) -> str:
+  """The variant named among a config arg's comma-separated `options` ('loong' when none);
+  `key=value` options are left to the caller."""
+  words = [o for o in options if "=" not in o]
+  unknown = sorted(set(words) - set(VARIANTS))
+  if unknown or len(words) > 1:
+    raise ValueError(f"config arg options {words}: name at most one variant of {VARIANTS}")
+  return words[0] if words else "loong"
+
+
+def apply_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
+  """Turn a Loong config (with `lm`, and optionally `train` and `data`) into `variant`, in place.
+
+  MM-RoPE needs head_dim to be a multiple of 32: a smaller head_dim (tiny: 4 x 16) becomes 32
+  with the same total query and key/value widths (tiny: 2 x 32, one kv head), so the variants
+  have the same parameter count. `ardf` also sets the AR-DF objective (tube masks, ratio floor
+  0.7) and 10% text dropout where the data config has it (pre-tokenized shards).
+  """
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS}")
+  if variant == "loong":
+    return config
+  lm = config.lm
+  lm.rope = "mm_rope"
+  if lm.head_dim % MM_ROPE_HEAD_MULTIPLE:
+    width, kv_width = lm.num_heads * lm.head_dim, lm.num_kv_heads * lm.head_dim
+    lm.head_dim = MM_ROPE_HEAD_MULTIPLE
+    lm.num_heads = max(1, width // lm.head_dim)
+    lm.num_kv_heads = max(1, kv_width // lm.head_dim)
+  if variant == "ardf":
+    lm.attention_mask = "frame_bidirectional"
+    if "train" in config:
+      config.train.objective = "ardf"
+      config.train.ardf = dict(mask_kind="tube", min_ratio=0.7)
+    if "data" in config and "text_dropout" in config.data:
+      config.data.text_dropout = 0.1
+  return config
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  size = arg or "tiny"
+  """`size[,variant]`, e.g. `tiny`, `700m,ardf` (see `VARIANTS`)."""
+  size, *options = (arg or "tiny").split(",")
   on_cpu = size in ("tiny", "bench")
   config = ml_collections.ConfigDict()
   config.vocab = dict(text_size=32_000, video_size=8_192)
@@ -119,4 +167,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # For MFU: float32 matmul peak measured on the 2-core CPU (STACK_NOTES); TPU v5p bf16.
       peak_flops_per_device=2.0e11 if on_cpu else 4.59e14,
   )
-  return config
+  return apply_variant(config, variant_of(options))

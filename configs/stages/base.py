@@ -27,10 +27,15 @@ TINY_STEPS = {1: 100, 2: 100, 3: 100}
 
 
 def stage_config(stage: int, arg: str | None) -> ml_collections.ConfigDict:
-  """`arg` = `size[,shards=DIR]`: the built-in token stream, or pre-tokenized shards in DIR
-  (`DIR/images`, `DIR/clips17`, `DIR/clips65`, written by `python -m loong_jax.pretokenize`)."""
+  """`arg` = `size[,shards=DIR][,variant]`: the built-in token stream, or pre-tokenized shards in
+  DIR (`DIR/images`, `DIR/clips17`, `DIR/clips65`, written by `python -m loong_jax.pretokenize`);
+  variant `mmrope` or `ardf` [Lumos] (`configs/lm/llama.py:apply_variant`), Loong by default."""
   size, *options = (arg or "tiny").split(",")
-  shards = dict(o.split("=", 1) for o in options).get("shards")
+  settings = dict(o.split("=", 1) for o in options if "=" in o)
+  unknown = sorted(set(settings) - {"shards"})
+  if unknown:
+    raise ValueError(f"configs/stages: unknown option(s) {unknown} in {arg!r}; known: shards=DIR")
+  shards = settings.get("shards")
   config = llama.get_config(size)
   config.stage = stage
   config.data.clip_mix = CLIP_MIX[stage]
@@ -56,4 +61,5 @@ def stage_config(stage: int, arg: str | None) -> ml_collections.ConfigDict:
       from_workdir="",        # "" = the previous stage's directory beside this one
       reset_optimizer=True,   # a new stage restarts the schedule with fresh moments
   )
-  return config
+  config.variant = llama.variant_of(options)
+  return llama.apply_variant(config, config.variant)

@@ -1,7 +1,7 @@
 """KV-cached autoregressive decoding: one prefill, then one jit-compiled `lax.scan` over the cache.
 
     decoder = Decoder(model, vocab, SamplingConfig(top_k=50), mesh=mesh, rules=rules)
-    plan = frame_plan(vocab, num_frames=5, tokens_per_frame=256)
+    plan = frame_plan(vocab, num_frames=5, tokens_per_frame=256, frame_width=16)
     ids = decoder(params, [prompt_ids(vocab, text)], plan, key)   # [B, len(plan)] int32
 
 A `Plan` says, for every generated slot, whether its token is forced (`<boi>`, `<eoi>`, `<eov>` at
@@ -11,7 +11,10 @@ argument: every plan of one length shares one compiled program.
 
 Prompts of different lengths are left-padded (`input_mask` False, never attended) with
 per-example positions, so each prompt's real tokens sit at positions 0, 1, ... as in training and
-every row writes its next token into the same cache slot. With classifier-free guidance the model
+every row writes its next token into the same cache slot. Rotary positions of the whole planned
+sequence (prompt + plan) are computed once on the host by the training helpers (`layout`): the
+slot index for 1D RoPE, `tokens.mm_rope_positions` of the planned layout for MM-RoPE, so a model
+trained with MM-RoPE and causal attention is sampled with the positions it was trained on. With classifier-free guidance the model
 batch is `2B`: the conditional prompts, then the unconditional ones (`<no_text>` instead of the
 text); both rows of a pair continue with the token sampled from the guided logits.
 
@@ -38,18 +41,31 @@ from loong_jax.llm import transformer
 
 class Plan(NamedTuple):
   """Per generated slot: `forced [T]` int32 (the id to place, -1 = sample) and `video_only [T]`
-  bool (sample only video ids)."""
+  bool (sample only video ids); `frame_width`: video ids per row of a latent frame, needed for
+  MM-RoPE positions (0 = no frames in the plan)."""
 
   forced: np.ndarray
   video_only: np.ndarray
+  frame_width: int = 0
 
 
 def frame_plan(vocab: tokens_lib.Vocab, num_frames: int, tokens_per_frame: int,
-               end_video: bool = True) -> Plan:
-  """`[<boi> N video ids <eoi>] x num_frames` (then `<eov>` when `end_video`)."""
+               end_video: bool = True, frame_width: int | None = None) -> Plan:
+  """`[<boi> N video ids <eoi>] x num_frames` (then `<eov>` when `end_video`).
+
+  `frame_width` (ids per row of a frame) defaults to `sqrt(N)`, for square frames.
+  """
+  if frame_width is None:
+    frame_width = int(np.sqrt(tokens_per_frame))
+    if frame_width**2 != tokens_per_frame:
+      raise ValueError(f"frame_plan: {tokens_per_frame} tokens per frame is not a square; pass "
+                       "frame_width")
+  if tokens_per_frame % frame_width:
+    raise ValueError(f"frame_plan: frame_width={frame_width} does not divide "
+                     f"tokens_per_frame={tokens_per_frame}")
   frame = np.concatenate([[vocab.boi], np.full(tokens_per_frame, -1), [vocab.eoi]])
   forced = np.concatenate([np.tile(frame, num_frames), [vocab.eov] if end_video else []])
-  return Plan(forced.astype(np.int32), forced < 0)
+  return Plan(forced.astype(np.int32), forced < 0, frame_width)
 
 
 def free_plan(num_tokens: int) -> Plan:
@@ -94,7 +110,52 @@ def left_pad(prompts: Sequence[np.ndarray], pad_id: int, multiple: int = 1):
   return tokens, mask
 
 
-def _last_position_logits(next_fun, args, kwargs, context):
+class Layout(NamedTuple):
+  """A left-padded batch and its planned continuation, as the jitted decoders take it.
+
+  `tokens [R, P]` int32 and `mask [R, P]` bool: the prompts, right-aligned. `positions
+  [R, P + T]` (or `[R, P + T, 3]` for MM-RoPE) and `frames [R, P + T]` (latent frame of each
+  slot, -1 outside frames): the rotary positions and frame ids of every prompt and plan slot.
+  """
+
+  tokens: np.ndarray
+  mask: np.ndarray
+  positions: np.ndarray
+  frames: np.ndarray
+
+
+def layout(vocab: tokens_lib.Vocab, prompts: Sequence[np.ndarray], plan: Plan, rope: str,
+           multiple: int = 1) -> Layout:
+  """Left-pad `prompts` and lay out each row's whole planned sequence with the training helpers.
+
+  The planned sequence is the prompt followed by the plan, its sampled video slots standing for
+  video ids (only the layout matters: `tokens.frame_index` and `tokens.mm_rope_positions` look at
+  where frames and video ids are, not at which ids they are). Slots sampled from the whole
+  vocabulary are laid out as text.
+  """
+  tokens, mask = left_pad(prompts, vocab.pad, multiple)
+  width = tokens.shape[1]
+  filler = np.where(plan.forced >= 0, plan.forced,
+                    np.where(plan.video_only, vocab.video_offset, vocab.pad)).astype(np.int32)
+  total = width + len(filler)
+  positions = np.zeros((len(prompts), total) + ((3,) if rope == "mm_rope" else ()), np.int32)
+  frames = np.full((len(prompts), total), -1, np.int32)
+  for i, p in enumerate(prompts):
+    seq = np.concatenate([p, filler])
+    if rope == "mm_rope":
+      if not plan.frame_width and plan.video_only.any():
+        raise ValueError("MM-RoPE decoding needs the plan's frame_width (frame_plan(..., "
+                         "frame_width=w))")
+      pos = tokens_lib.mm_rope_positions(seq, vocab, max(plan.frame_width, 1))
+    else:
+      pos = np.arange(len(seq), dtype=np.int32)
+    positions[i, total - len(seq):] = pos
+    frames[i, total - len(seq):] = tokens_lib.frame_index(seq, vocab)
+  return Layout(tokens, mask, positions, frames)
+
+
+def last_position_logits(next_fun, args, kwargs, context):
+  """`nn.intercept_methods` hook for a prefill that needs only the last position's logits."""
   # Prefill needs only the last prompt position's logits. The Transformer projects every position
   # onto the vocabulary, and XLA does not push the later slice into that matmul; cutting the
   # lm_head input saves a [B, P, D] x [D, V] product (a third of prefill FLOPs for `bench`).
@@ -105,19 +166,19 @@ def _last_position_logits(next_fun, args, kwargs, context):
 
 @functools.partial(jax.jit,
                    static_argnames=("model", "sampling", "video_range", "return_logits"))
-def _generate(params, tokens, mask, forced, video_only, key, *, model, sampling, video_range,
-              return_logits):
-  """Prefill `tokens [R, P]` then run the plan. Returns `ids [B, T]` (and `logits [B, T, V]`)."""
+def _generate(params, tokens, mask, positions, forced, video_only, key, *, model, sampling,
+              video_range, return_logits):
+  """Prefill `tokens [R, P]` then run the plan; `positions [R, P + T(, 3)]` (`layout`).
+  Returns `ids [B, T]` (and `logits [B, T, V]`)."""
   rows, prompt_len = tokens.shape
   steps = forced.shape[0]
   batch = rows // 2 if sampling.guided else rows
-  positions = jnp.maximum(jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1, 0)
-  lengths = jnp.sum(mask, axis=1, dtype=jnp.int32)
   # The last sampled token is never fed back, hence `steps - 1` slots after the prompt.
   cache = transformer.init_cache(model, rows, prompt_len + steps - 1)
-  with nn.intercept_methods(_last_position_logits):
-    logits, state = model.apply({"params": params, "cache": cache}, tokens, positions=positions,
-                                input_mask=mask, decode=True, mutable=["cache"])
+  with nn.intercept_methods(last_position_logits):
+    logits, state = model.apply({"params": params, "cache": cache}, tokens,
+                                positions=positions[:, :prompt_len], input_mask=mask,
+                                decode=True, mutable=["cache"])
 
   def choose(row_logits, t):
     """`[R, V]` logits of slot t -> (token `[B]`, the logits it was drawn from `[B, V]`)."""
@@ -129,16 +190,19 @@ def _generate(params, tokens, mask, forced, video_only, key, *, model, sampling,
     sampled = sampling_lib.sample(logits, jax.random.fold_in(key, t), sampling)
     return jnp.where(forced[t] >= 0, forced[t], sampled), logits
 
-  def step(carry, t):
+  def step(carry, slot):
     cache, row_logits = carry
+    t, position = slot
     token, used = choose(row_logits, t)
     fed = jnp.tile(token, rows // batch)[:, None]
     logits, state = model.apply({"params": params, "cache": cache}, fed,
-                                positions=(lengths + t)[:, None], decode=True, mutable=["cache"])
+                                positions=position[:, None], decode=True, mutable=["cache"])
     return (state["cache"], logits[:, -1]), (token, used if return_logits else None)
 
+  fed_positions = jnp.moveaxis(positions[:, prompt_len:prompt_len + steps - 1], 1, 0)
   (_, row_logits), (ids, used) = jax.lax.scan(
-      step, (state["cache"], logits[:, -1]), jnp.arange(steps - 1, dtype=jnp.int32))
+      step, (state["cache"], logits[:, -1]),
+      (jnp.arange(steps - 1, dtype=jnp.int32), fed_positions))
   last, last_used = choose(row_logits, steps - 1)
   ids = jnp.concatenate([ids, last[None]], axis=0).T
   if not return_logits:
@@ -168,20 +232,51 @@ class Decoder:
   def __init__(self, model: transformer.Transformer, vocab: tokens_lib.Vocab,
                sampling: sampling_lib.SamplingConfig, mesh=None, rules=(),
                prompt_multiple: int = 16):
-    # Token-by-token sampling feeds 1D positions and no frame ids: the Lumos options need
-    # per-slot 3D positions (MM-RoPE) or parallel in-frame decoding (frame-bidirectional mask).
-    for field, supported in (("rope", "rope_1d"), ("attention_mask", "causal")):
-      if getattr(model.config, field) != supported:
-        raise ValueError(f"config.lm.{field}={getattr(model.config, field)!r}: the KV-cached "
-                         f"decoder supports only {supported!r}")
+    self.check_model(model.config)
     self.model, self.vocab, self.sampling = model, vocab, sampling
     self.mesh, self.rules, self.prompt_multiple = mesh, rules, prompt_multiple
+
+  @staticmethod
+  def check_model(config: transformer.LMConfig):
+    """Token-by-token sampling suits causal models (1D RoPE or MM-RoPE)."""
+    if config.attention_mask != "causal":
+      raise ValueError(f"config.lm.attention_mask={config.attention_mask!r}: a model that sees "
+                       "its whole latent frame is sampled frame by frame with the masked "
+                       "decoder (inference.decoder='masked', inference/masked_decode.py); the "
+                       "token-by-token decoder supports only 'causal'")
 
   def place_params(self, params):
     """Put (unboxed) params on the mesh with their training shardings; identity without a mesh."""
     if self.mesh is None:
       return params
     return jax.device_put(params, param_shardings(self.model, self.mesh, self.rules))
+
+  def batch_layout(self, prompts: Sequence[np.ndarray], plan: Plan,
+                   uncond_prompts: Sequence[np.ndarray] | None) -> Layout:
+    """The model batch: the prompts filled up to a multiple of the batch-sharding mesh axes with
+    copies of prompt 0, then (with guidance) as many unconditional rows."""
+    batch = len(prompts)
+    rows = list(prompts)
+    if self.sampling.guided:
+      if uncond_prompts is None or len(uncond_prompts) != batch:
+        raise ValueError(f"guidance_scale={self.sampling.guidance_scale} needs one unconditional "
+                         f"prompt per prompt ({batch})")
+    split = 1 if self.mesh is None else self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+    padded = -(-batch // split) * split
+    rows += [rows[0]] * (padded - batch)
+    if self.sampling.guided:
+      uncond = list(uncond_prompts)
+      rows += uncond + [uncond[0]] * (padded - batch)
+    return layout(self.vocab, rows, plan, self.model.config.rope, self.prompt_multiple)
+
+  def run(self, program, params, rows: Sequence[np.ndarray], *args, **kwargs):
+    """`program(params, *rows, *args, **kwargs)` as host arrays; on the mesh, with the `[R, ...]`
+    row arrays batch-sharded, when there is one."""
+    if self.mesh is None:
+      return jax.device_get(program(params, *rows, *args, **kwargs))
+    with sharding_lib.mesh_context(self.mesh, self.rules):
+      rows = [jax.device_put(x, sharding_lib.batch_sharding(self.mesh, x.ndim)) for x in rows]
+      return jax.device_get(program(params, *rows, *args, **kwargs))
 
   def __call__(self, params, prompts: Sequence[np.ndarray], plan: Plan, key: jax.Array,
                uncond_prompts: Sequence[np.ndarray] | None = None, return_logits: bool = False):
@@ -197,32 +292,11 @@ class Decoder:
     Returns:
       `ids [B, T]` int32 numpy (and `logits [B, T, V_pad]` float32).
     """
+    rows = self.batch_layout(prompts, plan, uncond_prompts)
+    out = self.run(_generate, params, rows[:3], plan.forced, plan.video_only, key,
+                   model=self.model, sampling=self.sampling, return_logits=return_logits,
+                   video_range=(self.vocab.video_offset, self.vocab.special_offset))
     batch = len(prompts)
-    rows = list(prompts)
-    if self.sampling.guided:
-      if uncond_prompts is None or len(uncond_prompts) != batch:
-        raise ValueError(f"guidance_scale={self.sampling.guidance_scale} needs one unconditional "
-                         f"prompt per prompt ({batch})")
-    # Fill the batch up to a multiple of the batch-sharding mesh axes with copies of prompt 0.
-    split = 1 if self.mesh is None else self.mesh.shape["data"] * self.mesh.shape["fsdp"]
-    padded = -(-batch // split) * split
-    rows += [rows[0]] * (padded - batch)
-    if self.sampling.guided:
-      uncond = list(uncond_prompts)
-      rows += uncond + [uncond[0]] * (padded - batch)
-    tokens, mask = left_pad(rows, self.vocab.pad, self.prompt_multiple)
-    args = (tokens, mask, plan.forced, plan.video_only)
-    kwargs = dict(model=self.model, sampling=self.sampling, return_logits=return_logits,
-                  video_range=(self.vocab.video_offset, self.vocab.special_offset))
-    if self.mesh is None:
-      out = _generate(params, *args, key, **kwargs)
-    else:
-      with sharding_lib.mesh_context(self.mesh, self.rules):
-        batched = sharding_lib.batch_sharding(self.mesh, 2)
-        args = (jax.device_put(tokens, batched), jax.device_put(mask, batched),
-                *args[2:])
-        out = _generate(params, *args, key, **kwargs)
-    out = jax.device_get(out)
     if return_logits:
       return out[0][:batch], out[1][:batch]
     return out[:batch]

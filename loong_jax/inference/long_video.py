@@ -115,8 +115,9 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
   """Generate one video per prompt.
 
   Args:
-    decoder: the LM decoder (its sampling config decides guidance; with guidance the
-      unconditional branch sees `<no_text>` plus the same context frames).
+    decoder: the LM decoder, token by token (`decode.Decoder`) or frame by frame
+      (`masked_decode.MaskedDecoder`); its sampling config decides guidance; with guidance the
+      unconditional branch sees `<no_text>` plus the same context frames.
     params: LM parameters.
     text_ids: B prompts as text ids; None or empty generates unconditionally.
     num_frames: pixel frames wanted (any positive number).
@@ -137,7 +138,7 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
     contexts = [None] * len(text_ids) if context is None else list(context)
     cond = [decode_lib.prompt_ids(vocab, t, x) for t, x in zip(text_ids, contexts)]
     uncond = [decode_lib.prompt_ids(vocab, None, x) for x in contexts]
-    ids = decoder(params, cond, decode_lib.frame_plan(vocab, n_new, h * w),
+    ids = decoder(params, cond, decode_lib.frame_plan(vocab, n_new, h * w, frame_width=w),
                   jax.random.fold_in(key, c), uncond_prompts=uncond)
     new = frame_codes(ids, vocab, n_new, h, w)
     clip = new if context is None else np.concatenate([context, new], axis=1)

@@ -27,7 +27,7 @@ def mask_ratio(key, shape, min_ratio: float) -> jax.Array:
   return jnp.maximum(jnp.cos(jnp.pi / 2 * u), min_ratio)
 
 
-def _choose(key, ratio, n: int) -> jax.Array:
+def choose_positions(key, ratio, n: int) -> jax.Array:
   """`[..., n]` booleans with exactly round(n * ratio) True per row, at random places."""
   ranks = jnp.argsort(jnp.argsort(jax.random.uniform(key, ratio.shape + (n,)), axis=-1), axis=-1)
   return ranks < jnp.round(n * ratio)[..., None]
@@ -57,11 +57,13 @@ def video_mask(key, inputs, frames, *, kind: str, min_ratio: float, tokens_per_f
   offsets = jnp.clip(frame_offsets(inputs, boi_id), 0, tokens_per_frame - 1)
   ratio_key, pick_key = jax.random.split(key)
   if kind == "tube":
-    spatial = _choose(pick_key, mask_ratio(ratio_key, (batch,), min_ratio), tokens_per_frame)
+    spatial = choose_positions(pick_key, mask_ratio(ratio_key, (batch,), min_ratio),
+                               tokens_per_frame)
     chosen = jnp.take_along_axis(spatial, offsets, axis=1)
   elif kind == "per_frame":
-    per_frame = _choose(pick_key, mask_ratio(ratio_key, (batch, max_frames), min_ratio),
-                        tokens_per_frame)                       # [B, F, N]
+    per_frame = choose_positions(pick_key,
+                                 mask_ratio(ratio_key, (batch, max_frames), min_ratio),
+                                 tokens_per_frame)                       # [B, F, N]
     frame = jnp.clip(frames, 0, max_frames - 1)
     chosen = per_frame[jnp.arange(batch)[:, None], frame, offsets]
   else:

@@ -38,6 +38,36 @@ def test_teacher_forcing_reproduces_full_forward_logits(lm, vocab):
     np.testing.assert_allclose(logits[i], want, rtol=2e-5, atol=2e-5)
 
 
+def test_mm_rope_teacher_forcing_reproduces_full_forward_logits(vocab):
+  # A causal model trained with MM-RoPE: the decoder feeds each slot the 3D position of the
+  # planned layout, as `tokens.mm_rope_positions` gives it for the whole training sequence.
+  model = transformer.Transformer(small_lm_config(rope="mm_rope", num_heads=2, num_kv_heads=1,
+                                                  head_dim=32))
+  params = model.init(jax.random.key(3), np.zeros((1, 4), np.int32))["params"]
+  rng = np.random.default_rng(1)
+  frames, width = 2, 2
+  cond = rng.integers(0, vocab.video_size, (1, TOKENS_PER_FRAME))
+  prompts = [decode.prompt_ids(vocab, rng.integers(0, vocab.text_size, 5)),
+             decode.prompt_ids(vocab, [7], cond)]
+  decoder = decode.Decoder(model, vocab, sampling.SamplingConfig(), prompt_multiple=4)
+  for i, prompt in enumerate(prompts):
+    plan = decode.frame_plan(vocab, frames, TOKENS_PER_FRAME, frame_width=width)
+    codes = rng.integers(0, vocab.video_size, (frames, TOKENS_PER_FRAME))
+    full_seq = tokens.build_sequence(prompt[1:-1] if i == 0 else [7],
+                                     np.concatenate([cond, codes]) if i else codes, vocab)
+    targets = full_seq[len(prompt):]
+    forced = decode.Plan(targets, np.zeros(len(targets), bool), width)
+    ids, logits = decoder(params, prompts, forced, jax.random.key(0), return_logits=True)
+    np.testing.assert_array_equal(ids[i], targets)
+    positions = tokens.mm_rope_positions(full_seq, vocab, width)
+    full = model.apply({"params": params}, full_seq[None], positions[None])[0]
+    want = full[len(prompt) - 1: len(full_seq) - 1]
+    np.testing.assert_allclose(logits[i], want, rtol=2e-5, atol=2e-5)
+    # 1D positions would give other logits: the 3D positions are really used.
+    assert not np.allclose(want, model.apply({"params": params}, full_seq[None])[0][
+        len(prompt) - 1: len(full_seq) - 1], atol=1e-3)
+
+
 @pytest.mark.parametrize("guidance_scale", [1.0, 3.0])
 def test_generated_sequences_parse_into_whole_frames(lm, vocab, guidance_scale):
   model, params = lm
@@ -124,7 +154,7 @@ def test_guidance_needs_unconditional_prompts(lm, vocab):
     decoder(params, text_prompts(vocab, (3,)), decode.free_plan(2), jax.random.key(0))
 
 
-def test_unsupported_lumos_options_are_rejected(vocab):
+def test_frame_bidirectional_models_are_sent_to_the_masked_decoder(vocab):
   config = dataclasses.replace(small_lm_config(), attention_mask="frame_bidirectional")
   with pytest.raises(ValueError, match="attention_mask"):
     decode.Decoder(transformer.Transformer(config), vocab, sampling.SamplingConfig())

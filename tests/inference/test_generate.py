@@ -13,6 +13,8 @@ import pytest
 
 from loong_jax import cli, generate
 from loong_jax import sharding as sharding_lib
+from loong_jax.inference import decode, masked_decode
+from loong_jax.llm import transformer
 from loong_jax.train import checkpoint as checkpoint_lib
 
 TEXT_SIZE = 40  # the test vocabulary's (tests/inference/conftest.py)
@@ -107,3 +109,26 @@ def test_text_encoder_is_the_runs_sentencepiece_model(tmp_path):
   ids = generate.load_text_encoder(path)("a red ball moves up")
   np.testing.assert_array_equal(ids, text.TextTokenizer(path).encode("a red ball moves up"))
   assert ids.dtype == np.int32 and len(ids) > 0
+
+
+def test_config_picks_the_decoder_and_masked_generation_runs(lm, vocab, stand_in_codec):
+  model, params = lm
+  config = tiny_config(model, vocab)
+  assert type(generate.make_decoder(config, model, vocab)) is decode.Decoder
+  config.inference.decoder = "masked"
+  with pytest.raises(ValueError, match="decoder='autoregressive'"):
+    generate.make_decoder(config, model, vocab)
+  ardf = cli.load_config_file("configs/inference.py:tiny,ardf")
+  assert ardf.inference.decoder == "masked" and ardf.lm.attention_mask == "frame_bidirectional"
+  config.lm.update(rope="mm_rope", attention_mask="frame_bidirectional", num_heads=2,
+                   num_kv_heads=1, head_dim=32)
+  config.inference.masked.steps = 2
+  model = transformer.Transformer(transformer.LMConfig.from_config(config.lm))
+  params = model.init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))["params"]
+  assert isinstance(generate.make_decoder(config, model, vocab), masked_decode.MaskedDecoder)
+  video = generate.generate_videos(config, params, ["a red ball", ""], 2.5, 0,
+                                   stand_in_codec.codec(), encode_text).video
+  assert video.shape == (2, 10, 16, 16, 3)
+  config.inference.decoder = "beam"
+  with pytest.raises(ValueError, match="inference.decoder='beam'"):
+    generate.make_decoder(config, model, vocab)

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from configs.lm import llama
 from configs.stages import base
 from loong_jax import train_lm
 
@@ -68,3 +69,31 @@ def test_first_frame_weighting_lowers_the_first_frame_loss(tmp_path):
     finals[weighting] = train_lm.train(config, str(tmp_path / weighting)).history[-1]
   assert finals["first_frame"]["loss_first_frame"] < finals["uniform"]["loss_first_frame"]
   np.testing.assert_array_less(0, [f["loss_later_frames"] for f in finals.values()])
+
+
+@pytest.mark.parametrize("variant", ["mmrope", "ardf"])
+def test_lumos_variants_parse_and_build(variant, tmp_path):
+  for stage in (1, 2, 3):
+    config = base.stage_config(stage, f"tiny,shards={tmp_path},{variant}")
+    assert config.variant == variant and config.lm.rope == "mm_rope"
+    assert config.data.text_dropout == 0.1
+  ardf = variant == "ardf"
+  assert config.lm.attention_mask == ("frame_bidirectional" if ardf else "causal")
+  assert config.train.objective == ("ardf" if ardf else "next_token")
+  if ardf:
+    assert dict(config.train.ardf) == {"mask_kind": "tube", "min_ratio": 0.7}
+  config = _stage(2)
+  llama.apply_variant(config, variant)
+  model, *_, step_fn = train_lm.build(config)
+  assert model.config.head_dim == 32 and model.config.num_heads == 2  # same widths as 4 x 16
+  assert step_fn is not None
+
+
+def test_loong_defaults_are_unchanged_and_bad_options_fail():
+  config = base.stage_config(2, "tiny")
+  assert (config.variant, config.lm.rope, config.lm.attention_mask, config.train.objective,
+          config.lm.head_dim) == ("loong", "rope_1d", "causal", "next_token", 16)
+  with pytest.raises(ValueError, match="variant"):
+    base.stage_config(2, "tiny,lumos")
+  with pytest.raises(ValueError, match="unknown option"):
+    base.stage_config(2, "tiny,shard=/x")
