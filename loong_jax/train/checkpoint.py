@@ -97,3 +97,22 @@ class Checkpointer:
   def close(self):
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def restore_fields(directory: str, target: dict[str, Any], step: int | None = None,
+                   name: str = "checkpoint directory") -> dict[str, Any]:
+  """Some saved state fields of a `Checkpointer` run, e.g. `{"ema_params": abstract tree}`, onto
+  the default device; the latest step unless `step`. `name` is the setting that named
+  `directory`, for the error when it holds no checkpoint."""
+  manager = ocp.CheckpointManager(os.path.abspath(directory))
+  try:
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"{name}: no checkpoint under {os.path.abspath(directory)}")
+    restored = manager.restore(step, args=ocp.args.Composite(**{STATE: ocp.args.PyTreeRestore(
+        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True)}))
+  finally:
+    manager.close()
+  logging.info("restored %s of step %d from %s", sorted(target), step, directory)
+  return dict(restored[STATE])
