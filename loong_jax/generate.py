@@ -57,12 +57,13 @@ def restore_params(workdir: str, model: transformer.Transformer, mesh, rules):
 
   The layout is `train.checkpoint.Checkpointer`'s: item `state` = {step, params, opt_state}.
   """
-  shapes = nn.unbox(jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"]))
-  shardings = decode.param_shardings(model, mesh, rules)
-  target = {"params": jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype,
-                                                                      sharding=sh),
-                                   shapes, shardings)}
+  def target():
+    shapes = nn.unbox(jax.eval_shape(
+        lambda: model.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"]))
+    shardings = decode.param_shardings(model, mesh, rules)
+    return {"params": jax.tree.map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)}
+
   # Partial restore: the optimizer state and data position in the same step are never read.
   return checkpoint_lib.restore_fields(
       os.path.join(workdir, "checkpoints"), target,
