@@ -3,9 +3,8 @@
 `train_loop` owns everything around the jitted step: restoring the latest checkpoint (state and
 data position), feeding each host's slice of the batch to the global mesh, the numerical guard's
 bookkeeping, metrics (TensorBoard, JSONL, console with ETA; tokens/s or frames/s, MFU, time waiting
-for data),
-periodic evaluation, asynchronous checkpoints, a `jax.profiler` trace window, and a clean save and
-exit on SIGTERM (preemption).
+for data), periodic evaluation, asynchronous checkpoints, a `jax.profiler` trace window, and a
+clean save and exit on SIGTERM (preemption).
 
 The step function is `(state, batch) -> (state, metrics)` with scalar metrics; a `skipped` metric
 (1.0 when the numerical guard dropped the update) is counted, and `max_consecutive_skips` in a row
