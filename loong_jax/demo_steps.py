@@ -2,7 +2,7 @@
 
 `config` is `configs/demo_cpu.py`'s ConfigDict, `run` the demo's directory. Layout of `run`:
 
-    tokenizer/             video tokenizer run (orbax checkpoints, eval.json)
+    tokenizer/             video tokenizer run (train_tokenizer.train: checkpoints, metrics)
     tokenizer_eval.npz     held-out clips and their reconstructions (read by loong_jax.evaluate)
     text.model             SentencePiece model of the captions
     tokens/{images,clips17,clips65}/   token shards (loong_jax/data/pretokenize.py)
@@ -28,14 +28,12 @@ import time
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import logging
 
 from loong_jax import cli, demo_plots, tokens
 from loong_jax import sharding as sharding_lib
 from loong_jax.data import encoders, pretokenize as pretokenize_lib, synthetic
 from loong_jax.data import text as text_lib
-from loong_jax.data import video_batches
 from loong_jax.llm import transformer
 from loong_jax.train import tokenizer_step
 
@@ -89,33 +87,15 @@ def train_tokenizer(config, run: str):
   """Train the video tokenizer on built-in clips; write tokenizer_eval.npz on held-out clips."""
   from loong_jax import train_tokenizer as trainer  # noqa: PLC0415 -- see the module docstring
 
-  tc, workdir = tokenizer_config(config), os.path.join(run, "tokenizer")
-  os.makedirs(workdir, exist_ok=True)
-  mesh, rules = sharding_lib.make_mesh(tc.mesh), sharding_lib.rules(tc.sharding)
-  trainer.validate(tc, mesh.shape["data"] * mesh.shape["fsdp"])
-  state, shardings = tokenizer_step.create_state(tc, jax.random.key(tc.train.seed), mesh, rules)
-  manager = trainer.checkpoint_manager(workdir, tc)
-  state = trainer.restore_latest(manager, state, shardings)
-  start, steps = int(state.step), tc.train.steps
-  step_fn = tokenizer_step.jit_train_step(tc, shardings, mesh, False)
-  source = synthetic_source(config, (tc.data.frames,), 100_000)
-  batches = iter(video_batches.video_batches(source, tc.train.batch_size,
-                                             seed=tc.train.seed + start))
-  batch_sharding = sharding_lib.batch_sharding(mesh, 5)
-  tick = began = time.time()
-  with sharding_lib.mesh_context(mesh, rules):
-    for step in range(start, steps):
-      state, metrics = step_fn(state, jax.device_put(next(batches)["video"], batch_sharding))
-      if (step + 1) % tc.train.log_every == 0 or step + 1 == steps:
-        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        rate = (step + 1 - start) / (time.time() - began)
-        print(f"tokenizer step {step + 1}/{steps} ({rate:.2f} steps/s, ETA "
-              f"{(steps - step - 1) / rate:.0f} s) " + " ".join(
-                  f"{k}={metrics[k]:.4g}" for k in sorted(metrics) if "loss" in k), flush=True)
-      manager.save(step + 1, args=ocp.args.StandardSave(
-          {f: getattr(state, f) for f in trainer.SAVED_FIELDS}), force=step + 1 == steps)
-    manager.wait_until_finished()
-  print(f"tokenizer: {steps - start} steps in {time.time() - tick:.0f} s", flush=True)
+  tc = tokenizer_config(config)
+  tick = time.time()
+  result = trainer.train(tc, os.path.join(run, "tokenizer"),
+                         source=synthetic_source(config, (tc.data.frames,), 100_000))
+  if result.preempted:
+    raise SystemExit("tokenizer: stopped by SIGTERM after a checkpoint; re-run to resume")
+  state = result.state
+  print(f"tokenizer: {tc.train.steps - result.start_step} steps in {time.time() - tick:.0f} s",
+        flush=True)
   held_out = synthetic_source(config, (17,), config.tokenizer.eval_clips, "heldout")
   real = np.stack([held_out[i]["video"] for i in range(len(held_out))])
   recon_fn = jax.jit(functools.partial(tokenizer_step.reconstruct, config=tc))

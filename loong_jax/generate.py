@@ -24,7 +24,6 @@ import imageio.v2 as imageio
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import tqdm
 from absl import flags, logging
 
@@ -58,25 +57,17 @@ def restore_params(workdir: str, model: transformer.Transformer, mesh, rules):
 
   The layout is `train.checkpoint.Checkpointer`'s: item `state` = {step, params, opt_state}.
   """
-  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-  manager = ocp.CheckpointManager(directory)
-  step = manager.latest_step()
-  if step is None:
-    raise FileNotFoundError(f"--workdir: no checkpoint under {directory} (train with "
-                            "loong_jax.train_lm first)")
-  shapes = nn.unbox(jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"]))
-  shardings = decode.param_shardings(model, mesh, rules)
-  target = {"params": jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype,
-                                                                      sharding=sh),
-                                   shapes, shardings)}
+  def target():
+    shapes = nn.unbox(jax.eval_shape(
+        lambda: model.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"]))
+    shardings = decode.param_shardings(model, mesh, rules)
+    return {"params": jax.tree.map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)}
+
   # Partial restore: the optimizer state and data position in the same step are never read.
-  restored = manager.restore(step, args=ocp.args.Composite(**{
-      checkpoint_lib.STATE: ocp.args.PyTreeRestore(
-          item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-          partial_restore=True)}))
-  logging.info("restored LM params of step %d from %s", step, directory)
-  return restored[checkpoint_lib.STATE]["params"]
+  return checkpoint_lib.restore_fields(
+      os.path.join(workdir, "checkpoints"), target,
+      name="--workdir (a loong_jax.train_lm run)")["params"]
 
 
 def load_text_encoder(path: str) -> TextEncoder:
@@ -112,18 +103,12 @@ def load_codec(tokenizer_config: str, tokenizer_dir: str) -> long_video.VideoCod
                        "--config.inference.tokenizer_dir (its training run)")
   try:
     from loong_jax.tokenizer import autoencoder  # the video tokenizer package
+    from loong_jax.data import encoders  # noqa: PLC0415 -- needs the tokenizer package
   except ImportError as e:
     raise RuntimeError("no video tokenizer: the loong_jax.tokenizer package is not in this "
                        "checkout") from e
   config = cli.load_config_file(tokenizer_config).tokenizer
-  model = autoencoder.make_tokenizer(config)
-  target = {"ema_params": nn.unbox(autoencoder.abstract_params(config)["generator"])}
-  manager = ocp.CheckpointManager(os.path.join(os.path.abspath(tokenizer_dir), "checkpoints"))
-  if manager.latest_step() is None:
-    raise FileNotFoundError(f"inference.tokenizer_dir: no checkpoint under {tokenizer_dir}")
-  params = manager.restore(manager.latest_step(), args=ocp.args.PyTreeRestore(
-      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-      partial_restore=True))["ema_params"]
+  model, params = encoders.restore_tokenizer(config, tokenizer_dir, "inference.tokenizer_dir")
   encode = jax.jit(lambda v: model.apply({"params": params}, v, method="encode"))
   decode_fn = jax.jit(lambda i: model.apply({"params": params}, i, method="decode"))
   auto = autoencoder.AutoencoderConfig.from_config(config)

@@ -215,8 +215,8 @@ def train(config, workdir: str) -> loop.LoopResult:
   try:
     return loop.train_loop(
         state=state, step_fn=step_fn, data=data, mesh=mesh, axis_rules=rules, train_config=cfg,
-        workdir=workdir, checkpointer=checkpointer, tokens_per_batch=tokens_per_batch,
-        flops_per_batch=flops,
+        workdir=workdir, checkpointer=checkpointer,
+        counts_per_batch={"tokens": tokens_per_batch}, flops_per_batch=flops,
         eval_fn=_eval_fn(config, vocab, model, mesh) if cfg.eval_every else None)
   finally:
     checkpointer.close()

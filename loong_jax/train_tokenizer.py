@@ -4,27 +4,31 @@
   python -m loong_jax.train_tokenizer --config configs/tokenizer/magvit2.py:demo --workdir DIR \
       --config.data.folder=PATH/TO/VIDEOS
 
-Checkpoints go to `DIR/checkpoints` (orbax; a rerun resumes from the latest one); the final
-held-out evaluation (PSNR in dB, codebook usage) is logged and written to `DIR/eval.json`.
+Runs the shared training loop (`train/loop.py`) on clips of the built-in dataset
+(`data/synthetic.py`) or of every video in `config.data.folder` (unreadable ones counted and
+skipped). Writes `config.json`, `metrics.jsonl`, TensorBoard events and orbax checkpoints
+(generator + discriminator state and the data position) to DIR; a rerun resumes exactly from the
+latest checkpoint. The final held-out evaluation (PSNR in dB, codebook usage; raw and EMA weights)
+is logged and written to `DIR/eval.json`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import flags, logging
 
 from loong_jax import cli
 from loong_jax import sharding as sharding_lib
+from loong_jax.data import sources, synthetic, video_batches
 from loong_jax.tokenizer import autoencoder
 from loong_jax.tokenizer import perceptual
-from loong_jax.tokenizer import toy_data
-from loong_jax.train import tokenizer_step
+from loong_jax.train import checkpoint as checkpoint_lib
+from loong_jax.train import loop, tokenizer_step
 
 # Flag holders, created by define_flags() when the module runs as a program.
 _CONFIG = _WORKDIR = None
@@ -37,8 +41,6 @@ def define_flags():
   _CONFIG = cli.define_config_flag()
   _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and eval.json.")
 
-# Held-out clips come from a seed no training run uses (training seeds are seed + start step).
-EVAL_SEED_OFFSET = 1_000_003
 # Fields of TokenizerState that are saved (the optimizers are rebuilt from the config).
 SAVED_FIELDS = ("step", "params", "ema_params", "codebook_stats", "opt_state", "disc_params",
                 "disc_opt_state", "lecam_ema")
@@ -62,94 +64,138 @@ def load_perceptual(config):
   return perceptual.load_params(path)
 
 
-def evaluate(state, clips: np.ndarray, config, mesh, batch_size: int) -> dict[str, float]:
-  """Held-out PSNR (dB, mean over clips) and codebook usage (fraction of the K codes seen).
+def clip_source(config, split: str = "train"):
+  """Clips of `config.data.frames` x `resolution`^2: every video in `config.data.folder`, or the
+  built-in dataset's `split` ("train" or "heldout"). A folder has no held-out split: its own
+  clips are scored."""
+  data = config.data
+  if data.folder:
+    return sources.FolderSource.uncaptioned(data.folder, data.resolution, data.frames)
+  return synthetic.SyntheticVideos(synthetic.SyntheticConfig(
+      resolution=data.resolution, num_frames=(data.frames,), max_objects=data.num_shapes), split)
 
-  Both the raw and the EMA generator weights are scored.
+
+def heldout_clips(config, num: int) -> np.ndarray:
+  """The first `num` readable held-out clips, float32 `[num, T, H, W, 3]` in [-1, 1]."""
+  batches = video_batches.video_batches(clip_source(config, "heldout"), num, shuffle=False,
+                                        num_epochs=1, process_index=0, process_count=1)
+  return next(iter(batches))["video"]
+
+
+def make_evaluator(config, mesh, clips: np.ndarray, batch_size: int):
+  """`state -> {psnr, usage, ema_psnr, ema_usage}` on `clips` `[N, T, H, W, 3]` (compiled once).
+
+  PSNR in dB (mean over clips) and codebook usage (fraction of the K codes seen), for the raw and
+  the EMA generator weights.
   """
-  recon = jax.jit(lambda p, s, v: tokenizer_step.reconstruct(p, s, v, config=config))
+  recon = jax.jit(functools.partial(tokenizer_step.reconstruct, config=config))
   sharding = sharding_lib.batch_sharding(mesh, 5)
-  results = {}
-  for name, params in (("", state.params), ("ema_", state.ema_params)):
-    psnrs, ids = [], []
-    for start in range(0, len(clips), batch_size):
-      video = jax.device_put(clips[start:start + batch_size], sharding)
-      out, indices = recon(params, state.codebook_stats, video)
-      out, video = np.asarray(out, np.float64), np.asarray(video, np.float64)
-      mse = np.mean(((out - video) / 2.0) ** 2, axis=(1, 2, 3, 4))
-      psnrs.extend(-10.0 * np.log10(np.maximum(mse, 1e-10)))
-      ids.append(np.asarray(indices).reshape(-1))
-    codebook_size = config.tokenizer.quantizer.codebook_size
-    results[f"{name}psnr"] = float(np.mean(psnrs))
-    results[f"{name}usage"] = len(np.unique(np.concatenate(ids))) / codebook_size
-  return results
+  codebook_size = config.tokenizer.quantizer.codebook_size
+
+  def evaluate(state) -> dict[str, float]:
+    results = {}
+    for name, params in (("", state.params), ("ema_", state.ema_params)):
+      psnrs, ids = [], []
+      for start in range(0, len(clips), batch_size):
+        video = jax.device_put(clips[start:start + batch_size], sharding)
+        out, indices = recon(params, state.codebook_stats, video)
+        out, video = np.asarray(out, np.float64), np.asarray(video, np.float64)
+        mse = np.mean(((out - video) / 2.0) ** 2, axis=(1, 2, 3, 4))
+        psnrs.extend(-10.0 * np.log10(np.maximum(mse, 1e-10)))
+        ids.append(np.asarray(indices).reshape(-1))
+      results[f"{name}psnr"] = float(np.mean(psnrs))
+      results[f"{name}usage"] = len(np.unique(np.concatenate(ids))) / codebook_size
+    return results
+  return evaluate
 
 
-def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=2,
-                                         save_interval_steps=config.train.checkpoint_every)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                               options=options)
+def evaluate(state, clips: np.ndarray, config, mesh, batch_size: int) -> dict[str, float]:
+  """One evaluation of `state` (see `make_evaluator`)."""
+  return make_evaluator(config, mesh, clips, batch_size)(state)
 
 
-def restore_latest(manager, state, shardings):
-  step = manager.latest_step()
-  if step is None:
-    return state
-  abstract = {f: jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                              getattr(state, f), getattr(shardings, f)) for f in SAVED_FIELDS}
-  restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-  logging.info("resumed from step %d", step)
-  return state.replace(**restored)
+def step_schedule(config, state_shardings, mesh):
+  """`step index -> (state, {"video": ...}) -> (state, metrics)`: reconstruction-only steps
+  before `config.loss.disc_start`, GAN steps from it (each compiled on first use)."""
+  gan_on = config.loss.gan_weight > 0
+  perceptual_params = load_perceptual(config)
+  extra, perceptual_sh = (), None
+  if perceptual_params is not None:
+    perceptual_sh = jax.tree.map(lambda _: sharding_lib.replicated(mesh), perceptual_params)
+    extra = (jax.device_put(perceptual_params, perceptual_sh),)
+
+  def on_video(step):
+    return lambda state, batch: step(state, batch["video"], *extra)
+
+  steps = {use_gan: on_video(tokenizer_step.jit_train_step(config, state_shardings, mesh,
+                                                           use_gan, perceptual_sh))
+           for use_gan in {False, gan_on}}
+  return lambda step: steps[gan_on and step >= config.loss.disc_start]
 
 
-def train_and_evaluate(config, workdir: str) -> dict[str, float]:
-  """Train for `config.train.steps`, checkpointing; returns the held-out evaluation."""
+def train(config, workdir: str, source=None) -> loop.LoopResult:
+  """Train (or resume) until `config.train.steps` in `workdir`.
+
+  Args:
+    config: a `configs/tokenizer/magvit2.py` config.
+    workdir: run directory (checkpoints, metrics).
+    source: the training clips (a data source of `{"video": uint8 [T, H, W, 3]}` items);
+      default `clip_source(config)`.
+  """
+  cfg = config.train
   mesh = sharding_lib.make_mesh(config.mesh)
   rules = sharding_lib.rules(config.sharding)
   validate(config, mesh.shape["data"] * mesh.shape["fsdp"])
-  state, shardings = tokenizer_step.create_state(config, jax.random.key(config.train.seed), mesh,
-                                                 rules)
-  perceptual_params = load_perceptual(config)
-  perceptual_args, perceptual_sh = (), None
-  if perceptual_params is not None:
-    perceptual_args = (perceptual_params,)
-    perceptual_sh = jax.tree.map(lambda _: sharding_lib.replicated(mesh), perceptual_params)
-  manager = checkpoint_manager(workdir, config)
-  state = restore_latest(manager, state, shardings)
-  start = int(state.step)
-  gan_on = config.loss.gan_weight > 0
-  steps = {use_gan: tokenizer_step.jit_train_step(config, shardings, mesh, use_gan, perceptual_sh)
-           for use_gan in {False, gan_on}}
-  batches = toy_data.make_clip_iterator(config, config.train.seed + start)
-  batch_sharding = sharding_lib.batch_sharding(mesh, 5)
-  tick = time.time()
-  with sharding_lib.mesh_context(mesh, rules):
-    for step in range(start, config.train.steps):
-      batch = jax.device_put(next(batches), batch_sharding)
-      state, metrics = steps[gan_on and step >= config.loss.disc_start](state, batch,
-                                                                         *perceptual_args)
-      if (step + 1) % config.train.log_every == 0 or step + 1 == config.train.steps:
-        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        rate = config.train.log_every / (time.time() - tick)
-        logging.info("step %d (%.2f steps/s) %s", step + 1, rate,
-                     " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
-        tick = time.time()
-      manager.save(step + 1, args=ocp.args.StandardSave(
-          {f: getattr(state, f) for f in SAVED_FIELDS}), force=step + 1 == config.train.steps)
-    manager.wait_until_finished()
-    held_out = next(toy_data.make_clip_iterator(config, config.train.seed + EVAL_SEED_OFFSET,
-                                                batch_size=config.train.eval_clips))
-    results = evaluate(state, held_out, config, mesh, config.train.batch_size)
-  logging.info("held-out evaluation on %d clips: %s", len(held_out), results)
-  with open(os.path.join(workdir, "eval.json"), "w") as f:
-    json.dump(dict(results, step=int(state.step)), f, indent=2)
+  state, shardings = tokenizer_step.create_state(config, jax.random.key(cfg.seed), mesh, rules)
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=1))
+  skipped = sources.SkipCounter()
+  data = iter(video_batches.video_batches(
+      clip_source(config) if source is None else source, cfg.batch_size // jax.process_count(),
+      seed=cfg.seed, counter=skipped))
+  eval_fn = None
+  if cfg.eval_every:
+    evaluator = make_evaluator(config, mesh, heldout_clips(config, cfg.eval_clips),
+                               cfg.batch_size)
+    eval_fn = lambda s: {f"eval_{k}": v for k, v in evaluator(s).items()}  # noqa: E731
+  checkpointer = checkpoint_lib.Checkpointer(
+      os.path.join(workdir, "checkpoints"), save_every=cfg.checkpoint_every,
+      keep_last=cfg.keep_last, keep_every=cfg.keep_every, fields=SAVED_FIELDS)
+  try:
+    result = loop.train_loop(
+        state=state, step_fn_at=step_schedule(config, shardings, mesh), data=data, mesh=mesh,
+        axis_rules=rules, train_config=cfg, workdir=workdir, checkpointer=checkpointer,
+        counts_per_batch={"frames": cfg.batch_size * config.data.frames}, eval_fn=eval_fn)
+  finally:
+    checkpointer.close()
+  if skipped.count:
+    logging.warning("skipped %d unreadable or too-short clips in this run (config.data.folder=%s)",
+                    skipped.count, config.data.folder)
+  return result
+
+
+def train_and_evaluate(config, workdir: str) -> dict[str, float]:
+  """Train for `config.train.steps`, then score held-out clips; returns the evaluation ({} when
+  preempted: the run stopped after a checkpoint and resumes when started again)."""
+  result = train(config, workdir)
+  if result.preempted:
+    logging.warning("preempted: checkpoint saved at step %d", int(result.state.step))
+    return {}
+  mesh = sharding_lib.make_mesh(config.mesh)
+  clips = heldout_clips(config, config.train.eval_clips)
+  with sharding_lib.mesh_context(mesh, sharding_lib.rules(config.sharding)):
+    results = evaluate(result.state, clips, config, mesh, config.train.batch_size)
+  logging.info("held-out evaluation on %d clips: %s", len(clips), results)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "eval.json"), "w") as f:
+      json.dump(dict(results, step=int(result.state.step)), f, indent=2)
   return results
 
 
 def main(argv):
   del argv
-  os.makedirs(_WORKDIR.value, exist_ok=True)
   train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

@@ -130,6 +130,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       log_every=25 if small else 100,
       checkpoint_every=200 if small else 5_000,
       eval_clips={"demo": 128, "tiny": 4}.get(variant, 256),  # enough tokens to see > K/2 codes
+      # The shared training loop (loong_jax/train/loop.py).
+      eval_every=0 if small else 5_000,    # held-out PSNR and usage; 0: only at the end
+      keep_last=2,
+      keep_every=ml_collections.FieldReference(None, field_type=int),  # also keep every K steps
+      max_consecutive_skips=5,             # non-finite steps in a row before the run stops
+      profile_steps=(),                    # (first, last): a jax.profiler trace of that window
+      debug_nan_steps=(),                  # fault injection: these steps get NaN inputs
   )
   config.data = dict(
       folder="",                               # "" = built-in moving shapes; else a folder of videos

@@ -19,11 +19,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from loong_jax import cli
 from loong_jax.tokenizer import autoencoder
+from loong_jax.train import checkpoint as checkpoint_lib
 
 EncodeFn = Callable[[np.ndarray], np.ndarray]
 
@@ -71,19 +71,13 @@ def pooling_stand_in_encoder(video_size: int, spatial: int = 8, temporal: int = 
   return encode
 
 
-def restore_tokenizer(tokenizer_config, run_dir: str):
+def restore_tokenizer(tokenizer_config, run_dir: str, name: str = "config.tokenizer_checkpoint"):
   """`(model, params)` of a trained video tokenizer: the EMA generator weights of the latest
-  checkpoint under `run_dir/checkpoints` (a `train_tokenizer` run)."""
-  directory = os.path.join(os.path.abspath(run_dir), "checkpoints")
-  manager = ocp.CheckpointManager(directory)
-  step = manager.latest_step()
-  if step is None:
-    raise FileNotFoundError(f"config.tokenizer_checkpoint: no checkpoint under {directory}")
+  checkpoint under `run_dir/checkpoints` (a `train_tokenizer` run; `name` is the setting that
+  gave `run_dir`, for the error when there is none)."""
   target = {"ema_params": nn.unbox(autoencoder.abstract_params(tokenizer_config)["generator"])}
-  restored = manager.restore(step, args=ocp.args.PyTreeRestore(
-      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-      partial_restore=True))
-  manager.close()
+  restored = checkpoint_lib.restore_fields(os.path.join(run_dir, "checkpoints"), target,
+                                           name=name)
   return autoencoder.make_tokenizer(tokenizer_config), restored["ema_params"]
 
 

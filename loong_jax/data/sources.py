@@ -36,7 +36,8 @@ class FolderSource:
   """
 
   def __init__(self, root: str, resolution: int, num_frames: int, fps: float | None = None,
-                captions: str | None = None, clip_position: str = "start"):
+                captions: str | None = None, clip_position: str = "start",
+                entries: list[tuple[str, str]] | None = None):
     """Read the caption file (videos are decoded lazily, per item).
 
     Args:
@@ -47,19 +48,38 @@ class FolderSource:
       captions: caption file (`.jsonl` or `.csv`); default `root/captions.jsonl`, else the only
         `*.csv` in root.
       clip_position: where the window sits in a longer video: start | center.
+      entries: `[(path relative to root, caption)]` given directly (no caption file is read).
     """
     if num_frames < 1 or (num_frames - 1) % 4:
       raise ValueError(f"FolderSource: num_frames={num_frames} is not 1 + 4k")
     self.root, self.resolution, self.num_frames = root, resolution, num_frames
     self.fps, self.clip_position = fps, clip_position
-    self.caption_file = captions or _default_caption_file(root)
-    self.entries = _read_captions(root, self.caption_file)
+    if entries is None:
+      self.caption_file = captions or _default_caption_file(root)
+      self.entries = _read_captions(root, self.caption_file)
+    else:
+      self.caption_file, self.entries = None, list(entries)
+
+  @classmethod
+  def uncaptioned(cls, root: str, resolution: int, num_frames: int, **kwargs) -> "FolderSource":
+    """Every video and image file under `root` (recursively, in name order), captions empty: for
+    training the video tokenizer, which reads no text. `kwargs` as `__init__`."""
+    if not os.path.isdir(root):
+      raise FileNotFoundError(f"FolderSource: {root!r} is not a directory")
+    media = video_io.IMAGE_EXTENSIONS + video_io.VIDEO_EXTENSIONS
+    paths = sorted(os.path.relpath(p, root)
+                   for p in glob.glob(os.path.join(root, "**", "*"), recursive=True)
+                   if os.path.isfile(p) and p.lower().endswith(media))
+    if not paths:
+      raise FileNotFoundError(f"FolderSource: no video or image files ({', '.join(media)}) "
+                              f"under {root}")
+    return cls(root, resolution, num_frames, entries=[(p, "") for p in paths], **kwargs)
 
   def __len__(self) -> int:
     return len(self.entries)
 
   def __repr__(self) -> str:
-    return f"FolderSource({self.caption_file!r}, {len(self)} items)"
+    return f"FolderSource({self.caption_file or self.root!r}, {len(self)} items)"
 
   def caption(self, index: int) -> str:
     return self.entries[index][1]

@@ -12,6 +12,7 @@ shardings (`state.abstract_sharded_state` on the new mesh); orbax reshards on re
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import grain
@@ -97,3 +98,24 @@ class Checkpointer:
   def close(self):
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def restore_fields(directory: str, target: dict[str, Any] | Callable[[], dict[str, Any]],
+                   step: int | None = None, name: str = "checkpoint directory") -> dict[str, Any]:
+  """Some saved state fields of a `Checkpointer` run: `target` is e.g. `{"ema_params": tree of
+  arrays or jax.ShapeDtypeStruct}` (their shardings are kept; none: the default device), or a
+  function making it, called only once a checkpoint is found. The latest step unless `step`.
+  `name` is the setting that gave `directory`, for the error when it holds no checkpoint."""
+  manager = ocp.CheckpointManager(os.path.abspath(directory))
+  try:
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"{name}: no checkpoint under {os.path.abspath(directory)}")
+    target = target() if callable(target) else target
+    restored = manager.restore(step, args=ocp.args.Composite(**{STATE: ocp.args.PyTreeRestore(
+        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True)}))
+  finally:
+    manager.close()
+  logging.info("restored %s of step %d from %s", sorted(target), step, directory)
+  return dict(restored[STATE])

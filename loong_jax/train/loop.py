@@ -2,13 +2,15 @@
 
 `train_loop` owns everything around the jitted step: restoring the latest checkpoint (state and
 data position), feeding each host's slice of the batch to the global mesh, the numerical guard's
-bookkeeping, metrics (TensorBoard, JSONL, console with ETA; tokens/s, MFU, time waiting for data),
-periodic evaluation, asynchronous checkpoints, a `jax.profiler` trace window, and a clean save and
-exit on SIGTERM (preemption).
+bookkeeping, metrics (TensorBoard, JSONL, console with ETA; tokens/s or frames/s, MFU, time waiting
+for data), periodic evaluation, asynchronous checkpoints, a `jax.profiler` trace window, and a
+clean save and exit on SIGTERM (preemption).
 
 The step function is `(state, batch) -> (state, metrics)` with scalar metrics; a `skipped` metric
 (1.0 when the numerical guard dropped the update) is counted, and `max_consecutive_skips` in a row
-stop the run with an error naming the step and the last good checkpoint.
+stop the run with an error naming the step and the last good checkpoint. A run whose step changes
+with the step number (the tokenizer's GAN switch) passes `step_fn_at(step) -> step function`
+instead; the choice is a function of the step alone, so a resumed run picks as a straight one.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class LoopResult:
   history: list[dict]     # the logged rows
   preempted: bool         # stopped by SIGTERM after saving
   skipped_steps: list[int]
+  start_step: int         # the step this run started (or resumed) from
 
 
 def to_global(batch: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
@@ -75,25 +78,32 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def train_loop(*, state, step_fn: Callable, data: Iterator, mesh, axis_rules, train_config,
-               workdir: str, checkpointer: checkpoint_lib.Checkpointer,
-               tokens_per_batch: int = 0, flops_per_batch: float = 0.0,
+def train_loop(*, state, data: Iterator, mesh, axis_rules, train_config, workdir: str,
+               checkpointer: checkpoint_lib.Checkpointer, step_fn: Callable | None = None,
+               step_fn_at: Callable[[int], Callable] | None = None,
+               counts_per_batch: dict[str, float] | None = None, flops_per_batch: float = 0.0,
                eval_fn: Callable[[Any], dict[str, float]] | None = None) -> LoopResult:
   """Run until `train_config.steps`, resuming from the latest checkpoint in `checkpointer`.
 
   Args:
     state: the freshly initialised, sharded train state (overwritten by a restore).
     step_fn: jitted `(state, global batch) -> (state, metrics)`.
+    step_fn_at: instead of `step_fn`, `step index (0-based) -> step function` for that step.
     data: a grain `DatasetIterator` (its position is checkpointed) yielding this host's slice of
       each batch as a dict of NumPy arrays.
     mesh, axis_rules: the mesh and logical rules the step was compiled for.
     train_config: `config.train` (steps, log_every, eval_every, max_consecutive_skips,
-      profile_steps, debug_nan_steps, peak_flops_per_device).
+      profile_steps, debug_nan_steps; peak_flops_per_device when `flops_per_batch` is given).
     workdir: metrics go here.
     checkpointer: where checkpoints are restored from and saved to.
-    tokens_per_batch, flops_per_batch: global per-step counts for tokens/s and MFU (0: omit).
+    counts_per_batch: global per-step counts, logged as rates (`{"tokens": B * L}` ->
+      `tokens_per_s`).
+    flops_per_batch: global training FLOPs per step, for MFU (0: omit).
     eval_fn: `state -> {name: value}`, run every `eval_every` steps.
   """
+  if (step_fn is None) == (step_fn_at is None):
+    raise ValueError("train_loop: pass exactly one of step_fn and step_fn_at")
+  step_fn_at = step_fn_at or (lambda _: step_fn)
   cfg = train_config
   if checkpointer.latest_step() is not None:
     state = checkpointer.restore(state, data)
@@ -101,10 +111,12 @@ def train_loop(*, state, step_fn: Callable, data: Iterator, mesh, axis_rules, tr
       print(f"resumed from step {int(state.step)} ({checkpointer.directory})", flush=True)
   start = int(state.step)
   writer = metrics_lib.MetricWriter(workdir, cfg.steps)
-  peak = cfg.peak_flops_per_device * jax.device_count()
+  peak = cfg.peak_flops_per_device * jax.device_count() if flops_per_batch else 0.0
   history, skipped_steps, consecutive = [], [], 0
+  # Sums and counts per metric: a step function chosen by step may add metrics mid-window.
   window: dict[str, float] = {}
-  window_steps, data_wait, window_start = 0, 0.0, time.perf_counter()
+  window_counts: dict[str, int] = {}
+  data_wait, window_start = 0.0, time.perf_counter()
   profile = tuple(cfg.profile_steps) if cfg.profile_steps else None
   preempted = False
 
@@ -119,7 +131,7 @@ def train_loop(*, state, step_fn: Callable, data: Iterator, mesh, axis_rules, tr
         local = _poison(local)
       batch = to_global(local, mesh)
       data_wait += time.perf_counter() - tick
-      state, metrics = step_fn(state, batch)
+      state, metrics = step_fn_at(step)(state, batch)
       metrics = jax.device_get(metrics)
       if metrics.get("skipped", 0.0) > 0:
         consecutive += 1
@@ -136,24 +148,23 @@ def train_loop(*, state, step_fn: Callable, data: Iterator, mesh, axis_rules, tr
         consecutive = 0
         for k, v in metrics.items():
           window[k] = window.get(k, 0.0) + float(v)
-        window_steps += 1
+          window_counts[k] = window_counts.get(k, 0) + 1
       if profile and done == profile[1]:
         jax.profiler.stop_trace()
 
       if done % cfg.log_every == 0 or done == cfg.steps:
         elapsed = time.perf_counter() - window_start
-        steps_in_window = max(window_steps, 1)
-        row = {k: v / steps_in_window for k, v in window.items()}
+        row = {k: v / window_counts[k] for k, v in window.items()}
         row["skipped_total"] = float(len(skipped_steps))
         row["steps_per_s"] = (done - (history[-1]["step"] if history else start)) / elapsed
         row["data_wait_frac"] = data_wait / elapsed
-        if tokens_per_batch:
-          row["tokens_per_s"] = tokens_per_batch * row["steps_per_s"]
-        if flops_per_batch and peak:
+        for name, count in (counts_per_batch or {}).items():
+          row[f"{name}_per_s"] = count * row["steps_per_s"]
+        if peak:
           row["mfu"] = flops_per_batch * row["steps_per_s"] / peak
         history.append({"step": done, **row})
         writer.write(done, row)
-        window, window_steps, data_wait = {}, 0, 0.0
+        window, window_counts, data_wait = {}, {}, 0.0
         window_start = time.perf_counter()
       if eval_fn is not None and cfg.eval_every and done % cfg.eval_every == 0:
         writer.write(done, eval_fn(state), prefix="eval")
@@ -169,7 +180,7 @@ def train_loop(*, state, step_fn: Callable, data: Iterator, mesh, axis_rules, tr
 
   checkpointer.wait()
   writer.close()
-  return LoopResult(state, history, preempted, skipped_steps)
+  return LoopResult(state, history, preempted, skipped_steps, start)
 
 
 def model_flops_per_token(lm_config, num_params: int, seq_len: int) -> float:

@@ -13,8 +13,11 @@ import time
 import jax
 from tensorboardX import SummaryWriter
 
-CONSOLE_KEYS = ("loss", "loss_first_frame", "loss_later_frames", "grad_norm", "tokens_per_s",
-                "mfu", "data_wait_frac", "eval_loss")
+CONSOLE_KEYS = ("loss", "loss_first_frame", "loss_later_frames", "grad_norm",
+                # the video tokenizer
+                "generator_loss", "reconstruction_loss", "psnr", "disc_loss", "eval_psnr",
+                "eval_ema_psnr",
+                "tokens_per_s", "frames_per_s", "mfu", "data_wait_frac", "eval_loss")
 
 
 class MetricWriter:

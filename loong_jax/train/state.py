@@ -113,11 +113,19 @@ def apply_gradients_if_finite(state: TrainState, grads, loss):
     `(new_state, skipped bool[], grad_norm float[])`.
   """
   grad_norm = optax.tree.norm(grads)
+  new_state, skipped = keep_if_finite(loss, grad_norm, state.apply_gradients(grads=grads),
+                                      state.replace(step=state.step + 1))
+  return new_state, skipped, grad_norm
+
+
+def keep_if_finite(loss, grad_norm, updated, kept):
+  """`(updated if loss and grad_norm are finite else kept, skipped bool[])`, leaf by leaf.
+
+  `updated` and `kept` are pytrees of one structure (e.g. a state after and without an update).
+  """
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-  updated = state.apply_gradients(grads=grads)
-  kept = state.replace(step=state.step + 1)
-  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, kept)
-  return new_state, jnp.logical_not(finite), grad_norm
+  chosen = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, kept)
+  return chosen, jnp.logical_not(finite)
 
 
 def count_params(params) -> int:

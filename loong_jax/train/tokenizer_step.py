@@ -6,6 +6,10 @@ batch. A batch is float32 `[B, T, H, W, 3]` in [-1, 1]. Both optimizers are Adam
 b = (0.5, 0.9), linear warm-up then cosine decay [OM2]; the generator also keeps an EMA of its
 weights. Everything is data-parallel: the batch is sharded over ('data', 'fsdp') and the step is
 one `jax.jit` over the mesh, so gradients and the quantizer's batch statistics are global.
+
+The numerical guard (as the LM's `state.apply_gradients_if_finite`): an update whose loss or
+gradient norm is not finite is dropped, for the generator and the discriminator alike; `step`
+still advances and the `skipped` metric is 1.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from loong_jax.tokenizer import discriminator as disc_lib
 from loong_jax.tokenizer import losses
 from loong_jax.tokenizer import perceptual
 from loong_jax.tokenizer import quantizers
+from loong_jax.train import state as state_lib
 
 
 @flax.struct.dataclass
@@ -120,13 +125,17 @@ def generator_step(state: TokenizerState, batch, perceptual_params, *, config, u
 
   (loss, (recon, new_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params)
+  grad_norm = optax.tree.norm(grads)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   decay = config.optim.ema_decay
   ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
-  state = state.replace(params=params, ema_params=ema, opt_state=opt_state,
-                        codebook_stats=new_stats)
-  return state, recon, dict(metrics, generator_loss=loss, generator_grad_norm=optax.global_norm(grads))
+  fields = ("params", "ema_params", "opt_state", "codebook_stats")
+  updated, skipped = state_lib.keep_if_finite(
+      loss, grad_norm, dict(zip(fields, (params, ema, opt_state, new_stats))),
+      {f: getattr(state, f) for f in fields})
+  return state.replace(**updated), recon, skipped, dict(metrics, generator_loss=loss,
+                                                        generator_grad_norm=grad_norm)
 
 
 def discriminator_step(state: TokenizerState, real, fake, *, config):
@@ -151,21 +160,28 @@ def discriminator_step(state: TokenizerState, real, fake, *, config):
 
   (loss, (real_logits, fake_logits, metrics)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.disc_params)
+  grad_norm = optax.tree.norm(grads)
   updates, disc_opt_state = state.disc_tx.update(grads, state.disc_opt_state, state.disc_params)
-  state = state.replace(
-      disc_params=optax.apply_updates(state.disc_params, updates), disc_opt_state=disc_opt_state,
-      lecam_ema=losses.update_lecam_ema(state.lecam_ema, real_logits, fake_logits,
-                                        lc.lecam_ema_decay))
-  return state, dict(metrics, disc_loss=loss, disc_grad_norm=optax.global_norm(grads))
+  fields = ("disc_params", "disc_opt_state", "lecam_ema")
+  updated, skipped = state_lib.keep_if_finite(
+      loss, grad_norm, dict(zip(fields, (
+          optax.apply_updates(state.disc_params, updates), disc_opt_state,
+          losses.update_lecam_ema(state.lecam_ema, real_logits, fake_logits,
+                                  lc.lecam_ema_decay)))),
+      {f: getattr(state, f) for f in fields})
+  return state.replace(**updated), skipped, dict(metrics, disc_loss=loss, disc_grad_norm=grad_norm)
 
 
 def train_step(state: TokenizerState, batch, perceptual_params=None, *, config, use_gan: bool):
-  """Generator update, then (with the GAN on) a discriminator update; metrics are scalars."""
-  state, recon, metrics = generator_step(state, batch, perceptual_params, config=config,
-                                         use_gan=use_gan)
+  """Generator update, then (with the GAN on) a discriminator update; metrics are scalars,
+  `skipped` is 1.0 when either update was dropped by the numerical guard."""
+  state, recon, skipped, metrics = generator_step(state, batch, perceptual_params, config=config,
+                                                  use_gan=use_gan)
   if use_gan:
-    state, disc_metrics = discriminator_step(state, batch, recon, config=config)
+    state, disc_skipped, disc_metrics = discriminator_step(state, batch, recon, config=config)
+    skipped = skipped | disc_skipped
     metrics.update(disc_metrics)
+  metrics["skipped"] = skipped.astype(jnp.float32)
   return state.replace(step=state.step + 1), metrics
 
 

@@ -1,15 +1,38 @@
-"""End to end: the demo config trains, checkpoints, resumes and reconstructs held-out clips."""
+"""End to end through the shared loop: exact resume across the GAN switch, bad videos and
+non-finite steps skipped, the demo config learns."""
 
 import json
+import logging
 import os
 
+import chex
 import jax
+import numpy as np
 import pytest
 
 from loong_jax import sharding, train_tokenizer
-from loong_jax.tokenizer import toy_data
+from loong_jax.data import encoders
 from loong_jax.train import tokenizer_step
+from tests.data.test_sources import make_folder
 from tests.tokenizer.conftest import load
+
+
+def small_config(**train):
+  """`tiny` with one downsampling level on one device: the quickest model to compile."""
+  config = load("tiny")
+  config.mesh = dict(data=1, fsdp=1, tensor=1)
+  config.tokenizer.ch_mult = (1, 2)
+  config.tokenizer.down_strides = ((2, 2, 2),)
+  config.tokenizer.discriminator.ch_mult = (2,)
+  config.train.log_every = 1
+  for key, value in train.items():
+    config.train[key] = value
+  return config
+
+
+def _losses(workdir) -> dict[int, dict[str, float]]:
+  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  return {r["step"]: {k: v for k, v in r.items() if "loss" in k} for r in rows}
 
 
 def test_validate_reports_bad_clip_and_batch_shapes():
@@ -22,6 +45,56 @@ def test_validate_reports_bad_clip_and_batch_shapes():
     train_tokenizer.validate(config, 8)
 
 
+# imageio-ffmpeg starts a subprocess (fork + exec, no deadlock risk).
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+def test_folder_run_skips_corrupt_videos_and_non_finite_steps(tmp_path, caplog):
+  folder = tmp_path / "videos"
+  folder.mkdir()
+  make_folder(folder)  # 2 good clips; a corrupt, a truncated video and a 1-frame image
+  config = small_config(steps=3, checkpoint_every=100, debug_nan_steps=(2,))
+  config.data.folder = str(folder)
+  config.loss.disc_start = 100
+  with caplog.at_level(logging.WARNING):
+    result = train_tokenizer.train(config, str(tmp_path / "run"))
+  # 3 batches of 2 read the folder twice over: every bad file is met at least once.
+  assert any("corrupt.mp4" in r.getMessage() for r in caplog.records)
+  assert any("truncated.mp4" in r.getMessage() for r in caplog.records)
+  summary = [r.getMessage() for r in caplog.records if "unreadable or too-short" in r.getMessage()]
+  assert summary and int(summary[0].split()[1]) >= 3, summary
+  assert result.skipped_steps == [2]
+  assert [r["step"] for r in result.history] == [1, 2, 3]
+  assert result.history[1]["skipped_total"] == 1
+  assert all(np.isfinite(r["generator_loss"]) for r in result.history if r["step"] != 2)
+  assert int(result.state.step) == 3
+  for tree in (result.state.params, result.state.ema_params, result.state.opt_state):
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.slow
+def test_resume_across_the_gan_switch_is_bit_identical(tmp_path):
+  n = 2
+  # The schedule's horizon is pinned, so that the first half (steps=n) trains as the straight run.
+  config = small_config(steps=2 * n, checkpoint_every=n)
+  config.optim.decay_steps = 2 * n
+  assert config.loss.disc_start == n  # the second half runs the GAN steps
+  straight = train_tokenizer.train(config, str(tmp_path / "straight"))
+  resumed_dir = str(tmp_path / "resumed")
+  config.train.steps = n
+  first = train_tokenizer.train(config, resumed_dir)
+  assert "disc_loss" not in first.history[-1]
+  config.train.steps = 2 * n
+  resumed = train_tokenizer.train(config, resumed_dir)
+  assert resumed.start_step == n
+  assert "disc_loss" in resumed.history[-1]
+  assert _losses(resumed_dir) == _losses(tmp_path / "straight")  # exact, steps 1..2n
+  for field in train_tokenizer.SAVED_FIELDS:
+    chex.assert_trees_all_equal(jax.device_get(getattr(resumed.state, field)),
+                                jax.device_get(getattr(straight.state, field)))
+  # Pre-tokenization and generation read the EMA weights of this checkpoint layout.
+  _, ema = encoders.restore_tokenizer(config.tokenizer, resumed_dir)
+  chex.assert_trees_all_equal(jax.device_get(ema), jax.device_get(straight.state.ema_params))
+
+
 @pytest.mark.slow
 def test_short_demo_run_learns_and_resumes(tmp_path):
   config = load("demo")
@@ -30,9 +103,7 @@ def test_short_demo_run_learns_and_resumes(tmp_path):
   config.loss.disc_start = 1_000  # reconstruction only in this short run
   mesh, rules = sharding.make_mesh(config.mesh), sharding.rules(config.sharding)
   state, _ = tokenizer_step.create_state(config, jax.random.key(config.train.seed), mesh, rules)
-  clips = next(toy_data.make_clip_iterator(
-      config, config.train.seed + train_tokenizer.EVAL_SEED_OFFSET,
-      batch_size=config.train.eval_clips))
+  clips = train_tokenizer.heldout_clips(config, config.train.eval_clips)
   with sharding.mesh_context(mesh, rules):
     untrained = train_tokenizer.evaluate(state, clips, config, mesh, config.train.batch_size)
   config.train.steps = 60

@@ -9,7 +9,11 @@ import sys
 import time
 
 import chex
+import flax.struct
+import grain
 import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -142,6 +146,57 @@ def _run_in_process(workdir, **overrides):
                           "train.eval_every": 0, **overrides})
   config.mesh = dict(data=1, fsdp=1, tensor=1)
   return train_lm.train(config, str(workdir))
+
+
+@flax.struct.dataclass
+class _Sum:
+  step: jax.Array
+  total: jax.Array
+
+
+def _add(scale: float, extra_metric: bool):
+  """A step adding `scale * batch` to the state; the metrics say which step function ran."""
+  def step(state, batch):
+    total = state.total + scale * batch["x"].sum()
+    metrics = {"scale": scale}
+    if extra_metric:
+      metrics["late"] = 1.0
+    return state.replace(step=state.step + 1, total=total), metrics
+  return step
+
+
+def _run_sum_loop(workdir, steps: int):
+  cfg = ml_collections.ConfigDict(dict(
+      steps=steps, log_every=2, eval_every=0, max_consecutive_skips=3, profile_steps=(),
+      debug_nan_steps=()))
+  data = iter(grain.MapDataset.range(100).map(lambda i: {"x": np.full((1,), i, np.float32)})
+              .to_iter_dataset())
+  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), save_every=2,
+                                             keep_last=2, fields=("step", "total"))
+  early, late = _add(1.0, False), _add(10.0, True)
+  try:
+    return loop.train_loop(
+        state=_Sum(step=jnp.zeros((), jnp.int32), total=jnp.zeros(())),
+        step_fn_at=lambda step: early if step < 3 else late, data=data,
+        mesh=sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1]),
+        axis_rules=(), train_config=cfg, workdir=str(workdir), checkpointer=checkpointer,
+        counts_per_batch={"items": 1})
+  finally:
+    checkpointer.close()
+
+
+def test_step_fn_at_chooses_by_step_also_after_a_resume(tmp_path):
+  straight = _run_sum_loop(tmp_path / "a", 6)
+  # Items 0..5: steps 1-3 add x, steps 4-6 add 10 x.
+  assert float(straight.state.total) == 0 + 1 + 2 + 10 * (3 + 4 + 5)
+  # Each metric is averaged over the steps that reported it.
+  assert [(r["step"], r["scale"], r.get("late")) for r in straight.history] == [
+      (2, 1.0, None), (4, 5.5, 1.0), (6, 10.0, 1.0)]
+  assert all(r["items_per_s"] == r["steps_per_s"] for r in straight.history)
+  _run_sum_loop(tmp_path / "b", 2)
+  resumed = _run_sum_loop(tmp_path / "b", 6)
+  assert resumed.start_step == 2
+  assert float(resumed.state.total) == float(straight.state.total)
 
 
 def test_injected_nan_is_skipped_and_logged(tmp_path):
