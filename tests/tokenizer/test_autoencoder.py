@@ -72,3 +72,26 @@ def test_generator_parameter_counts(variant, target):
   if target:
     assert abs(n - target) / target < 0.05, n
   assert state_lib.count_params(trees["discriminator"]) > 0
+
+
+def test_patch_size_shapes_and_causality(tiny_config):
+  """patch_size=2 folds pixels into channels: the same id grid with one stride level fewer, and
+  the model stays causal."""
+  config = tiny_config.tokenizer
+  config.patch_size, config.ch_mult = 2, (1, 2, 2)
+  config.down_strides = ((2, 2, 2), (2, 2, 2))
+  model = autoencoder.make_tokenizer(config)
+  assert autoencoder.AutoencoderConfig.from_config(config).spatial_factor == 8
+  clip = jax.random.uniform(jax.random.key(2), (1, 9, 16, 16, 3), minval=-1, maxval=1)
+  params = jax.jit(model.init)(jax.random.key(0), clip)
+  encode = jax.jit(lambda x: model.apply(params, x, method=model.encode))
+  ids = encode(clip)
+  assert ids.shape == (1, 3, 2, 2)
+  np.testing.assert_array_equal(encode(clip.at[:, 5:].set(0.0))[:, :2], ids[:, :2])
+  assert model.apply(params, ids, method=model.decode).shape == (1, 9, 16, 16, 3)
+
+
+def test_bad_patch_size_is_reported(tiny_config):
+  tiny_config.tokenizer.patch_size = 0
+  with pytest.raises(ValueError, match="patch_size"):
+    autoencoder.make_tokenizer(tiny_config.tokenizer)

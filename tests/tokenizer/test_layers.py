@@ -103,3 +103,13 @@ def test_adaptive_group_norm_uses_covering_latent_frame():
   y2 = norm.apply(params, x, latent.at[:, 1].mul(3.0))
   np.testing.assert_allclose(y[:, 0], y2[:, 0], atol=1e-6)     # frame 0 <- latent 0
   assert not np.allclose(y[:, 1:], y2[:, 1:])                  # frames 1..4 <- latent 1
+
+
+def test_space_to_depth_round_trip_and_layout():
+  x = np.arange(2 * 3 * 4 * 6 * 5, dtype=np.float32).reshape(2, 3, 4, 6, 5)
+  folded = layers.space_to_depth(x, 2)
+  assert folded.shape == (2, 3, 2, 3, 20)
+  # Channels are grouped (ph, pw, c): channel block 1 of cell (0, 0) is pixel (0, 1).
+  np.testing.assert_array_equal(folded[:, :, 0, 0, 5:10], x[:, :, 0, 1])
+  np.testing.assert_array_equal(layers.depth_to_space(folded, 2), x)
+  assert layers.space_to_depth(x, 1) is x
