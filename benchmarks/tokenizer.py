@@ -2,6 +2,7 @@
 
   python benchmarks/tokenizer.py --out /tmp/tokenizer.json
   python benchmarks/tokenizer.py --variants loong_246m --batches 1 --frames 17 --resolution 128
+  python benchmarks/tokenizer.py --variants loong_246m --frames 17 --resolution 128 --compile_only
 
 For each (config variant, batch size): jit-compiled `encode` (pixels -> ids) and `decode`
 (ids -> pixels), timed over `--iters` calls after one warm-up call. Frames/s counts input frames.
@@ -55,21 +56,28 @@ def time_call(fn, *args, iters: int) -> float:
   return (time.perf_counter() - start) / iters
 
 
-def bench(variant: str, batch: int, frames: int | None, resolution: int | None, iters: int):
+def bench(variant: str, batch: int, frames: int | None, resolution: int | None, iters: int,
+          compile_only: bool = False):
   config = cli.load_config_file(f"{CONFIG_FILE}:{variant}")
   frames = frames or config.data.frames
   resolution = resolution or config.data.resolution
   model = autoencoder.make_tokenizer(config.tokenizer)
-  video = jax.random.uniform(jax.random.key(0), (batch, frames, resolution, resolution, 3),
-                             minval=-1.0, maxval=1.0)
-  params = nn.unbox(jax.jit(model.init)(jax.random.key(1), video[:1, :1]))
+  shape = (batch, frames, resolution, resolution, 3)
+  init = lambda v: nn.unbox(model.init(jax.random.key(1), v[:1, :1]))
   encode = jax.jit(lambda p, v: model.apply(p, v, method=model.encode))
   decode = jax.jit(lambda p, i: model.apply(p, i, method=model.decode))
-  ids = encode(params, video)
+  if compile_only:  # shapes only: nothing is allocated or run
+    video = jax.ShapeDtypeStruct(shape, jax.numpy.float32)
+    params = jax.eval_shape(init, video)
+    ids = jax.eval_shape(encode, params, video)
+  else:
+    video = jax.random.uniform(jax.random.key(0), shape, minval=-1.0, maxval=1.0)
+    params = jax.jit(init)(video)
+    ids = encode(params, video)
   rows = []
   for name, fn, arg in (("encode", encode, video), ("decode", decode, ids)):
     compiled = fn.lower(params, arg).compile()
-    seconds = time_call(compiled, params, arg, iters=iters)
+    seconds = float("nan") if compile_only else time_call(compiled, params, arg, iters=iters)
     rows.append(dict(variant=variant, op=name, batch=batch, frames=frames, resolution=resolution,
                      dtype=config.tokenizer.dtype, seconds=seconds,
                      frames_per_s=batch * frames / seconds,
@@ -87,11 +95,14 @@ def main():
   parser.add_argument("--frames", type=int, default=None, help="override the config's clip length")
   parser.add_argument("--resolution", type=int, default=None, help="override the config's size")
   parser.add_argument("--iters", type=int, default=2)
+  parser.add_argument("--compile_only", action="store_true",
+                      help="only XLA's peak-memory estimate (for configs too slow to run here)")
   args = parser.parse_args()
   rows = []
   for variant in args.variants.split(","):
     for batch in (int(b) for b in args.batches.split(",")):
-      rows.extend(bench(variant, batch, args.frames, args.resolution, args.iters))
+      rows.extend(bench(variant, batch, args.frames, args.resolution, args.iters,
+                        args.compile_only))
       with open(args.out, "w") as f:
         json.dump(rows, f, indent=2)
   header = (f"{'variant':<11} {'op':<6} {'batch':>5} {'clip':>11} {'dtype':>8} {'s/call':>8} "

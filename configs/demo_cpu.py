@@ -56,7 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   config.tokenizer = dict(
       config=os.path.join(_CONFIGS, "tokenizer", "magvit2.py") + ":demo",
-      steps=30 if quick else 200,
+      steps=30 if quick else 1_000,
       batch_size=4,
       frames=5,                   # training clip length (1 + 4k)
       disc_start=10**9,           # GAN off: at this scale it costs time and PSNR
