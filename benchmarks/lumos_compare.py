@@ -4,7 +4,7 @@
   PYTHONPATH=. python benchmarks/lumos_compare.py --run RUN --steps 20 --out /tmp/lumos.md
 
 Three LM variants (`configs/lm/llama.py:VARIANTS`) are trained through the demo's curriculum
-(stages 1 -> 2 -> 3 on RUN/tokens, `demo_steps.lm_stage_config` + `apply_variant`), each stage
+(stages 1 -> 2 -> 3 on RUN/tokens, `demo_steps.lm_stage_config` with `lm.variant`), each stage
 for `--steps` steps, in `--workdir/<variant>/stage{1,2,3}` (re-running resumes / reuses them):
 
 | variant | positions | attention           | objective  | decoder                          |
@@ -40,7 +40,7 @@ import jax
 import numpy as np
 
 from configs.lm import llama
-from loong_jax import cli, demo_steps, tokens, train_lm
+from loong_jax import demo_steps, tokens, train_lm
 from loong_jax import generate as generate_lib
 from loong_jax import sharding as sharding_lib
 from loong_jax.data import encoders, pipeline
@@ -51,7 +51,6 @@ from loong_jax.llm import transformer
 from loong_jax.train import lm_step
 
 HELDOUT_FRAMES = 17  # pixel frames of the held-out clips (5 latent frames)
-DECODER = {"loong": "autoregressive", "mmrope": "autoregressive", "ardf": "masked"}
 
 
 def parse_steps(spec: str | None, config) -> tuple[int, int, int]:
@@ -66,11 +65,16 @@ def parse_steps(spec: str | None, config) -> tuple[int, int, int]:
   return tuple(steps)
 
 
+def with_variant(config, variant: str):
+  """A copy of the demo config with `lm.variant` = `variant`."""
+  out = config.copy_and_resolve_references()
+  out.lm.variant = variant
+  return out
+
+
 def stage_config(config, run: str, stage: int, variant: str, steps: int):
-  """The demo's stage config turned into `variant`, trained for `steps` steps."""
-  out = demo_steps.lm_stage_config(config, run, stage)
-  out.variant = variant
-  llama.apply_variant(out, variant)
+  """The demo's stage config of `variant`, trained for `steps` steps."""
+  out = demo_steps.lm_stage_config(with_variant(config, variant), run, stage)
   out.train.steps = steps
   out.optim.warmup_steps = min(out.optim.warmup_steps, steps - 1)  # short smoke runs
   return out
@@ -134,14 +138,10 @@ def heldout_loss(cfg, params, batches) -> dict:
           "kind": "masked tokens (AR-DF)" if transform is not None else "next token"}
 
 
-def inference_config(config, run: str, cfg, variant: str, masked_steps: int | None):
-  """The demo's generation settings for this variant's model and decoder; the masked decoder's
-  settings are `configs/inference.py`'s (steps: `masked_steps` when given)."""
-  ic = demo_steps.inference_config(config, run, reencode=True)
-  ic.lm = cfg.lm.copy_and_resolve_references()
-  ic.inference.decoder = DECODER[variant]
-  ic.inference.masked = cli.load_config_file(
-      os.path.join(demo_steps.CONFIGS, "inference.py") + ":tiny,ardf").inference.masked
+def inference_config(config, run: str, variant: str, masked_steps: int | None):
+  """The demo's generation settings for this variant's model and decoder
+  (`demo_steps.inference_config`; masked decoding steps: `masked_steps` when given)."""
+  ic = demo_steps.inference_config(with_variant(config, variant), run, reencode=True)
   if masked_steps:
     ic.inference.masked.steps = masked_steps
   return ic
@@ -215,7 +215,7 @@ def main():
   results = {}
   for variant in args.variants.split(","):
     cfg = train_variant(config, run, workdir, variant, steps)
-    ic = inference_config(config, run, cfg, variant, args.masked_steps)
+    ic = inference_config(config, run, variant, args.masked_steps)
     model = transformer.Transformer(transformer.LMConfig.from_config(cfg.lm))
     mesh, rules = sharding_lib.make_mesh(cfg.mesh), sharding_lib.rules(cfg.sharding)
     params = generate_lib.restore_params(os.path.join(workdir, variant, "stage3"), model, mesh,

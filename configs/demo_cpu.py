@@ -9,7 +9,8 @@ minutes, for CI and the notebook). Every number of the run is here; one block pe
 | tokenizer   | video tokenizer training (`configs/tokenizer/magvit2.py:demo` + overrides)   |
 | text        | SentencePiece on the training captions                                       |
 | pretokenize | items per source: images, 17-frame clips, 65-frame clips                     |
-| lm          | LM curriculum stages 1 -> 2 -> 3 (`configs/stages/stageK.py:tiny,shards=`)   |
+| lm          | LM curriculum stages 1 -> 2 -> 3 (`configs/stages/stageK.py:tiny,shards=`);  |
+|             | `variant` 'mmrope' / 'ardf' trains a Lumos-1 variant (ardf: masked decoding) |
 | generate    | 60-second videos per prompt, with and without re-encoding                   |
 | evaluate    | `loong_jax.evaluate` settings and the plots                                  |
 
@@ -79,6 +80,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   config.lm = dict(
       size="tiny",
+      variant="",                 # '' Loong; 'mmrope' | 'ardf' [Lumos] (configs/lm/llama.py)
       steps=(10, 10, 6) if quick else (200, 150, 40),
       batch_size=(8, 8, 4),       # per stage: stage 3 sequences are ~3x longer
       log_every=5 if quick else 25,

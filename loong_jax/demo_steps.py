@@ -63,9 +63,19 @@ def tokenizer_config(config) -> ml_collections.ConfigDict:
   return out
 
 
+def lm_variant_options(config) -> list[str]:
+  """Config-arg options of the demo's LM variant: `config.lm.variant` '' (Loong; also runs
+  written before the field existed) -> [], 'mmrope' or 'ardf' [Lumos] -> [variant]
+  (`configs/lm/llama.py:apply_variant`)."""
+  variant = config.lm.get("variant", "")
+  return [variant] if variant else []
+
+
 def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
-  """`configs/stages/stage{stage}.py:<size>,shards=RUN/tokens` with the demo's overrides."""
-  spec = f"{CONFIGS}/stages/stage{stage}.py:{config.lm.size},shards={run}/tokens"
+  """`configs/stages/stage{stage}.py:<size>,shards=RUN/tokens[,<variant>]` with the demo's
+  overrides."""
+  spec = ",".join([f"{CONFIGS}/stages/stage{stage}.py:{config.lm.size}", f"shards={run}/tokens",
+                   *lm_variant_options(config)])
   out = cli.load_config_file(spec)
   out.train.steps = int(config.lm.steps[stage - 1])
   out.train.batch_size = int(config.lm.batch_size[stage - 1])
@@ -152,13 +162,17 @@ def train_lm_stage(stage: int, config, run: str):
 
 
 def inference_config(config, run: str, reencode: bool) -> ml_collections.ConfigDict:
-  """`configs/inference.py`'s layout for the stage-3 LM of this run."""
+  """`configs/inference.py`'s layout for the stage-3 LM of this run; the decoder and its
+  `masked` settings are `configs/inference.py:<size>[,<variant>]`'s (AR-DF: masked)."""
   stage = lm_stage_config(config, run, 3)
+  defaults = cli.load_config_file(f"{CONFIGS}/inference.py:" + ",".join(
+      [config.lm.size, *lm_variant_options(config)])).inference
   g = config.generate
   out = ml_collections.ConfigDict()
   for block in ("vocab", "lm", "mesh", "sharding"):
     out[block] = stage[block]
   out.inference = dict(
+      decoder=defaults.decoder, masked=defaults.masked.to_dict(),
       temperature=g.temperature, top_k=g.top_k, top_p=1.0, guidance_scale=g.guidance_scale,
       clip_latent_frames=g.clip_latent_frames, cond_latent_frames=g.cond_latent_frames,
       reencode=reencode, height=config.data.resolution, width=config.data.resolution,

@@ -72,6 +72,32 @@ def test_config_variants_hold_every_number():
     cli.load_config_file(os.path.join(REPO, "configs", "demo_cpu.py") + ":huge")
 
 
+def test_lm_variant_ardf_trains_ardf_stages_and_decodes_masked(tmp_path):
+  from loong_jax import demo_steps, generate, tokens
+  from loong_jax.inference import masked_decode
+  from loong_jax.llm import transformer
+  config, run = _quick_config(), str(tmp_path)
+  assert config.lm.variant == ""   # Loong by default
+  loong = demo_steps.inference_config(config, run, reencode=True)
+  assert loong.inference.decoder == "autoregressive" and loong.lm.rope == "rope_1d"
+  config.lm.variant = "ardf"
+  for stage in (1, 2, 3):
+    stage_config = demo_steps.lm_stage_config(config, run, stage)
+    assert stage_config.variant == "ardf"
+    assert stage_config.train.objective == "ardf"
+    assert stage_config.lm.rope == "mm_rope"
+    assert stage_config.lm.attention_mask == "frame_bidirectional"
+    assert stage_config.train.steps == config.lm.steps[stage - 1]   # the demo's overrides
+  ic = demo_steps.inference_config(config, run, reencode=False)
+  assert ic.lm.to_dict() == stage_config.lm.to_dict()
+  assert ic.inference.decoder == "masked"
+  assert ic.inference.masked.steps > 0 and not ic.inference.reencode
+  model = transformer.Transformer(transformer.LMConfig.from_config(ic.lm))
+  decoder = generate.make_decoder(ic, model, tokens.Vocab(ic.vocab.text_size,
+                                                          ic.vocab.video_size))
+  assert isinstance(decoder, masked_decode.MaskedDecoder)
+
+
 def test_plots(tmp_path):
   for k in (1, 2):
     stage = tmp_path / "lm" / f"stage{k}"
