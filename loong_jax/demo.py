@@ -134,6 +134,9 @@ def main(argv):
   if not _WORKDIR.value:
     raise SystemExit("error: --workdir is required")
   workdir = os.path.abspath(_WORKDIR.value)
+  # Ctrl-C (SIGINT) interrupts resumably even when inherited as ignored (a background job of a
+  # non-interactive shell, e.g. some CI runners).
+  signal.signal(signal.SIGINT, signal.default_int_handler)
   try:
     timings = run_pipeline(_CONFIG.value, workdir)
   except KeyboardInterrupt:

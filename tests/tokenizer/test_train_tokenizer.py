@@ -109,7 +109,7 @@ def test_short_demo_run_learns_and_resumes(tmp_path):
   config.train.steps = 60
   workdir = str(tmp_path / "trained")
   trained = train_tokenizer.train_and_evaluate(config, workdir)
-  # The demo's own 200-600-step figures are measured by the demo (report.json), not asserted here.
+  # The default-step figures are measured by the demo (report.json), not asserted here.
   assert trained["psnr"] > untrained["psnr"], (untrained, trained)
   assert os.path.exists(os.path.join(workdir, "checkpoints", "60"))
   # A longer run in the same workdir resumes from step 60 instead of starting over.
