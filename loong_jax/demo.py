@@ -135,7 +135,8 @@ def main(argv):
     raise SystemExit("error: --workdir is required")
   workdir = os.path.abspath(_WORKDIR.value)
   # Ctrl-C (SIGINT) interrupts resumably even when inherited as ignored (a background job of a
-  # non-interactive shell, e.g. some CI runners).
+  # non-interactive shell, e.g. some CI runners). Step processes inherit a handled signal as the
+  # default one, so they get Python's handler too.
   signal.signal(signal.SIGINT, signal.default_int_handler)
   try:
     timings = run_pipeline(_CONFIG.value, workdir)

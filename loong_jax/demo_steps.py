@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import signal
 import sys
 import time
 
@@ -269,9 +268,6 @@ def main(argv: list[str]):
   if len(argv) != 3 or argv[1] not in STEPS:
     raise SystemExit(f"usage: python -m loong_jax.demo_steps STEP RUN; STEP in {list(STEPS)}")
   logging.set_verbosity(logging.WARNING)
-  # Ctrl-C must stop a step even when the demo was started from a shell that ignores SIGINT
-  # (background jobs of non-interactive shells): the step then stops where it can resume.
-  signal.signal(signal.SIGINT, signal.default_int_handler)
   name, run = argv[1], argv[2]
   STEPS[name](load_run_config(run), run)
 

@@ -137,8 +137,11 @@ def _user_env(**extra) -> dict:
 def test_quick_demo_end_to_end_resumes_after_sigint_in_stage2(tmp_path):
   workdir, log_path = tmp_path / "run", tmp_path / "first.log"
   with open(log_path, "w") as log:
+    # Started with SIGINT ignored, as a background job of a non-interactive shell is: Ctrl-C
+    # must still interrupt the demo resumably.
     proc = subprocess.Popen(_demo_command(workdir), cwd=REPO, env=_user_env(), stdout=log,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     stage2 = workdir / "lm" / "stage2" / "checkpoints"
     deadline = time.time() + 1500
     # A finished orbax step is a directory named by its number (in-progress ones carry a suffix).

@@ -77,6 +77,11 @@ class AutoencoderConfig:
   def spatial_factor(self) -> int:
     return self.patch_size * math.prod(s[1] for s in self.down_strides)
 
+  @property
+  def conv_kwargs(self) -> dict:
+    """The settings every `CausalConv3d` / `ResBlock3d` of the model shares."""
+    return dict(temporal_padding=self.temporal_padding, dtype=self.dtype, conv_impl=self.conv_impl)
+
   def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
     """`(t, h, w)` of the ids for a `[frames, height, width]` clip; raises on a bad shape."""
     r, s = self.temporal_factor, self.spatial_factor
@@ -93,8 +98,7 @@ class Encoder(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     c = self.config
-    kernel = (c.temporal_kernel, 3, 3)
-    common = dict(temporal_padding=c.temporal_padding, dtype=c.dtype, conv_impl=c.conv_impl)
+    kernel, common = (c.temporal_kernel, 3, 3), c.conv_kwargs
     x = layers.space_to_depth(x.astype(c.dtype), c.patch_size)
     x = layers.CausalConv3d(c.ch, kernel, name="conv_in", **common)(x)
     for level, mult in enumerate(c.ch_mult):
@@ -118,8 +122,7 @@ class Decoder(nn.Module):
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
     c = self.config
-    kernel = (c.temporal_kernel, 3, 3)
-    common = dict(temporal_padding=c.temporal_padding, dtype=c.dtype, conv_impl=c.conv_impl)
+    kernel, common = (c.temporal_kernel, 3, 3), c.conv_kwargs
     z = z.astype(c.dtype)
     x = layers.CausalConv3d(c.ch * c.ch_mult[-1], kernel, name="conv_in", **common)(z)
     for block in range(c.num_mid_blocks):
