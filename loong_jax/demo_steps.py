@@ -41,6 +41,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs")
 SOURCES = (("images", 1), ("clips17", 17), ("clips65", 65))
 MODES = {True: "reencode", False: "no_reencode"}
+LM_VARIANTS = ("", "mmrope", "ardf")  # configs/lm/llama.py VARIANTS, '' = Loong
 
 
 def synthetic_source(config, frames: tuple[int, ...], num: int, split: str = "train"):
@@ -68,6 +69,8 @@ def lm_variant_options(config) -> list[str]:
   written before the field existed) -> [], 'mmrope' or 'ardf' [Lumos] -> [variant]
   (`configs/lm/llama.py:apply_variant`)."""
   variant = config.lm.get("variant", "")
+  if variant not in LM_VARIANTS:
+    raise ValueError(f"config.lm.variant={variant!r}: one of {LM_VARIANTS} ('' = Loong)")
   return [variant] if variant else []
 
 

@@ -96,6 +96,9 @@ def test_lm_variant_ardf_trains_ardf_stages_and_decodes_masked(tmp_path):
   decoder = generate.make_decoder(ic, model, tokens.Vocab(ic.vocab.text_size,
                                                           ic.vocab.video_size))
   assert isinstance(decoder, masked_decode.MaskedDecoder)
+  config.lm.variant = "lumos"
+  with pytest.raises(ValueError, match=r"config\.lm\.variant='lumos'"):
+    demo_steps.lm_stage_config(config, run, 1)
 
 
 def test_plots(tmp_path):
