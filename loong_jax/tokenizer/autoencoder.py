@@ -7,7 +7,7 @@ frames (an image is T = 1) and H, W divisible by 2^(len(ch_mult) - 1). With the 
 
 `patch_size` p > 1 [ours] folds p x p pixel patches into channels before the first convolution
 and unfolds them after the last (the total spatial factor is p times the strides' product): the
-full-resolution level, the most expensive one on CPU, goes away. The CPU demo uses p = 2.
+full-resolution level, the most expensive one on CPU, goes away. The CPU demo uses p = 4.
 
 An image tokenizer is the same model with `temporal_kernel=1` and no temporal strides; `inflate.py`
 turns its weights into a video tokenizer's.
