@@ -61,6 +61,7 @@ def tokenizer_config(config) -> ml_collections.ConfigDict:
   out.data.frames, out.data.resolution = t.frames, config.data.resolution
   out.loss.disc_start = t.disc_start
   out.optim.ema_decay = t.ema_decay
+  out.optim.warmup_steps = t.warmup_steps
   return out
 
 
