@@ -30,10 +30,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from loong_jax.data import synthetic  # noqa: E402
+from loong_jax.data.synthetic_render import TEXTURES  # noqa: E402
 from loong_jax.eval import recon  # noqa: E402
-
-TEXTURES = ("striped", "checkered", "speckled")  # a caption names its texture; none = plain
-
 
 def blocks(video: np.ndarray, frames: int, patch: int) -> np.ndarray:
   """`[N, F, H, W, 3]` (F = 1 or r) -> `[N * (H / p) * (W / p), F * p * p * 3]` block vectors."""
@@ -81,10 +79,6 @@ def kmeans(x: np.ndarray, num_codes: int, iters: int, rng: np.random.Generator) 
   return codebook
 
 
-def texture(caption: str) -> str:
-  return next((t for t in TEXTURES if t in caption), "plain")
-
-
 def run(args) -> list[dict]:
   config = synthetic.SyntheticConfig(
       resolution=args.resolution, num_frames=(args.frames,), fps=(args.fps,),
@@ -93,7 +87,7 @@ def run(args) -> list[dict]:
   held = synthetic.SyntheticVideos(config, "heldout")
   train_videos = np.stack([train[i]["video"] for i in range(len(train))]).astype(np.float32)
   held_videos = np.stack([held[i]["video"] for i in range(len(held))])
-  textures = [texture(held.caption(i)) for i in range(len(held))]
+  textures = [held.attributes(i)[0]["background"]["texture"] for i in range(len(held))]
   rows = []
   for num_codes in args.codes:
     start = time.perf_counter()
@@ -113,7 +107,7 @@ def run(args) -> list[dict]:
     row = dict(codes=num_codes, bits=float(np.log2(num_codes)), patch=args.patch,
                temporal=args.temporal, psnr=float(per_clip.mean()),
                seconds=time.perf_counter() - start)
-    for name in ("plain",) + TEXTURES:
+    for name in TEXTURES:
       mask = np.asarray([t == name for t in textures])
       row[f"psnr_{name}"] = float(per_clip[mask].mean()) if mask.any() else float("nan")
     rows.append(row)
@@ -136,7 +130,7 @@ def main(argv=None):
   parser.add_argument("--out", default="")
   args = parser.parse_args(argv)
   rows = run(args)
-  cols = ["codes", "bits", "patch", "temporal", "psnr"] + [f"psnr_{t}" for t in ("plain",) + TEXTURES]
+  cols = ["codes", "bits", "patch", "temporal", "psnr"] + [f"psnr_{t}" for t in TEXTURES]
   print(f"k-means block coding, {args.frames} frames at {args.resolution}px, "
         f"{args.train_clips} training clips, {args.eval_clips} held-out clips (PSNR in dB)")
   print(" | ".join(f"{c:>15}" for c in cols + ["seconds"]))

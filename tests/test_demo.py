@@ -96,6 +96,9 @@ def test_lm_variant_ardf_trains_ardf_stages_and_decodes_masked(tmp_path):
   decoder = generate.make_decoder(ic, model, tokens.Vocab(ic.vocab.text_size,
                                                           ic.vocab.video_size))
   assert isinstance(decoder, masked_decode.MaskedDecoder)
+  # demo_steps.LM_VARIANTS mirrors configs/lm/llama.py's VARIANTS ('' for Loong).
+  from configs.lm import llama
+  assert {v or "loong" for v in demo_steps.LM_VARIANTS} == set(llama.VARIANTS)
   config.lm.variant = "lumos"
   with pytest.raises(ValueError, match=r"config\.lm\.variant='lumos'"):
     demo_steps.lm_stage_config(config, run, 1)
