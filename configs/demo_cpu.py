@@ -56,6 +56,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       seed=0,
   )
   config.tokenizer = dict(
+      # 'learned': train the tokenizer below. 'oracle': the pooling codec (8x8-block colour means,
+      # `loong_jax/data/encoders.py`), nothing trained: trains and judges the LM half alone.
+      kind="learned",
       config=os.path.join(_CONFIGS, "tokenizer", "magvit2.py") + ":demo",
       steps=12 if quick else 800,  # quick: the pipeline, not the quality
       batch_size=2,

@@ -97,8 +97,62 @@ def _to_uint8(video: np.ndarray) -> np.ndarray:
   return np.clip(np.round((np.asarray(video) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+def tokenizer_kind(config) -> str:
+  """`config.tokenizer.kind`: 'learned' (trained here; also runs written before the field
+  existed) or 'oracle' (the pooling codec of `loong_jax.data.encoders`, nothing trained)."""
+  kind = config.tokenizer.get("kind", "learned")
+  if kind not in encoders.CODEC_KINDS:
+    raise ValueError(f"config.tokenizer.kind={kind!r}: one of {encoders.CODEC_KINDS}")
+  return kind
+
+
+def video_size(config, run: str) -> int:
+  """The LM's video vocabulary (the oracle codes fit it by construction)."""
+  return int(lm_stage_config(config, run, 1).vocab.video_size)
+
+
+def write_tokenizer_eval(config, run: str, reconstruct, batch_size: int, codebook_size: int):
+  """Reconstruct held-out 17-frame clips 0..N-1 and write tokenizer_eval.npz: real, recon uint8
+  `[N, 17, H, W, 3]`, codes, codebook_size, and for the object metrics (`loong_jax.eval.objects`)
+  masks bool `[N, 17, H, W]` and backgrounds uint8 `[N, H, W, 3]`.
+
+  `reconstruct(video [B, 17, H, W, 3] in [-1, 1]) -> (recon in [-1, 1], codes)`.
+  """
+  from loong_jax.eval import objects  # noqa: PLC0415 -- see the module docstring
+
+  held_out = synthetic_source(config, (17,), config.tokenizer.eval_clips, "heldout")
+  real = np.stack([held_out[i]["video"] for i in range(len(held_out))])
+  masks, backgrounds = zip(*(objects.object_masks(held_out, i) for i in range(len(held_out))))
+  recon, codes = [], []
+  for begin in range(0, len(real), batch_size):
+    out, ids = reconstruct(real[begin:begin + batch_size].astype(np.float32) / 127.5 - 1.0)
+    recon.append(_to_uint8(out))
+    codes.append(np.asarray(ids))
+  recon, codes = np.concatenate(recon), np.concatenate(codes)
+  np.savez_compressed(os.path.join(run, "tokenizer_eval.npz"), real=real, recon=recon,
+                      codes=codes, codebook_size=codebook_size, masks=np.stack(masks),
+                      backgrounds=np.stack(backgrounds))
+  mse = np.mean(((real.astype(np.float64) - recon) / 255.0) ** 2)
+  print(f"tokenizer: held-out PSNR {-10 * np.log10(max(mse, 1e-10)):.2f} dB on {len(real)} "
+        f"17-frame clips", flush=True)
+
+
 def train_tokenizer(config, run: str):
-  """Train the video tokenizer on built-in clips; write tokenizer_eval.npz on held-out clips."""
+  """Train the video tokenizer on built-in clips; write tokenizer_eval.npz on held-out clips.
+  The oracle tokenizer trains nothing: its reconstructions fill tokenizer_eval.npz."""
+  if tokenizer_kind(config) == "oracle":
+    size = video_size(config, run)
+    encode = jax.jit(encoders.pooling_stand_in_encoder(size))
+    decode = jax.jit(encoders.pooling_block_decoder(size))
+
+    def oracle(video):
+      codes = encode(video)
+      return decode(codes), codes
+
+    print("tokenizer: oracle (pooling codec), nothing to train", flush=True)
+    write_tokenizer_eval(config, run, oracle, config.pretokenize.batch_size,
+                         encoders.pooling_levels(size) ** 3)
+    return
   from loong_jax import train_tokenizer as trainer  # noqa: PLC0415 -- see the module docstring
 
   tc = tokenizer_config(config)
@@ -110,21 +164,9 @@ def train_tokenizer(config, run: str):
   state = result.state
   print(f"tokenizer: {tc.train.steps - result.start_step} steps in {time.time() - tick:.0f} s",
         flush=True)
-  held_out = synthetic_source(config, (17,), config.tokenizer.eval_clips, "heldout")
-  real = np.stack([held_out[i]["video"] for i in range(len(held_out))])
   recon_fn = jax.jit(functools.partial(tokenizer_step.reconstruct, config=tc))
-  recon, codes = [], []
-  for begin in range(0, len(real), tc.train.batch_size):
-    video = real[begin:begin + tc.train.batch_size].astype(np.float32) / 127.5 - 1.0
-    out, ids = recon_fn(state.ema_params, state.codebook_stats, video)
-    recon.append(_to_uint8(out))
-    codes.append(np.asarray(ids))
-  recon, codes = np.concatenate(recon), np.concatenate(codes)
-  np.savez_compressed(os.path.join(run, "tokenizer_eval.npz"), real=real, recon=recon,
-                      codes=codes, codebook_size=tc.tokenizer.quantizer.codebook_size)
-  mse = np.mean(((real.astype(np.float64) - recon) / 255.0) ** 2)
-  print(f"tokenizer: held-out PSNR {-10 * np.log10(max(mse, 1e-10)):.2f} dB on {len(real)} "
-        f"17-frame clips (EMA weights)", flush=True)
+  write_tokenizer_eval(config, run, lambda v: recon_fn(state.ema_params, state.codebook_stats, v),
+                       tc.train.batch_size, tc.tokenizer.quantizer.codebook_size)
 
 
 def train_text(config, run: str):
@@ -141,8 +183,12 @@ def pretokenize(config, run: str):
   """Token shards of images, 17-frame and 65-frame clips with the trained tokenizer."""
   stage = lm_stage_config(config, run, 1)
   vocab = tokens.Vocab(stage.vocab.text_size, stage.vocab.video_size)
-  encode_fn = encoders.tokenizer_encoder(tokenizer_config(config).tokenizer,
-                                         os.path.join(run, "tokenizer"))
+  kind = tokenizer_kind(config)
+  if kind == "oracle":
+    encode_fn = encoders.data_parallel(encoders.pooling_stand_in_encoder(vocab.video_size))
+  else:
+    encode_fn = encoders.tokenizer_encoder(tokenizer_config(config).tokenizer,
+                                           os.path.join(run, "tokenizer"))
   text_tokenizer = text_lib.TextTokenizer(os.path.join(run, "text.model"))
   p = config.pretokenize
   for name, frames in SOURCES:
@@ -152,7 +198,8 @@ def pretokenize(config, run: str):
         source, encode_fn, text_tokenizer, os.path.join(run, "tokens", name), vocab=vocab,
         shard_size=p.shard_size, batch_size=p.batch_size,
         max_text_len=stage.data.max_text_len,
-        settings={"source": f"synthetic {name}", "encoder": "tokenizer",
+        settings={"source": f"synthetic {name}",
+                  "encoder": "pooling (oracle)" if kind == "oracle" else "tokenizer",
                   "tokenizer_checkpoint": os.path.join(run, "tokenizer")})
 
 
@@ -182,7 +229,7 @@ def inference_config(config, run: str, reencode: bool) -> ml_collections.ConfigD
       reencode=reencode, height=config.data.resolution, width=config.data.resolution,
       fps=float(config.data.fps), max_text_len=stage.data.max_text_len, prompt_multiple=16,
       text_model=os.path.join(run, "text.model"), tokenizer_config=config.tokenizer.config,
-      tokenizer_dir=os.path.join(run, "tokenizer"))
+      tokenizer_dir=os.path.join(run, "tokenizer"), tokenizer_kind=tokenizer_kind(config))
   return out
 
 
@@ -209,7 +256,8 @@ def generate(config, run: str):
     if params is None:
       model = transformer.Transformer(transformer.LMConfig.from_config(ic.lm))
       params = generate_lib.restore_params(os.path.join(run, "lm", "stage3"), model, mesh, rules)
-      codec = generate_lib.load_codec(ic.inference.tokenizer_config, ic.inference.tokenizer_dir)
+      codec = generate_lib.load_codec(ic.inference.tokenizer_config, ic.inference.tokenizer_dir,
+                                      ic.inference.tokenizer_kind, ic.vocab.video_size)
       encode_text = generate_lib.load_text_encoder(ic.inference.text_model)
     print(f"generate: {len(prompts)} prompts x {g.seconds:.0f} s, {MODES[reencode]}", flush=True)
     out = generate_lib.generate_videos(ic, params, [p["prompt"] for p in prompts], g.seconds,

@@ -7,7 +7,9 @@ Every input is optional; a section whose inputs are absent is skipped with a log
     RUN/tokenizer_eval.npz    real, recon: uint8 [N, T, H, W, 3] held-out clips and their
                               reconstructions -> tokenizer.psnr, .ssim (+ .rfvd with
                               --i3d_checkpoint); codes: int ids of any shape and codebook_size:
-                              int -> tokenizer.codebook_usage, .codebook_perplexity
+                              int -> tokenizer.codebook_usage, .codebook_perplexity; masks:
+                              bool [N, T, H, W] object masks and backgrounds: uint8 [N, H, W, 3]
+                              -> tokenizer.object_psnr, .object_visible (`eval/objects.py`)
     RUN/tokenizer_eval.json   {"psnr": dB, "ssim": x, "codebook_usage": x, ...} measured by the
                               tokenizer trainer; fills the tokenizer keys the npz did not give
     RUN/generated/prompts.jsonl  one JSON object per generated video:
@@ -41,7 +43,7 @@ from absl import flags, logging
 
 from loong_jax import cli
 from loong_jax.data import video_io
-from loong_jax.eval import consistency, faithfulness, fvd, probe, recon, report
+from loong_jax.eval import consistency, faithfulness, fvd, objects, probe, recon, report
 
 # Flag holders, created by define_flags() when the module runs as a program.
 _WORKDIR = _I3D = _PROBE_CLIPS = _WINDOW_S = _REQUIRE_ALL = None
@@ -79,6 +81,10 @@ def tokenizer_section(run: str, i3d_checkpoint: str = "") -> dict:
         out["rfvd"] = fvd.fvd(fvd.load_variables(i3d_checkpoint), real, fake)
       else:
         logging.warning("evaluate: no --i3d_checkpoint; rFVD skipped")
+    if "masks" in arrays and "backgrounds" in arrays:
+      out["object_psnr"] = objects.object_psnr(arrays["real"], arrays["recon"], arrays["masks"])
+      out["object_visible"] = objects.object_visible(arrays["real"], arrays["recon"],
+                                                     arrays["masks"], arrays["backgrounds"])
     if "codes" in arrays:
       if "codebook_size" not in arrays:
         raise ValueError(f"{npz_path}: has codes but no codebook_size")
