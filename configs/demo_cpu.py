@@ -104,7 +104,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       top_k=20,
       guidance_scale=1.0,
       seed=0,
-      faithfulness_frames=17,     # the first 17 frames (one training clip) feed faithfulness
+      # Faithfulness: short clips generated in one batch, half of them held-out colour-shape
+      # pairs (`loong_jax.eval.faithfulness.prompt_set`), of the clip length the LM trained on.
+      faithfulness_prompts=4 if quick else 30,
+      faithfulness_frames=17,
       strip_frames=8,             # frames shown per video in its frame strip
   )
   config.evaluate = dict(

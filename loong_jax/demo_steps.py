@@ -237,28 +237,65 @@ def video_name(index: int, prompt: dict, reencode: bool) -> str:
   return f"{index:02d}_{prompt['color']}_{prompt['shape']}_{MODES[reencode]}"
 
 
+def faithfulness_prompts(config) -> list[dict]:
+  """`config.generate.faithfulness_prompts` short-clip prompts (`faithfulness.prompt_set`): half
+  held-out colour-shape pairs, spread over the still and straight motions of the demo's world."""
+  from loong_jax.eval import faithfulness  # noqa: PLC0415 -- see the module docstring
+
+  world = synthetic_source(config, (17,), 1).config
+  return faithfulness.prompt_set(config.generate.faithfulness_prompts,
+                                 getattr(world, "motions", synthetic.MOTIONS),
+                                 seed=config.generate.seed)
+
+
+def clip_name(index: int, prompt: dict) -> str:
+  return f"clip_{index:02d}_{prompt['color']}_{prompt['shape']}_{prompt['motion']}"
+
+
 def generate(config, run: str):
   """A 60-second video per prompt and re-encoding mode: mp4, gif, npz (lossless, for the
-  evaluation) and a frame strip; then generated/prompts.jsonl."""
+  evaluation) and a frame strip; `generate.faithfulness_prompts` short clips of
+  `generate.faithfulness_frames` frames in one batch (npz); then generated/prompts.jsonl."""
   from loong_jax import generate as generate_lib  # noqa: PLC0415 -- see the module docstring
 
   g, out_dir = config.generate, os.path.join(run, "generated")
   os.makedirs(out_dir, exist_ok=True)
   prompts = list(g.prompts)
-  params = codec = encode_text = None
+  clips = faithfulness_prompts(config)
+  params = codec = encode_text = mesh = rules = None
+
+  def load(ic):
+    nonlocal params, codec, encode_text, mesh, rules
+    if params is None:
+      mesh, rules = sharding_lib.make_mesh(ic.mesh), sharding_lib.rules(ic.sharding)
+      model = transformer.Transformer(transformer.LMConfig.from_config(ic.lm))
+      params = generate_lib.restore_params(os.path.join(run, "lm", "stage3"), model, mesh, rules)
+      codec = generate_lib.load_codec(ic.inference.tokenizer_config, ic.inference.tokenizer_dir,
+                                      ic.inference.tokenizer_kind, ic.vocab.video_size)
+      encode_text = generate_lib.load_text_encoder(ic.inference.text_model)
+
+  clip_names = [clip_name(i, p) for i, p in enumerate(clips)]
+  if all(os.path.exists(os.path.join(out_dir, n + ".npz")) for n in clip_names):
+    print("generate: faithfulness clips already written", flush=True)
+  else:
+    ic = inference_config(config, run, True)
+    load(ic)
+    frames = g.faithfulness_frames
+    print(f"generate: {len(clips)} faithfulness clips of {frames} frames, one batch", flush=True)
+    out = generate_lib.generate_videos(ic, params, [p["prompt"] for p in clips],
+                                       frames / ic.inference.fps, g.seed, codec, encode_text,
+                                       mesh, rules)
+    for name, video in zip(clip_names, out.video):
+      path = os.path.join(out_dir, name)
+      np.savez_compressed(path + ".tmp.npz", video=_to_uint8(video), fps=ic.inference.fps)
+      os.replace(path + ".tmp.npz", path + ".npz")
   for reencode in g.reencode:
     names = [video_name(i, p, reencode) for i, p in enumerate(prompts)]
     if all(os.path.exists(os.path.join(out_dir, n + ".npz")) for n in names):
       print(f"generate: {MODES[reencode]} videos already written", flush=True)
       continue
     ic = inference_config(config, run, reencode)
-    mesh, rules = sharding_lib.make_mesh(ic.mesh), sharding_lib.rules(ic.sharding)
-    if params is None:
-      model = transformer.Transformer(transformer.LMConfig.from_config(ic.lm))
-      params = generate_lib.restore_params(os.path.join(run, "lm", "stage3"), model, mesh, rules)
-      codec = generate_lib.load_codec(ic.inference.tokenizer_config, ic.inference.tokenizer_dir,
-                                      ic.inference.tokenizer_kind, ic.vocab.video_size)
-      encode_text = generate_lib.load_text_encoder(ic.inference.text_model)
+    load(ic)
     print(f"generate: {len(prompts)} prompts x {g.seconds:.0f} s, {MODES[reencode]}", flush=True)
     out = generate_lib.generate_videos(ic, params, [p["prompt"] for p in prompts], g.seconds,
                                        g.seed, codec, encode_text, mesh, rules)
@@ -269,14 +306,17 @@ def generate(config, run: str):
       np.savez_compressed(path + ".tmp.npz", video=_to_uint8(video), fps=ic.inference.fps)
       os.replace(path + ".tmp.npz", path + ".npz")
       print(f"generate: wrote {path}.{{mp4,gif,npz,png}}", flush=True)
-  entries = []
+  def common(p):
+    return {"prompt": p["prompt"], "split": p["split"], "fps": float(config.data.fps),
+            "attributes": {"color": p["color"], "shape": p["shape"], "motion": p["motion"]}}
+
+  # The LM learned motions at the speeds of every clip length it saw; the slowest (longest clip)
+  # sets the direction reader's `still` threshold (`probe.still_threshold`).
+  speed = max(frames for _, frames in SOURCES)
+  entries = [dict(common(p), file=name + ".npz", kind="clip", speed_frames=speed)
+             for p, name in zip(clips, clip_names)]
   for i, p in enumerate(prompts):
-    attributes = {"color": p["color"], "shape": p["shape"], "motion": p["motion"]}
-    common = {"prompt": p["prompt"], "attributes": attributes, "split": p["split"],
-              "fps": float(config.data.fps)}
-    first = video_name(i, p, g.reencode[0]) + ".npz"
-    entries.append(dict(common, file=first, kind="clip", frames=[0, g.faithfulness_frames]))
-    entries.extend(dict(common, file=video_name(i, p, r) + ".npz", kind="long", reencode=r)
+    entries.extend(dict(common(p), file=video_name(i, p, r) + ".npz", kind="long", reencode=r)
                    for r in g.reencode)
   tmp = os.path.join(out_dir, f"prompts.jsonl.tmp-{os.getpid()}")
   with open(tmp, "w") as f:
@@ -289,7 +329,8 @@ def evaluate(config, run: str):
   from loong_jax import evaluate as evaluate_lib  # noqa: PLC0415 -- see the module docstring
 
   evaluate_lib.evaluate(run, probe_clips=config.evaluate.probe_clips,
-                        window_s=config.evaluate.window_s)
+                        window_s=config.evaluate.window_s,
+                        reader="blocks" if tokenizer_kind(config) == "oracle" else "probe")
 
 
 def plots(config, run: str):

@@ -73,3 +73,43 @@ def test_an_empty_video_reads_nothing():
 def test_rejects_float_videos():
   with pytest.raises(ValueError, match="uint8"):
     probe.read(np.zeros((2, 8, 8, 3), np.float32))
+
+
+def _straight_or_still(frames: int, n: int, seed: int = 11):
+  """`(video, motion)` of single-object `frames`-frame clips whose motion is still or a
+  direction, the clips a short faithfulness window is judged on."""
+  data = helpers.single_object("heldout", num_frames=frames, seed=seed, n=4 * n)
+  out = []
+  for i in range(len(data)):
+    attrs = data.attributes(i)[0]
+    motion = attrs["objects"][0]["motion"]
+    if motion == "still" or motion in synthetic.DIRECTIONS:
+      out.append((data.sample(i)["video"], motion))
+    if len(out) == n:
+      return out
+  raise AssertionError("too few straight or still clips")
+
+
+def _motion(video, still_px):
+  labels = probe.pixel_labels(video)
+  return probe.read_motion(probe.track(labels, probe.dominant_color(labels)), still_px)
+
+
+@pytest.mark.parametrize("frames,start", [(17, 0), (65, 0), (65, 24)])
+def test_scale_aware_still_threshold_reads_17_frame_windows(frames, start):
+  """17 frames at 17-frame speed, and 17-frame windows of 65-frame clips (which move 4-7 px,
+  under the whole-clip 5.1 px `still` limit): >= 95% right with `still_threshold`."""
+  clips = _straight_or_still(frames, 40)
+  still_px = probe.still_threshold(17, helpers.RESOLUTION, 65)
+  right = [_motion(v[start:start + 17], still_px) == m for v, m in clips]
+  assert np.mean(right) >= 0.95
+  if frames == 65:  # the whole-clip rule calls many of the moving ones still
+    whole_clip = [_motion(v[start:start + 17], None) == m for v, m in clips if m != "still"]
+    assert np.mean(whole_clip) < 0.9 * np.mean(right)
+
+
+def test_still_threshold_scales_with_the_window():
+  assert probe.still_threshold(17, 64, 17) == pytest.approx(0.5 * 0.25 * 64)
+  assert probe.still_threshold(17, 64, 65) == pytest.approx(2.0)
+  with pytest.raises(ValueError, match="at least 2"):
+    probe.still_threshold(1, 64, 65)
