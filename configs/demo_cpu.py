@@ -112,6 +112,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   config.evaluate = dict(
       probe_clips=20 if quick else 200,
+      # Held-out images and clips each for lm.text_gap (loong_jax/eval/text_gap.py); a multiple
+      # of pretokenize.batch_size.
+      text_gap_items=8 if quick else 64,
       window_s=10.0,
   )
   return config

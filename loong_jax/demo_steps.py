@@ -324,9 +324,63 @@ def generate(config, run: str):
   os.replace(tmp, os.path.join(out_dir, "prompts.jsonl"))
 
 
+def lm_text_gap(config, run: str) -> dict | None:
+  """`loong_jax.eval.text_gap.measure` of the stage-3 LM on `config.evaluate.text_gap_items`
+  held-out images and 17-frame clips, encoded with the run's video encoder and text model;
+  None for the AR-DF variant (its loss is not next-token prediction)."""
+  from loong_jax import generate as generate_lib  # noqa: PLC0415 -- see the module docstring
+  from loong_jax.eval import text_gap  # noqa: PLC0415
+
+  if config.lm.get("variant", "") == "ardf":
+    print("evaluate: text gap skipped (AR-DF trains masked frames, not next tokens)", flush=True)
+    return None
+  stage = lm_stage_config(config, run, 3)
+  vocab = tokens.Vocab(stage.vocab.text_size, stage.vocab.video_size)
+  mesh, rules = sharding_lib.make_mesh(stage.mesh), sharding_lib.rules(stage.sharding)
+  model = transformer.Transformer(transformer.LMConfig.from_config(stage.lm))
+  params = generate_lib.restore_params(os.path.join(run, "lm", "stage3"), model, mesh, rules)
+  mm_rope = stage.lm.rope == "mm_rope"
+  apply = jax.jit(lambda p, x, pos, frame: model.apply({"params": p}, x, pos, frame_ids=frame))
+  batch = config.pretokenize.batch_size
+
+  def logits_fn(inputs):
+    # Fixed shapes (batch, length rounded up to 64) compile once; trailing <pad> inputs do not
+    # change the causal logits before them.
+    b, length = inputs.shape
+    padded = np.full((batch, -(-length // 64) * 64), vocab.pad, np.int32)
+    padded[:b, :length] = inputs
+    pos = tokens.mm_rope_positions(padded, vocab, stage.data.frame_width) if mm_rope else None
+    with sharding_lib.mesh_context(mesh, rules):
+      out = apply(params, padded, pos, tokens.frame_index(padded, vocab))
+    return np.asarray(out)[:b, :length]
+
+  if tokenizer_kind(config) == "oracle":
+    encode_video = jax.jit(encoders.pooling_stand_in_encoder(vocab.video_size))
+  else:
+    encode_video = encoders.tokenizer_encoder(tokenizer_config(config).tokenizer,
+                                              os.path.join(run, "tokenizer"))
+  text_model = text_lib.TextTokenizer(os.path.join(run, "text.model"))
+  n = config.evaluate.text_gap_items
+  out = text_gap.measure(logits_fn, vocab, encode_video, text_model.encode,
+                         synthetic_source(config, (1,), 4 * n, "heldout"),
+                         synthetic_source(config, (17,), 4 * n, "heldout"), n,
+                         stage.data.max_text_len, batch)
+  print(f"evaluate: text gap on {n} held-out items: colour {out['color']:.3f} nats, motion "
+        f"{out['motion']:.3f} nats", flush=True)
+  return out
+
+
 def evaluate(config, run: str):
-  """`loong_jax.evaluate` over the run: report.json, long_video.{md,png}."""
+  """The LM's text gap (RUN/lm_eval.json), then `loong_jax.evaluate` over the run: report.json,
+  long_video.{md,png}."""
   from loong_jax import evaluate as evaluate_lib  # noqa: PLC0415 -- see the module docstring
+
+  gap = lm_text_gap(config, run)
+  if gap is not None:
+    tmp = os.path.join(run, f"lm_eval.json.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+      json.dump({"text_gap": gap}, f, indent=1)
+    os.replace(tmp, os.path.join(run, "lm_eval.json"))
 
   evaluate_lib.evaluate(run, probe_clips=config.evaluate.probe_clips,
                         window_s=config.evaluate.window_s,

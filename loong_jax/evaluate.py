@@ -28,6 +28,8 @@ Every input is optional; a section whose inputs are absent is skipped with a log
         speed_frames  (clip, optional) the longest clip length the model learned motion from:
                     the direction reader's `still` threshold scales to the clip's length and
                     that speed (`probe.still_threshold`); without it, the whole-clip rule
+    RUN/lm_eval.json          {"text_gap": {"color": nats, "motion": nats, ...}} measured on the
+                              LM (`eval/text_gap.py`) -> lm.text_gap.*
     RUN/timings.json          {"step": seconds} of the run -> timings.<step>_s
 
 Clips are read by `--reader`: `probe` (the palette probe, `eval/probe.py`) or `blocks` (videos of
@@ -188,6 +190,10 @@ def evaluate(run: str, i3d_checkpoint: str = "", probe_clips: int = 200, window_
   tokenizer = timed("tokenizer", tokenizer_section, run, i3d_checkpoint)
   if tokenizer:
     result["tokenizer"] = tokenizer
+  lm_path = os.path.join(run, "lm_eval.json")
+  if os.path.exists(lm_path):
+    with open(lm_path) as f:
+      result["lm"] = json.load(f)
   entries = read_prompts(run)
   if not entries:
     logging.warning(f"evaluate: no {os.path.join(run, 'generated', 'prompts.jsonl')}; "
