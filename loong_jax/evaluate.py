@@ -34,7 +34,7 @@ Every input is optional; a section whose inputs are absent is skipped with a log
 
 Clips are read by `--reader`: `probe` (the palette probe, `eval/probe.py`) or `blocks` (videos of
 the oracle tokenizer's 8x8 blocks, `eval/blocks.py`: colour and direction; shape is left out of
-faithfulness). The probe's own accuracy (probe.*) is measured on freshly rendered held-out clips at the
+faithfulness and of the long-video windows). The probe's own accuracy (probe.*) is measured on freshly rendered held-out clips at the
 resolution of the generated videos (64 without them). Outputs: RUN/report.json and, with long
 videos, RUN/long_video.md (table) and RUN/long_video.png (plot).
 """
@@ -224,7 +224,8 @@ def evaluate(run: str, i3d_checkpoint: str = "", probe_clips: int = 200, window_
         video, fps = load_video(run, e)
         yield video, fps, e["attributes"], e["reencode"]
 
-    windows = timed("long_video", consistency.consistency, long_items(), window_s)
+    checks = blocks.window_checks if reader == "blocks" else consistency.window_checks
+    windows = timed("long_video", consistency.consistency, long_items(), window_s, checks)
     windows["window_s"] = window_s
     result["long_video"] = windows
     table = consistency.markdown_table(windows, window_s)

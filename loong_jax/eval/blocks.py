@@ -87,9 +87,10 @@ def unmixed_color(block: np.ndarray, background: np.ndarray) -> int:
   return int(np.argmin(((background + f[:, None] * span - block) ** 2).sum(-1)))
 
 
-def read(video: np.ndarray, still_px: float) -> probe.Reading:
-  """Colour and motion of the object of a uint8 `[T, H, W, 3]` video (shape None); all None
-  when no block is off the background."""
+def frames(video: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Per frame of a uint8 `[T, H, W, 3]` video: `(present [T] bool, colors [T] int (index into
+  `probe.OBJECT_COLORS` of the most off-background block, -1 where absent), centers [T, 2] (x, y)
+  pixels, NaN where absent)`."""
   means = block_means(video)
   background = np.median(means.reshape(-1, 3), axis=0)
   off = background_distance(means)
@@ -97,21 +98,63 @@ def read(video: np.ndarray, still_px: float) -> probe.Reading:
   # Every block weighs its distance above the background's own (quantisation shifts all blocks
   # alike), so a block the object half covers counts half and the centroid moves smoothly.
   weights = np.maximum(off - np.median(off), 0.0)
-  if not present.any():
-    return probe.Reading(None, None, None)
-  votes = np.zeros(len(_COLORS), np.int64)
+  colors = np.full(len(means), -1)
   for t in np.flatnonzero(present):
     y, x = np.unravel_index(np.argmax(off[t]), off[t].shape)
-    votes[unmixed_color(means[t, y, x], background)] += 1
+    colors[t] = unmixed_color(means[t, y, x], background)
   ys = (np.arange(means.shape[1], dtype=np.float64) + 0.5) * BLOCK
   xs = (np.arange(means.shape[2], dtype=np.float64) + 0.5) * BLOCK
+  mass = np.where(present, weights.sum((1, 2)), np.nan)
+  centers = np.stack([(weights.sum(1) * xs).sum(-1), (weights.sum(2) * ys).sum(-1)], -1)
+  return present, colors, centers / mass[:, None]
+
+
+def displacement(present: np.ndarray, centers: np.ndarray) -> np.ndarray:
+  """Least-squares centroid velocity times the duration: `[2]` (x, y) pixels (0 with fewer
+  than two present frames)."""
   times = np.flatnonzero(present)
-  mass = weights[times].sum((1, 2))
-  centers = np.stack([(weights[times].sum(1) * xs).sum(-1), (weights[times].sum(2) * ys).sum(-1)],
-                     -1) / mass[:, None]
   if len(times) < 2:
-    move = np.zeros(2)
-  else:
-    move = np.polyfit(times.astype(np.float64), centers, 1)[0] * (len(video) - 1)
+    return np.zeros(2)
+  return np.polyfit(times.astype(np.float64), centers[times], 1)[0] * (len(present) - 1)
+
+
+def read(video: np.ndarray, still_px: float) -> probe.Reading:
+  """Colour and motion of the object of a uint8 `[T, H, W, 3]` video (shape None); all None
+  when no block is off the background."""
+  present, colors, centers = frames(video)
+  if not present.any():
+    return probe.Reading(None, None, None)
+  votes = np.bincount(colors[present], minlength=len(_COLORS))
   return probe.Reading(probe.OBJECT_COLORS[int(votes.argmax())], None,
-                       probe.motion_of(move, still_px))
+                       probe.motion_of(displacement(present, centers), still_px))
+
+
+def window_checks(video: np.ndarray, fps: float, attributes: dict,
+                  window_s: float = 10.0) -> list[dict[str, bool]]:
+  """Per window of a long uint8 `[T, H, W, 3]` oracle video (`consistency.windows`):
+  `{"presence", "motion"}` for the prompt's `attributes` (`color`, `motion`).
+
+  presence: in at least half the window's frames the most off-background block reads as the
+  prompted colour; motion: present, and `still` moves under 5% of the side, a direction moves
+  over 1.5% of the side towards it (`consistency`'s scale-free window rules; bouncing, growing
+  and shrinking are not read from blocks and never hold).
+  """
+  from loong_jax.eval import consistency  # noqa: PLC0415 -- consistency is the caller
+
+  if attributes["color"] not in probe.OBJECT_COLORS:
+    raise ValueError(f"prompt colour {attributes['color']!r} unknown; known: "
+                     f"{probe.OBJECT_COLORS}")
+  present, colors, centers = frames(video)
+  right = present & (colors == probe.OBJECT_COLORS.index(attributes["color"]))
+  side = max(video.shape[1:3])
+  out = []
+  for start, stop in consistency.windows(len(video), fps, window_s):
+    here = bool(right[start:stop].mean() >= 0.5)
+    move = displacement(right[start:stop], centers[start:stop])
+    distance = float(np.linalg.norm(move)) / side
+    if attributes["motion"] == "still":
+      moves = distance < 0.05
+    else:
+      moves = distance > 0.015 and probe.direction_of(move) == attributes["motion"]
+    out.append({"presence": here, "motion": here and moves})
+  return out
