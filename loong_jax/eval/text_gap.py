@@ -10,8 +10,9 @@ prompt's use directly, teacher-forced on held-out items:
 - `motion`: latent frames 1.. of held-out clips (the first frame shows no motion); the motion
   phrase swapped for one of the opposite motion (`swap_motion`, `OPPOSITE`).
 
-*Object tokens* are the video tokens whose 8x8 block overlaps the object's mask in any pixel
-frame the latent frame stands for (frame 0 for latent 0, frames 4k-3..4k for latent k): the
+*Object tokens* are the video tokens whose 8x8 block overlaps the object's mask (the union of
+all objects' masks; the demo draws one object per item) in any pixel frame the latent frame
+stands for (frame 0 for latent 0, frames 4k-3..4k for latent k): the
 background tokens do not depend on the object's words and would dilute the gap. Sequences are
 built as training builds them (`tokens.build_sequence` of the text ids cut to `max_text_len`
 and the codes); the loss is the mean next-token cross-entropy over those targets.
@@ -22,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import optax
+from scipy import special
 
 from loong_jax import tokens
 from loong_jax.data import synthetic, synthetic_render as render_lib
@@ -94,7 +95,8 @@ def object_loss(logits_fn: LogitsFn, vocab: tokens.Vocab, texts: Sequence[np.nda
       batch[i, :len(seq)] = seq
       weight[i, :len(w)] = w
     logits = np.asarray(logits_fn(batch[:, :-1]), np.float32)
-    ce = np.asarray(optax.softmax_cross_entropy_with_integer_labels(logits, batch[:, 1:]))
+    picked = np.take_along_axis(logits, batch[:, 1:, None], axis=-1)[..., 0]
+    ce = special.logsumexp(logits, axis=-1) - picked
     total += float((ce * weight).sum())
     count += float(weight.sum())
   if not count:

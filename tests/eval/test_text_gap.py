@@ -74,3 +74,25 @@ def test_swaps_name_another_colour_and_the_opposite_motion():
     assert synthetic.MOTION_PHRASES[text_gap.OPPOSITE[obj["motion"]]][0] in moved
   with pytest.raises(ValueError, match="does not name"):
     text_gap.swap_color("a red circle", "blue", "circle")
+
+
+def test_measure_on_held_out_items_through_the_oracle_encoder():
+  import jax
+  from loong_jax.data import encoders
+  vocab = tokens.Vocab(text_size=64, video_size=8192)
+
+  def encode_text(caption):
+    return np.asarray([hash(w) % 64 for w in caption.split()], np.int32)
+
+  def ignores_text(inputs):
+    return np.zeros((*inputs.shape, vocab.padded_size), np.float32)
+
+  def source(frames):
+    return synthetic.SyntheticVideos(synthetic.SyntheticConfig(
+        seed=0, resolution=32, num_frames=(frames,), max_objects=1, num_heldout=8), "heldout")
+
+  out = text_gap.measure(ignores_text, vocab, jax.jit(encoders.pooling_stand_in_encoder(8192)),
+                         encode_text, source(1), source(17), 4, max_text_len=16, batch_size=4)
+  assert out["items"] == 4
+  assert out["color"] == pytest.approx(0.0, abs=1e-6)
+  assert out["motion"] == pytest.approx(0.0, abs=1e-6)
