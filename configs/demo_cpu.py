@@ -54,6 +54,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       fps=8,                      # every clip at one rate, so 10 s is always 80 frames
       max_objects=1,              # the probe reads one object; captions name one
       seed=0,
+      # The demo's world (synthetic.SyntheticConfig): plain backgrounds and five motions, so
+      # that a few CPU-minutes of training can learn it; every colour and shape stays, and so
+      # do the held-out colour-shape pairs. The full world (textures, eight directions,
+      # bouncing, growing) is the dataset's default, a harder setting.
+      motions=("still", "left", "right", "up", "down"),
+      sizes=("medium", "large"),
+      textures=("plain",),
+      background_colors=("grey", "black", "white", "beige", "navy"),
   )
   config.tokenizer = dict(
       # 'learned': train the tokenizer below. 'oracle': the pooling codec (8x8-block colour means,

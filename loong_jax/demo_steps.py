@@ -42,14 +42,16 @@ CONFIGS = os.path.join(REPO, "configs")
 SOURCES = (("images", 1), ("clips17", 17), ("clips65", 65))
 MODES = {True: "reencode", False: "no_reencode"}
 LM_VARIANTS = ("", "mmrope", "ardf")  # configs/lm/llama.py VARIANTS, '' = Loong
+WORLD_FIELDS = ("motions", "sizes", "textures", "background_colors")  # synthetic.SyntheticConfig
 
 
 def synthetic_source(config, frames: tuple[int, ...], num: int, split: str = "train"):
   """The built-in dataset at the demo's resolution, frame rate and object count."""
   data = config.data
+  world = {k: tuple(data[k]) for k in WORLD_FIELDS if k in data}  # runs from before the fields
   return synthetic.SyntheticVideos(synthetic.SyntheticConfig(
       seed=data.seed, resolution=data.resolution, num_frames=tuple(frames), fps=(data.fps,),
-      max_objects=data.max_objects, num_train=num, num_heldout=num), split)
+      max_objects=data.max_objects, num_train=num, num_heldout=num, **world), split)
 
 
 def tokenizer_config(config) -> ml_collections.ConfigDict:

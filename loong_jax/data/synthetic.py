@@ -63,6 +63,9 @@ class SyntheticConfig:
     fps: frame rates to draw from.
     max_objects: 1 to 3 objects per sample.
     num_train, num_heldout: split lengths (`len()` of the data source).
+    motions, sizes, textures, background_colors: the world's choices (subsets of `MOTIONS`,
+      `SIZES`, `synthetic_render.TEXTURES` and `BACKGROUND_COLORS`); an easier world for a small
+      budget (the CPU demo: plain backgrounds, five motions) keeps the held-out colour-shape pairs.
   """
 
   seed: int = 0
@@ -72,8 +75,19 @@ class SyntheticConfig:
   max_objects: int = 3
   num_train: int = 100_000
   num_heldout: int = 1_000
+  motions: tuple[str, ...] = MOTIONS
+  sizes: tuple[str, ...] = tuple(SIZES)
+  textures: tuple[str, ...] = render_lib.TEXTURES
+  background_colors: tuple[str, ...] = tuple(render_lib.BACKGROUND_COLORS)
 
   def __post_init__(self):
+    for name, known in (("motions", MOTIONS), ("sizes", tuple(SIZES)),
+                        ("textures", render_lib.TEXTURES),
+                        ("background_colors", tuple(render_lib.BACKGROUND_COLORS))):
+      chosen = getattr(self, name)
+      unknown = [v for v in chosen if v not in known]
+      if not chosen or unknown:
+        raise ValueError(f"SyntheticConfig.{name}={chosen!r}: give a non-empty subset of {known}")
     bad = [f for f in self.num_frames if f < 1 or (f - 1) % 4]
     if bad:
       raise ValueError(f"SyntheticConfig.num_frames: {bad} are not 1 + 4k")
@@ -130,7 +144,7 @@ def _trajectory(motion: str, size: str, num_frames: int, side: int, rng: np.rand
 
 
 def _draw_object(rng: np.random.Generator, split: str, first: bool, video: bool,
-                 taken: set) -> dict:
+                 taken: set, cfg: SyntheticConfig) -> dict:
   """One object's attributes; its colour-shape pair differs from the `taken` ones, so that a
   caption names every object unambiguously."""
   heldout = set(HELDOUT_PAIRS)
@@ -143,8 +157,8 @@ def _draw_object(rng: np.random.Generator, split: str, first: bool, video: bool,
       if (split == "heldout" or (color, shape) not in heldout) and (color, shape) not in taken:
         break
   taken.add((color, shape))
-  size = str(rng.choice(list(SIZES)))
-  motion = str(rng.choice(MOTIONS)) if video else "still"
+  size = str(rng.choice(list(cfg.sizes)))
+  motion = str(rng.choice(list(cfg.motions))) if video else "still"
   return {"color": color, "shape": shape, "size": size, "motion": motion}
 
 
@@ -194,13 +208,13 @@ class SyntheticVideos:
     fps = int(rng.choice(cfg.fps))
     video = num_frames > 1
     taken = set()
-    objects = [_draw_object(rng, self.split, i == 0, video, taken)
+    objects = [_draw_object(rng, self.split, i == 0, video, taken, cfg)
                for i in range(int(rng.integers(1, cfg.max_objects + 1)))]
     for obj in objects:
       obj["centers"], obj["radii"] = _trajectory(obj["motion"], obj["size"], num_frames,
                                                  cfg.resolution, rng)
-    texture = str(rng.choice(render_lib.TEXTURES))
-    bg_color = str(rng.choice(list(render_lib.BACKGROUND_COLORS)))
+    texture = str(rng.choice(list(cfg.textures)))
+    bg_color = str(rng.choice(list(cfg.background_colors)))
     text = caption(objects, bg_color, texture, video, rng)
     attrs = {"objects": objects, "background": {"color": bg_color, "texture": texture},
              "num_frames": num_frames, "fps": fps, "split": self.split, "index": int(index),

@@ -121,3 +121,33 @@ def test_config_validation_and_long_clips():
   long = synthetic.SyntheticVideos(synthetic.SyntheticConfig(
       resolution=32, num_frames=(synthetic.long_clip_frames(8),), fps=(8,))).sample(0)
   assert long["video"].shape[0] == 481 and long["fps"] == 8
+
+
+def test_world_subsets_are_respected_and_bad_values_named():
+  world = dict(motions=("still", "left"), sizes=("large",), textures=("plain",),
+               background_colors=("black",))
+  data = synthetic.SyntheticVideos(synthetic.SyntheticConfig(num_frames=(17,), **world))
+  for i in range(40):
+    attrs, _ = data.attributes(i)
+    assert attrs["background"] == {"color": "black", "texture": "plain"}
+    for obj in attrs["objects"]:
+      assert obj["motion"] in world["motions"] and obj["size"] == "large"
+  heldout = synthetic.SyntheticVideos(synthetic.SyntheticConfig(num_frames=(1,), **world),
+                                      "heldout")
+  pairs = {(o["color"], o["shape"]) for i in range(20) for o in heldout.attributes(i)[0]["objects"][:1]}
+  assert pairs <= set(synthetic.HELDOUT_PAIRS)
+  with pytest.raises(ValueError, match="textures"):
+    synthetic.SyntheticConfig(textures=("marble",))
+  with pytest.raises(ValueError, match="motions"):
+    synthetic.SyntheticConfig(motions=())
+
+
+def test_default_world_keeps_the_samples_of_before():
+  # The world fields default to every choice, drawn as before: captions recorded before the
+  # fields existed.
+  data = synthetic.SyntheticVideos(synthetic.SyntheticConfig(num_frames=(17,)))
+  assert [data.caption(i) for i in range(2)] == [
+      "a small cyan square rests in place and a small red circle ricochets around the frame on "
+      "a grey checkered background",
+      "on a black background, a medium purple diamond rises and a small brown circle drifts to "
+      "the right"]
