@@ -241,13 +241,15 @@ def video_name(index: int, prompt: dict, reencode: bool) -> str:
 
 def faithfulness_prompts(config) -> list[dict]:
   """`config.generate.faithfulness_prompts` short-clip prompts (`faithfulness.prompt_set`): half
-  held-out colour-shape pairs, spread over the still and straight motions of the demo's world."""
+  held-out colour-shape pairs, spread over the still and straight motions of the demo's world,
+  a medium object over black (as the long-video prompts) where the world has them."""
   from loong_jax.eval import faithfulness  # noqa: PLC0415 -- see the module docstring
 
   world = synthetic_source(config, (17,), 1).config
-  return faithfulness.prompt_set(config.generate.faithfulness_prompts,
-                                 getattr(world, "motions", synthetic.MOTIONS),
-                                 seed=config.generate.seed)
+  background = "black" if "black" in world.background_colors else world.background_colors[0]
+  size = "medium" if "medium" in world.sizes else world.sizes[0]
+  return faithfulness.prompt_set(config.generate.faithfulness_prompts, world.motions, background,
+                                 size, seed=config.generate.seed)
 
 
 def clip_name(index: int, prompt: dict) -> str:

@@ -71,7 +71,7 @@ def judged_motions(motions: Sequence[str]) -> tuple[str, ...]:
 
 
 def prompt_set(count: int, motions: Sequence[str], background: str = "black",
-               seed: int = 0) -> list[dict]:
+               size: str = "medium", seed: int = 0) -> list[dict]:
   """`count` single-object prompts: the first half held-out colour-shape pairs
   (`synthetic.HELDOUT_PAIRS`, in turn), the rest seen pairs (a seeded spread over the training
   pairs), the motions `judged_motions(motions)` in turn over both halves; each worded by the
@@ -98,7 +98,7 @@ def prompt_set(count: int, motions: Sequence[str], background: str = "black",
     color, shape = pairs[k % len(pairs)]
     # Shift the motion every round of pairs, so a pair meets different motions.
     motion = judged[(k + k // len(held)) % len(judged)]
-    obj = {"size": "medium", "color": color, "shape": shape, "motion": motion}
+    obj = {"size": size, "color": color, "shape": shape, "motion": motion}
     text = synthetic.caption([obj], background, "plain", True, rng)
     out.append({"prompt": text, "color": color, "shape": shape, "motion": motion,
                 "split": split})
