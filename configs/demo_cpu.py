@@ -11,8 +11,9 @@ minutes, for CI and the notebook). Every number of the run is here; one block pe
 | pretokenize | items per source: images, 17-frame clips, 65-frame clips                     |
 | lm          | LM curriculum stages 1 -> 2 -> 3 (`configs/stages/stageK.py:tiny,shards=`);  |
 |             | `variant` 'mmrope' / 'ardf' trains a Lumos-1 variant (ardf: masked decoding) |
-| generate    | 60-second videos per prompt, with and without re-encoding                   |
-| evaluate    | `loong_jax.evaluate` settings and the plots                                  |
+| generate    | 60-second videos per prompt, with and without re-encoding; short clips of    |
+|             | `faithfulness_prompts` prompts (half held-out pairs) in one batch            |
+| evaluate    | `loong_jax.evaluate` settings (and the LM's text gap) and the plots          |
 
 Prompts use the dataset's own caption template for one object; `split` is "heldout" for a
 colour-shape pair of `synthetic.HELDOUT_PAIRS` (never seen in training).

@@ -3,11 +3,14 @@
 `config` is `configs/demo_cpu.py`'s ConfigDict, `run` the demo's directory. Layout of `run`:
 
     tokenizer/             video tokenizer run (train_tokenizer.train: checkpoints, metrics)
-    tokenizer_eval.npz     held-out clips and their reconstructions (read by loong_jax.evaluate)
+    tokenizer_eval.npz     held-out clips, their reconstructions and object masks (read by
+                           loong_jax.evaluate)
     text.model             SentencePiece model of the captions
     tokens/{images,clips17,clips65}/   token shards (loong_jax/data/pretokenize.py)
     lm/stage{1,2,3}/       LM curriculum runs (metrics.jsonl, checkpoints)
-    generated/             <prompt>_<mode>.{mp4,gif,npz,png}, prompts.jsonl
+    generated/             <prompt>_<mode>.{mp4,gif,npz,png}, clip_*.npz (faithfulness),
+                           prompts.jsonl
+    lm_eval.json           the LM's text gap (loong_jax/eval/text_gap.py)
     report.json, long_video.{md,png}, *.png plots
 
 Each step resumes from its own outputs: the trainers from their checkpoints, pre-tokenization

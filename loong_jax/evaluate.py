@@ -52,6 +52,7 @@ from loong_jax import cli
 from loong_jax.data import video_io
 from loong_jax.eval import blocks, consistency, faithfulness, fvd, objects, probe, recon, report
 
+READERS = ("probe", "blocks")  # of generated clips: rendered-like videos, oracle 8x8 blocks
 # Flag holders, created by define_flags() when the module runs as a program.
 _WORKDIR = _I3D = _PROBE_CLIPS = _WINDOW_S = _REQUIRE_ALL = _READER = None
 
@@ -71,7 +72,6 @@ def define_flags():
   _READER = flags.DEFINE_enum("reader", "probe", READERS, "Reader of the generated clips: "
                               "'probe' (rendered-like videos) or 'blocks' (oracle tokenizer).")
 _DEFAULT_FPS = 8.0
-READERS = ("probe", "blocks")
 _KINDS = ("clip", "long")
 
 
