@@ -368,6 +368,7 @@ def lm_text_gap(config, run: str) -> dict | None:
                                               os.path.join(run, "tokenizer"))
   text_model = text_lib.TextTokenizer(os.path.join(run, "text.model"))
   n = config.evaluate.text_gap_items
+  # Sources of 4n items: clips whose motion has no opposite to swap to are passed over.
   out = text_gap.measure(logits_fn, vocab, encode_video, text_model.encode,
                          synthetic_source(config, (1,), 4 * n, "heldout"),
                          synthetic_source(config, (17,), 4 * n, "heldout"), n,

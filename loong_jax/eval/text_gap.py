@@ -135,6 +135,9 @@ def held_out_items(data: synthetic.SyntheticVideos, count: int, kind: str):
     captions.append(sample["caption"])
     swapped.append(other)
     masks.append(objects.object_masks(data, i)[0])
+  if len(videos) < count:
+    raise ValueError(f"text gap: {data} has {len(videos)} items whose {kind} can be swapped, "
+                     f"fewer than {count}")
   return np.stack(videos), captions, swapped, np.stack(masks)
 
 
