@@ -34,8 +34,8 @@ Every input is optional; a section whose inputs are absent is skipped with a log
 
 Clips are read by `--reader`: `probe` (the palette probe, `eval/probe.py`) or `blocks` (videos of
 the oracle tokenizer's 8x8 blocks, `eval/blocks.py`: colour and direction; shape is left out of
-faithfulness and of the long-video windows). The probe's own accuracy (probe.*) is measured on freshly rendered held-out clips at the
-resolution of the generated videos (64 without them). Outputs: RUN/report.json and, with long
+faithfulness and of the long-video windows). The probe's own accuracy (probe.*) is measured on
+freshly rendered held-out clips at the resolution of the generated videos (64 without them). Outputs: RUN/report.json and, with long
 videos, RUN/long_video.md (table) and RUN/long_video.png (plot).
 """
 

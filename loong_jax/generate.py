@@ -214,8 +214,8 @@ def main(argv):
       prompts = [line.rstrip("\n") for line in fp]
   inf = config.inference
   try:
-    codec = load_codec(inf.tokenizer_config, inf.tokenizer_dir, inf.get("tokenizer_kind", "learned"),
-                       config.vocab.video_size)
+    codec = load_codec(inf.tokenizer_config, inf.tokenizer_dir,
+                       inf.get("tokenizer_kind", "learned"), config.vocab.video_size)
     encode_text = None
     if any(p.strip() for p in prompts):
       encode_text = load_text_encoder(inf.text_model or os.path.join(_WORKDIR.value,
