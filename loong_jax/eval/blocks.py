@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from loong_jax.data import synthetic_render as render_lib
-from loong_jax.eval import probe
+from loong_jax.eval import consistency, probe
 
 BLOCK = 8
 OFF_BACKGROUND = 40.0
@@ -139,8 +139,6 @@ def window_checks(video: np.ndarray, fps: float, attributes: dict,
   over 1.5% of the side towards it (`consistency`'s scale-free window rules; bouncing, growing
   and shrinking are not read from blocks and never hold).
   """
-  from loong_jax.eval import consistency  # noqa: PLC0415 -- consistency is the caller
-
   if attributes["color"] not in probe.OBJECT_COLORS:
     raise ValueError(f"prompt colour {attributes['color']!r} unknown; known: "
                      f"{probe.OBJECT_COLORS}")

@@ -27,6 +27,7 @@ from scipy import special
 
 from loong_jax import tokens
 from loong_jax.data import synthetic, synthetic_render as render_lib
+from loong_jax.eval import objects
 
 # Opposite motion per motion (the swapped caption names it); `still` swaps to moving right.
 OPPOSITE = {
@@ -117,8 +118,6 @@ def held_out_items(data: synthetic.SyntheticVideos, count: int, kind: str):
   """`(videos uint8 [N, T, H, W, 3], captions, swapped captions, pixel masks [N, T, H, W])` of
   the first `count` held-out items whose first object's words can be swapped (`kind` 'color' or
   'motion'; motion needs a motion in `OPPOSITE`)."""
-  from loong_jax.eval import objects  # noqa: PLC0415 -- objects imports recon (JAX), keep lazy
-
   videos, captions, swapped, masks = [], [], [], []
   for i in range(len(data)):
     if len(videos) == count:
