@@ -11,8 +11,9 @@ works on the block means of any video:
   clip's blocks, which are mostly background), and a block's distance from the background is
   its distance from that segment;
 - off-background blocks: farther than `OFF_BACKGROUND` (Euclidean, uint8 RGB) from the
-  background -- well below the distance of a block half covered by any object colour over any
-  background (>= 45);
+  background, which any block at least 56% covered by an object passes (the nearest object
+  colour to a background segment, brown to black's, is 71 away); a quantised background block
+  stays within ~14;
 - the background colour under the object (for the colour below): the median block mean;
 - colour: each frame's most off-background block votes for the object colour that best explains
   it as a mix of the background and that colour (`bg + f (c - bg)`, f in [0.5, 1]: the block
