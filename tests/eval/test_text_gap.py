@@ -96,3 +96,26 @@ def test_measure_on_held_out_items_through_the_oracle_encoder():
   assert out["items"] == 4
   assert out["color"] == pytest.approx(0.0, abs=1e-6)
   assert out["motion"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_object_loss_scores_each_masked_token_from_its_prefix():
+  """A random bigram model: the loss must be the mean of -log p(token | previous token) over
+  exactly the masked video tokens (checks the target alignment and the padding)."""
+  table = np.random.default_rng(0).normal(size=(VOCAB.padded_size, VOCAB.padded_size))
+
+  def bigram(inputs):
+    return table[inputs].astype(np.float32)
+
+  rng = np.random.default_rng(1)
+  texts = [rng.integers(0, 8, n) for n in (1, 3, 2)]
+  codes = [rng.integers(0, 4, (2, 2, 2)) for _ in texts]
+  masks = [rng.random((2, 2, 2)) < 0.5 for _ in texts]
+  expected = []
+  for text, code, mask in zip(texts, codes, masks):
+    seq = tokens.build_sequence(text, code, VOCAB)
+    where = np.flatnonzero(VOCAB.is_video(seq))[mask.reshape(-1)]
+    for p in where:
+      logits = table[seq[p - 1]]
+      expected.append(np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[seq[p]])
+  got = text_gap.object_loss(bigram, VOCAB, texts, codes, masks, max_text_len=4, batch_size=2)
+  assert got == pytest.approx(np.mean(expected), rel=1e-5)
