@@ -152,7 +152,8 @@ def generate_and_score(config, run: str, ic, workdir: str, seconds: float, seed:
   model = transformer.Transformer(transformer.LMConfig.from_config(ic.lm))
   mesh, rules = sharding_lib.make_mesh(ic.mesh), sharding_lib.rules(ic.sharding)
   params = generate_lib.restore_params(workdir, model, mesh, rules)
-  codec = generate_lib.load_codec(ic.inference.tokenizer_config, ic.inference.tokenizer_dir)
+  codec = generate_lib.load_codec(ic.inference.tokenizer_config, ic.inference.tokenizer_dir,
+                                  ic.inference.tokenizer_kind, ic.vocab.video_size)
   encode_text = generate_lib.load_text_encoder(ic.inference.text_model)
   prompts = list(config.generate.prompts)
   run_once = lambda: generate_lib.generate_videos(ic, params, [p["prompt"] for p in prompts],

@@ -11,8 +11,9 @@ minutes, for CI and the notebook). Every number of the run is here; one block pe
 | pretokenize | items per source: images, 17-frame clips, 65-frame clips                     |
 | lm          | LM curriculum stages 1 -> 2 -> 3 (`configs/stages/stageK.py:tiny,shards=`);  |
 |             | `variant` 'mmrope' / 'ardf' trains a Lumos-1 variant (ardf: masked decoding) |
-| generate    | 60-second videos per prompt, with and without re-encoding                   |
-| evaluate    | `loong_jax.evaluate` settings and the plots                                  |
+| generate    | 60-second videos per prompt, with and without re-encoding; short clips of    |
+|             | `faithfulness_prompts` prompts (half held-out pairs) in one batch            |
+| evaluate    | `loong_jax.evaluate` settings (and the LM's text gap) and the plots          |
 
 Prompts use the dataset's own caption template for one object; `split` is "heldout" for a
 colour-shape pair of `synthetic.HELDOUT_PAIRS` (never seen in training).
@@ -65,6 +66,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       background_colors=("black",),
   )
   config.tokenizer = dict(
+      # 'learned': train the tokenizer below. 'oracle': the pooling codec (8x8-block colour means,
+      # `loong_jax/data/encoders.py`), nothing trained: trains and judges the LM half alone.
+      kind="learned",
       config=os.path.join(_CONFIGS, "tokenizer", "magvit2.py") + ":demo",
       steps=12 if quick else 800,  # quick: the pipeline, not the quality
       batch_size=2,
@@ -131,11 +135,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       top_k=20,
       guidance_scale=1.0,
       seed=0,
-      faithfulness_frames=17,     # the first 17 frames (one training clip) feed faithfulness
+      # Faithfulness: short clips generated in one batch, half of them held-out colour-shape
+      # pairs (`loong_jax.eval.faithfulness.prompt_set`), of the clip length the LM trained on.
+      faithfulness_prompts=4 if quick else 30,
+      faithfulness_frames=17,
       strip_frames=8,             # frames shown per video in its frame strip
   )
   config.evaluate = dict(
       probe_clips=20 if quick else 200,
+      # Held-out images and clips each for lm.text_gap (loong_jax/eval/text_gap.py); a multiple
+      # of pretokenize.batch_size.
+      text_gap_items=8 if quick else 64,
       window_s=10.0,
   )
   return config

@@ -23,6 +23,7 @@ the run being loaded: override them as the run was trained, e.g. `--config.lm.nu
 | text_model         | SentencePiece model; '' = RUN/text.model                               |
 | tokenizer_config   | video tokenizer config spec, e.g. 'configs/tokenizer/magvit2.py:loong_246m' |
 | tokenizer_dir      | the tokenizer's training run (orbax checkpoints under it)              |
+| tokenizer_kind     | 'learned' (the run above) or 'oracle' (pooling codec, no files)        |
 
 `tiny` matches `train_lm`'s built-in token stream: 4x4 tokens per latent frame (32x32 pixels),
 5 latent frames per clip.
@@ -75,5 +76,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       text_model="",
       tokenizer_config="",
       tokenizer_dir="",
+      tokenizer_kind="learned",
   )
   return config

@@ -3,11 +3,14 @@
 `config` is `configs/demo_cpu.py`'s ConfigDict, `run` the demo's directory. Layout of `run`:
 
     tokenizer/             video tokenizer run (train_tokenizer.train: checkpoints, metrics)
-    tokenizer_eval.npz     held-out clips and their reconstructions (read by loong_jax.evaluate)
+    tokenizer_eval.npz     held-out clips, their reconstructions and object masks (read by
+                           loong_jax.evaluate)
     text.model             SentencePiece model of the captions
     tokens/{images,clips17,clips65}/   token shards (loong_jax/data/pretokenize.py)
     lm/stage{1,2,3}/       LM curriculum runs (metrics.jsonl, checkpoints)
-    generated/             <prompt>_<mode>.{mp4,gif,npz,png}, prompts.jsonl
+    generated/             <prompt>_<mode>.{mp4,gif,npz,png}, clip_*.npz (faithfulness),
+                           prompts.jsonl
+    lm_eval.json           the LM's text gap (loong_jax/eval/text_gap.py)
     report.json, long_video.{md,png}, *.png plots
 
 Each step resumes from its own outputs: the trainers from their checkpoints, pre-tokenization
@@ -132,8 +135,62 @@ def _to_uint8(video: np.ndarray) -> np.ndarray:
   return np.clip(np.round((np.asarray(video) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+def tokenizer_kind(config) -> str:
+  """`config.tokenizer.kind`: 'learned' (trained here; also runs written before the field
+  existed) or 'oracle' (the pooling codec of `loong_jax.data.encoders`, nothing trained)."""
+  kind = config.tokenizer.get("kind", "learned")
+  if kind not in encoders.CODEC_KINDS:
+    raise ValueError(f"config.tokenizer.kind={kind!r}: one of {encoders.CODEC_KINDS}")
+  return kind
+
+
+def video_size(config, run: str) -> int:
+  """The LM's video vocabulary (the oracle codes fit it by construction)."""
+  return int(lm_stage_config(config, run, 1).vocab.video_size)
+
+
+def write_tokenizer_eval(config, run: str, reconstruct, batch_size: int, codebook_size: int):
+  """Reconstruct held-out 17-frame clips 0..N-1 and write tokenizer_eval.npz: real, recon uint8
+  `[N, 17, H, W, 3]`, codes, codebook_size, and for the object metrics (`loong_jax.eval.objects`)
+  masks bool `[N, 17, H, W]` and backgrounds uint8 `[N, H, W, 3]`.
+
+  `reconstruct(video [B, 17, H, W, 3] in [-1, 1]) -> (recon in [-1, 1], codes)`.
+  """
+  from loong_jax.eval import objects  # noqa: PLC0415 -- see the module docstring
+
+  held_out = synthetic_source(config, (17,), config.tokenizer.eval_clips, "heldout")
+  real = np.stack([held_out[i]["video"] for i in range(len(held_out))])
+  masks, backgrounds = zip(*(objects.object_masks(held_out, i) for i in range(len(held_out))))
+  recon, codes = [], []
+  for begin in range(0, len(real), batch_size):
+    out, ids = reconstruct(real[begin:begin + batch_size].astype(np.float32) / 127.5 - 1.0)
+    recon.append(_to_uint8(out))
+    codes.append(np.asarray(ids))
+  recon, codes = np.concatenate(recon), np.concatenate(codes)
+  np.savez_compressed(os.path.join(run, "tokenizer_eval.npz"), real=real, recon=recon,
+                      codes=codes, codebook_size=codebook_size, masks=np.stack(masks),
+                      backgrounds=np.stack(backgrounds))
+  mse = np.mean(((real.astype(np.float64) - recon) / 255.0) ** 2)
+  print(f"tokenizer: held-out PSNR {-10 * np.log10(max(mse, 1e-10)):.2f} dB on {len(real)} "
+        f"17-frame clips", flush=True)
+
+
 def train_tokenizer(config, run: str):
-  """Train the video tokenizer on built-in clips; write tokenizer_eval.npz on held-out clips."""
+  """Train the video tokenizer on built-in clips; write tokenizer_eval.npz on held-out clips.
+  The oracle tokenizer trains nothing: its reconstructions fill tokenizer_eval.npz."""
+  if tokenizer_kind(config) == "oracle":
+    size = video_size(config, run)
+    encode = jax.jit(encoders.pooling_stand_in_encoder(size))
+    decode = jax.jit(encoders.pooling_block_decoder(size))
+
+    def oracle(video):
+      codes = encode(video)
+      return decode(codes), codes
+
+    print("tokenizer: oracle (pooling codec), nothing to train", flush=True)
+    write_tokenizer_eval(config, run, oracle, config.pretokenize.batch_size,
+                         encoders.pooling_levels(size) ** 3)
+    return
   from loong_jax import train_tokenizer as trainer  # noqa: PLC0415 -- see the module docstring
 
   tc = tokenizer_config(config)
@@ -145,21 +202,9 @@ def train_tokenizer(config, run: str):
   state = result.state
   print(f"tokenizer: {tc.train.steps - result.start_step} steps in {time.time() - tick:.0f} s",
         flush=True)
-  held_out = synthetic_source(config, (17,), config.tokenizer.eval_clips, "heldout")
-  real = np.stack([held_out[i]["video"] for i in range(len(held_out))])
   recon_fn = jax.jit(functools.partial(tokenizer_step.reconstruct, config=tc))
-  recon, codes = [], []
-  for begin in range(0, len(real), tc.train.batch_size):
-    video = real[begin:begin + tc.train.batch_size].astype(np.float32) / 127.5 - 1.0
-    out, ids = recon_fn(state.ema_params, state.codebook_stats, video)
-    recon.append(_to_uint8(out))
-    codes.append(np.asarray(ids))
-  recon, codes = np.concatenate(recon), np.concatenate(codes)
-  np.savez_compressed(os.path.join(run, "tokenizer_eval.npz"), real=real, recon=recon,
-                      codes=codes, codebook_size=tc.tokenizer.quantizer.codebook_size)
-  mse = np.mean(((real.astype(np.float64) - recon) / 255.0) ** 2)
-  print(f"tokenizer: held-out PSNR {-10 * np.log10(max(mse, 1e-10)):.2f} dB on {len(real)} "
-        f"17-frame clips (EMA weights)", flush=True)
+  write_tokenizer_eval(config, run, lambda v: recon_fn(state.ema_params, state.codebook_stats, v),
+                       tc.train.batch_size, tc.tokenizer.quantizer.codebook_size)
 
 
 def train_text(config, run: str):
@@ -176,8 +221,12 @@ def pretokenize(config, run: str):
   """Token shards of images, 17-frame and 65-frame clips with the trained tokenizer."""
   stage = lm_stage_config(config, run, 1)
   vocab = tokens.Vocab(stage.vocab.text_size, stage.vocab.video_size)
-  encode_fn = encoders.tokenizer_encoder(tokenizer_config(config).tokenizer,
-                                         os.path.join(run, "tokenizer"))
+  kind = tokenizer_kind(config)
+  if kind == "oracle":
+    encode_fn = encoders.data_parallel(encoders.pooling_stand_in_encoder(vocab.video_size))
+  else:
+    encode_fn = encoders.tokenizer_encoder(tokenizer_config(config).tokenizer,
+                                           os.path.join(run, "tokenizer"))
   text_tokenizer = text_lib.TextTokenizer(os.path.join(run, "text.model"))
   p = config.pretokenize
   for name, frames in SOURCES:
@@ -187,7 +236,8 @@ def pretokenize(config, run: str):
         source, encode_fn, text_tokenizer, os.path.join(run, "tokens", name), vocab=vocab,
         shard_size=p.shard_size, batch_size=p.batch_size,
         max_text_len=stage.data.max_text_len,
-        settings={"source": f"synthetic {name}", "encoder": "tokenizer",
+        settings={"source": f"synthetic {name}",
+                  "encoder": "pooling (oracle)" if kind == "oracle" else "tokenizer",
                   "tokenizer_checkpoint": os.path.join(run, "tokenizer")})
 
 
@@ -217,7 +267,7 @@ def inference_config(config, run: str, reencode: bool) -> ml_collections.ConfigD
       reencode=reencode, height=config.data.resolution, width=config.data.resolution,
       fps=float(config.data.fps), max_text_len=stage.data.max_text_len, prompt_multiple=16,
       text_model=os.path.join(run, "text.model"), tokenizer_config=config.tokenizer.config,
-      tokenizer_dir=os.path.join(run, "tokenizer"))
+      tokenizer_dir=os.path.join(run, "tokenizer"), tokenizer_kind=tokenizer_kind(config))
   return out
 
 
@@ -225,27 +275,67 @@ def video_name(index: int, prompt: dict, reencode: bool) -> str:
   return f"{index:02d}_{prompt['color']}_{prompt['shape']}_{MODES[reencode]}"
 
 
+def faithfulness_prompts(config) -> list[dict]:
+  """`config.generate.faithfulness_prompts` short-clip prompts (`faithfulness.prompt_set`): half
+  held-out colour-shape pairs, spread over the still and straight motions of the demo's world,
+  a medium object over black (as the long-video prompts) where the world has them."""
+  from loong_jax.eval import faithfulness  # noqa: PLC0415 -- see the module docstring
+
+  world = synthetic_source(config, (17,), 1).config
+  background = "black" if "black" in world.background_colors else world.background_colors[0]
+  size = "medium" if "medium" in world.sizes else world.sizes[0]
+  return faithfulness.prompt_set(config.generate.faithfulness_prompts, world.motions, background,
+                                 size, seed=config.generate.seed)
+
+
+def clip_name(index: int, prompt: dict) -> str:
+  return f"clip_{index:02d}_{prompt['color']}_{prompt['shape']}_{prompt['motion']}"
+
+
 def generate(config, run: str):
   """A 60-second video per prompt and re-encoding mode: mp4, gif, npz (lossless, for the
-  evaluation) and a frame strip; then generated/prompts.jsonl."""
+  evaluation) and a frame strip; `generate.faithfulness_prompts` short clips of
+  `generate.faithfulness_frames` frames in one batch (npz); then generated/prompts.jsonl."""
   from loong_jax import generate as generate_lib  # noqa: PLC0415 -- see the module docstring
 
   g, out_dir = config.generate, os.path.join(run, "generated")
   os.makedirs(out_dir, exist_ok=True)
   prompts = list(g.prompts)
-  params = codec = encode_text = None
+  clips = faithfulness_prompts(config)
+  params = codec = encode_text = mesh = rules = None
+
+  def load(ic):
+    nonlocal params, codec, encode_text, mesh, rules
+    if params is None:
+      mesh, rules = sharding_lib.make_mesh(ic.mesh), sharding_lib.rules(ic.sharding)
+      model = transformer.Transformer(transformer.LMConfig.from_config(ic.lm))
+      params = generate_lib.restore_params(os.path.join(run, "lm", "stage3"), model, mesh, rules)
+      codec = generate_lib.load_codec(ic.inference.tokenizer_config, ic.inference.tokenizer_dir,
+                                      ic.inference.tokenizer_kind, ic.vocab.video_size)
+      encode_text = generate_lib.load_text_encoder(ic.inference.text_model)
+
+  clip_names = [clip_name(i, p) for i, p in enumerate(clips)]
+  if all(os.path.exists(os.path.join(out_dir, n + ".npz")) for n in clip_names):
+    print("generate: faithfulness clips already written", flush=True)
+  else:
+    ic = inference_config(config, run, True)
+    load(ic)
+    frames = g.faithfulness_frames
+    print(f"generate: {len(clips)} faithfulness clips of {frames} frames, one batch", flush=True)
+    out = generate_lib.generate_videos(ic, params, [p["prompt"] for p in clips],
+                                       frames / ic.inference.fps, g.seed, codec, encode_text,
+                                       mesh, rules)
+    for name, video in zip(clip_names, out.video):
+      path = os.path.join(out_dir, name)
+      np.savez_compressed(path + ".tmp.npz", video=_to_uint8(video), fps=ic.inference.fps)
+      os.replace(path + ".tmp.npz", path + ".npz")
   for reencode in g.reencode:
     names = [video_name(i, p, reencode) for i, p in enumerate(prompts)]
     if all(os.path.exists(os.path.join(out_dir, n + ".npz")) for n in names):
       print(f"generate: {MODES[reencode]} videos already written", flush=True)
       continue
     ic = inference_config(config, run, reencode)
-    mesh, rules = sharding_lib.make_mesh(ic.mesh), sharding_lib.rules(ic.sharding)
-    if params is None:
-      model = transformer.Transformer(transformer.LMConfig.from_config(ic.lm))
-      params = generate_lib.restore_params(os.path.join(run, "lm", "stage3"), model, mesh, rules)
-      codec = generate_lib.load_codec(ic.inference.tokenizer_config, ic.inference.tokenizer_dir)
-      encode_text = generate_lib.load_text_encoder(ic.inference.text_model)
+    load(ic)
     print(f"generate: {len(prompts)} prompts x {g.seconds:.0f} s, {MODES[reencode]}", flush=True)
     out = generate_lib.generate_videos(ic, params, [p["prompt"] for p in prompts], g.seconds,
                                        g.seed, codec, encode_text, mesh, rules)
@@ -256,14 +346,17 @@ def generate(config, run: str):
       np.savez_compressed(path + ".tmp.npz", video=_to_uint8(video), fps=ic.inference.fps)
       os.replace(path + ".tmp.npz", path + ".npz")
       print(f"generate: wrote {path}.{{mp4,gif,npz,png}}", flush=True)
-  entries = []
+  def common(p):
+    return {"prompt": p["prompt"], "split": p["split"], "fps": float(config.data.fps),
+            "attributes": {"color": p["color"], "shape": p["shape"], "motion": p["motion"]}}
+
+  # The LM learned motions at the speeds of every clip length it saw; the slowest (longest clip)
+  # sets the direction reader's `still` threshold (`probe.still_threshold`).
+  speed = max(frames for _, frames in SOURCES)
+  entries = [dict(common(p), file=name + ".npz", kind="clip", speed_frames=speed)
+             for p, name in zip(clips, clip_names)]
   for i, p in enumerate(prompts):
-    attributes = {"color": p["color"], "shape": p["shape"], "motion": p["motion"]}
-    common = {"prompt": p["prompt"], "attributes": attributes, "split": p["split"],
-              "fps": float(config.data.fps)}
-    first = video_name(i, p, g.reencode[0]) + ".npz"
-    entries.append(dict(common, file=first, kind="clip", frames=[0, g.faithfulness_frames]))
-    entries.extend(dict(common, file=video_name(i, p, r) + ".npz", kind="long", reencode=r)
+    entries.extend(dict(common(p), file=video_name(i, p, r) + ".npz", kind="long", reencode=r)
                    for r in g.reencode)
   tmp = os.path.join(out_dir, f"prompts.jsonl.tmp-{os.getpid()}")
   with open(tmp, "w") as f:
@@ -271,12 +364,68 @@ def generate(config, run: str):
   os.replace(tmp, os.path.join(out_dir, "prompts.jsonl"))
 
 
+def lm_text_gap(config, run: str) -> dict | None:
+  """`loong_jax.eval.text_gap.measure` of the stage-3 LM on `config.evaluate.text_gap_items`
+  held-out images and 17-frame clips, encoded with the run's video encoder and text model;
+  None for the AR-DF variant (its loss is not next-token prediction)."""
+  from loong_jax import generate as generate_lib  # noqa: PLC0415 -- see the module docstring
+  from loong_jax.eval import text_gap  # noqa: PLC0415
+
+  if config.lm.get("variant", "") == "ardf":
+    print("evaluate: text gap skipped (AR-DF trains masked frames, not next tokens)", flush=True)
+    return None
+  stage = lm_stage_config(config, run, 3)
+  vocab = tokens.Vocab(stage.vocab.text_size, stage.vocab.video_size)
+  mesh, rules = sharding_lib.make_mesh(stage.mesh), sharding_lib.rules(stage.sharding)
+  model = transformer.Transformer(transformer.LMConfig.from_config(stage.lm))
+  params = generate_lib.restore_params(os.path.join(run, "lm", "stage3"), model, mesh, rules)
+  mm_rope = stage.lm.rope == "mm_rope"
+  apply = jax.jit(lambda p, x, pos, frame: model.apply({"params": p}, x, pos, frame_ids=frame))
+  batch = config.pretokenize.batch_size
+
+  def logits_fn(inputs):
+    # Fixed shapes (batch, length rounded up to 64) compile once; trailing <pad> inputs do not
+    # change the causal logits before them.
+    b, length = inputs.shape
+    padded = np.full((batch, -(-length // 64) * 64), vocab.pad, np.int32)
+    padded[:b, :length] = inputs
+    pos = tokens.mm_rope_positions(padded, vocab, stage.data.frame_width) if mm_rope else None
+    with sharding_lib.mesh_context(mesh, rules):
+      out = apply(params, padded, pos, tokens.frame_index(padded, vocab))
+    return np.asarray(out)[:b, :length]
+
+  if tokenizer_kind(config) == "oracle":
+    encode_video = jax.jit(encoders.pooling_stand_in_encoder(vocab.video_size))
+  else:
+    encode_video = encoders.tokenizer_encoder(tokenizer_config(config).tokenizer,
+                                              os.path.join(run, "tokenizer"))
+  text_model = text_lib.TextTokenizer(os.path.join(run, "text.model"))
+  n = config.evaluate.text_gap_items
+  # Sources of 4n items: clips whose motion has no opposite to swap to are passed over.
+  out = text_gap.measure(logits_fn, vocab, encode_video, text_model.encode,
+                         synthetic_source(config, (1,), 4 * n, "heldout"),
+                         synthetic_source(config, (17,), 4 * n, "heldout"), n,
+                         stage.data.max_text_len, batch)
+  print(f"evaluate: text gap on {n} held-out items: colour {out['color']:.3f} nats, motion "
+        f"{out['motion']:.3f} nats", flush=True)
+  return out
+
+
 def evaluate(config, run: str):
-  """`loong_jax.evaluate` over the run: report.json, long_video.{md,png}."""
+  """The LM's text gap (RUN/lm_eval.json), then `loong_jax.evaluate` over the run: report.json,
+  long_video.{md,png}."""
   from loong_jax import evaluate as evaluate_lib  # noqa: PLC0415 -- see the module docstring
 
+  gap = lm_text_gap(config, run)
+  if gap is not None:
+    tmp = os.path.join(run, f"lm_eval.json.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+      json.dump({"text_gap": gap}, f, indent=1)
+    os.replace(tmp, os.path.join(run, "lm_eval.json"))
+
   evaluate_lib.evaluate(run, probe_clips=config.evaluate.probe_clips,
-                        window_s=config.evaluate.window_s)
+                        window_s=config.evaluate.window_s,
+                        reader="blocks" if tokenizer_kind(config) == "oracle" else "probe")
 
 
 def plots(config, run: str):

@@ -7,7 +7,9 @@ Every input is optional; a section whose inputs are absent is skipped with a log
     RUN/tokenizer_eval.npz    real, recon: uint8 [N, T, H, W, 3] held-out clips and their
                               reconstructions -> tokenizer.psnr, .ssim (+ .rfvd with
                               --i3d_checkpoint); codes: int ids of any shape and codebook_size:
-                              int -> tokenizer.codebook_usage, .codebook_perplexity
+                              int -> tokenizer.codebook_usage, .codebook_perplexity; masks:
+                              bool [N, T, H, W] object masks and backgrounds: uint8 [N, H, W, 3]
+                              -> tokenizer.object_psnr, .object_visible (`eval/objects.py`)
     RUN/tokenizer_eval.json   {"psnr": dB, "ssim": x, "codebook_usage": x, ...} measured by the
                               tokenizer trainer; fills the tokenizer keys the npz did not give
     RUN/generated/prompts.jsonl  one JSON object per generated video:
@@ -23,10 +25,17 @@ Every input is optional; a section whose inputs are absent is skipped with a log
         fps         (optional) frame rate; else the file's (npz: its fps, else 8)
         frames      (optional) [start, stop): use only these frames of the file (e.g. the first
                     clip of a long video for faithfulness)
+        speed_frames  (clip, optional) the longest clip length the model learned motion from:
+                    the direction reader's `still` threshold scales to the clip's length and
+                    that speed (`probe.still_threshold`); without it, the whole-clip rule
+    RUN/lm_eval.json          {"text_gap": {"color": nats, "motion": nats, ...}} measured on the
+                              LM (`eval/text_gap.py`) -> lm.text_gap.*
     RUN/timings.json          {"step": seconds} of the run -> timings.<step>_s
 
-The probe's own accuracy (probe.*) is measured on freshly rendered held-out clips at the
-resolution of the generated videos (64 without them). Outputs: RUN/report.json and, with long
+Clips are read by `--reader`: `probe` (the palette probe, `eval/probe.py`) or `blocks` (videos of
+the oracle tokenizer's 8x8 blocks, `eval/blocks.py`: colour and direction; shape is left out of
+faithfulness and of the long-video windows). The probe's own accuracy (probe.*) is measured on
+freshly rendered held-out clips at the resolution of the generated videos (64 without them). Outputs: RUN/report.json and, with long
 videos, RUN/long_video.md (table) and RUN/long_video.png (plot).
 """
 
@@ -41,16 +50,17 @@ from absl import flags, logging
 
 from loong_jax import cli
 from loong_jax.data import video_io
-from loong_jax.eval import consistency, faithfulness, fvd, probe, recon, report
+from loong_jax.eval import blocks, consistency, faithfulness, fvd, objects, probe, recon, report
 
+READERS = ("probe", "blocks")  # of generated clips: rendered-like videos, oracle 8x8 blocks
 # Flag holders, created by define_flags() when the module runs as a program.
-_WORKDIR = _I3D = _PROBE_CLIPS = _WINDOW_S = _REQUIRE_ALL = None
+_WORKDIR = _I3D = _PROBE_CLIPS = _WINDOW_S = _REQUIRE_ALL = _READER = None
 
 
 def define_flags():
   """Define this entry point's flags (only when run as a program, so that modules that
   define flags of the same names can be imported side by side, e.g. by tests)."""
-  global _WORKDIR, _I3D, _PROBE_CLIPS, _WINDOW_S, _REQUIRE_ALL
+  global _WORKDIR, _I3D, _PROBE_CLIPS, _WINDOW_S, _REQUIRE_ALL, _READER
   _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory to evaluate.", required=True)
   _I3D = flags.DEFINE_string("i3d_checkpoint", "", "Local I3D .npz (loong_jax.eval.fvd); rFVD is "
                              "skipped without it.")
@@ -59,6 +69,8 @@ def define_flags():
   _WINDOW_S = flags.DEFINE_float("window_s", 10.0, "Window length of the long-video check, s.")
   _REQUIRE_ALL = flags.DEFINE_bool("require_all", False, "Fail unless every required key of "
                                    "report.json was measured.")
+  _READER = flags.DEFINE_enum("reader", "probe", READERS, "Reader of the generated clips: "
+                              "'probe' (rendered-like videos) or 'blocks' (oracle tokenizer).")
 _DEFAULT_FPS = 8.0
 _KINDS = ("clip", "long")
 
@@ -79,6 +91,10 @@ def tokenizer_section(run: str, i3d_checkpoint: str = "") -> dict:
         out["rfvd"] = fvd.fvd(fvd.load_variables(i3d_checkpoint), real, fake)
       else:
         logging.warning("evaluate: no --i3d_checkpoint; rFVD skipped")
+    if "masks" in arrays and "backgrounds" in arrays:
+      out["object_psnr"] = objects.object_psnr(arrays["real"], arrays["recon"], arrays["masks"])
+      out["object_visible"] = objects.object_visible(arrays["real"], arrays["recon"],
+                                                     arrays["masks"], arrays["backgrounds"])
     if "codes" in arrays:
       if "codebook_size" not in arrays:
         raise ValueError(f"{npz_path}: has codes but no codebook_size")
@@ -142,8 +158,26 @@ def load_video(run: str, entry: dict) -> tuple[np.ndarray, float]:
   return video, float(entry.get("fps", fps))
 
 
+def clip_reader(kind: str, speed_frames: int | None) -> faithfulness.Reader:
+  """The reader of generated clips: `probe.read` or `blocks.read` with the `still` threshold of
+  the clip's length at the speed of `speed_frames`-frame clips (None: the whole-clip rule, 0.08
+  of the side)."""
+  if kind not in READERS:
+    raise ValueError(f"evaluate: reader {kind!r} unknown; known: {READERS}")
+
+  def still_px(video):
+    side = max(video.shape[1:3])
+    if speed_frames is None:
+      return 0.08 * side
+    return probe.still_threshold(len(video), side, speed_frames)
+
+  if kind == "blocks":
+    return lambda video: blocks.read(video, still_px(video))
+  return lambda video: probe.read(video, still_px(video))
+
+
 def evaluate(run: str, i3d_checkpoint: str = "", probe_clips: int = 200, window_s: float = 10.0,
-             require_all: bool = False) -> dict:
+             require_all: bool = False, reader: str = "probe") -> dict:
   """Measure what `run` holds (layout in the module docstring); write and return the report."""
   result, timings = {}, {}
 
@@ -156,6 +190,10 @@ def evaluate(run: str, i3d_checkpoint: str = "", probe_clips: int = 200, window_
   tokenizer = timed("tokenizer", tokenizer_section, run, i3d_checkpoint)
   if tokenizer:
     result["tokenizer"] = tokenizer
+  lm_path = os.path.join(run, "lm_eval.json")
+  if os.path.exists(lm_path):
+    with open(lm_path) as f:
+      result["lm"] = json.load(f)
   entries = read_prompts(run)
   if not entries:
     logging.warning(f"evaluate: no {os.path.join(run, 'generated', 'prompts.jsonl')}; "
@@ -169,8 +207,14 @@ def evaluate(run: str, i3d_checkpoint: str = "", probe_clips: int = 200, window_
           flush=True)
   clips = [e for e in entries if e["kind"] == "clip"]
   if clips:
+    speeds = {e.get("speed_frames") for e in clips}
+    if len(speeds) > 1:
+      raise ValueError(f"{clips[0]['where']}: clips of one run share one speed_frames, got "
+                       f"{sorted(speeds, key=str)}")
     items = ((load_video(run, e)[0], e["attributes"], e["split"]) for e in clips)
-    result["faithfulness"] = timed("faithfulness", faithfulness.faithfulness, items)
+    keys = ("color", "direction") if reader == "blocks" else tuple(faithfulness.ATTRIBUTES)
+    result["faithfulness"] = timed("faithfulness", faithfulness.faithfulness, items,
+                                   clip_reader(reader, speeds.pop()), keys)
   elif entries:
     logging.warning("evaluate: no generated clips (kind 'clip'); faithfulness skipped")
   longs = [e for e in entries if e["kind"] == "long"]
@@ -180,7 +224,8 @@ def evaluate(run: str, i3d_checkpoint: str = "", probe_clips: int = 200, window_
         video, fps = load_video(run, e)
         yield video, fps, e["attributes"], e["reencode"]
 
-    windows = timed("long_video", consistency.consistency, long_items(), window_s)
+    checks = blocks.window_checks if reader == "blocks" else consistency.window_checks
+    windows = timed("long_video", consistency.consistency, long_items(), window_s, checks)
     windows["window_s"] = window_s
     result["long_video"] = windows
     table = consistency.markdown_table(windows, window_s)
@@ -206,7 +251,8 @@ def evaluate(run: str, i3d_checkpoint: str = "", probe_clips: int = 200, window_
 
 def main(argv):
   del argv
-  evaluate(_WORKDIR.value, _I3D.value, _PROBE_CLIPS.value, _WINDOW_S.value, _REQUIRE_ALL.value)
+  evaluate(_WORKDIR.value, _I3D.value, _PROBE_CLIPS.value, _WINDOW_S.value, _REQUIRE_ALL.value,
+           _READER.value)
   print(f"wrote {os.path.join(_WORKDIR.value, 'report.json')}", flush=True)
 
 

@@ -95,8 +95,25 @@ def encode_prompt(prompt: str, encode_text: TextEncoder, max_len: int,
   return ids
 
 
-def load_codec(tokenizer_config: str, tokenizer_dir: str) -> long_video.VideoCodec:
-  """The trained video tokenizer (EMA generator weights of its latest checkpoint) as a codec."""
+def oracle_codec(video_size: int) -> long_video.VideoCodec:
+  """The demo's oracle tokenizer as a codec: the pooling encoder and its block decoder
+  (`loong_jax.data.encoders`), whose re-encoding gives back the same codes."""
+  from loong_jax.data import encoders  # noqa: PLC0415 -- needs the tokenizer package
+
+  encode = jax.jit(encoders.pooling_stand_in_encoder(video_size))
+  decode_fn = jax.jit(encoders.pooling_block_decoder(video_size))
+  return long_video.VideoCodec(lambda v: np.asarray(encode(v)), lambda i: np.asarray(decode_fn(i)),
+                               4, 8)
+
+
+def load_codec(tokenizer_config: str, tokenizer_dir: str, kind: str = "learned",
+               video_size: int = 8_192) -> long_video.VideoCodec:
+  """The video codec of `kind`: 'learned', the trained video tokenizer (EMA generator weights of
+  its latest checkpoint), or 'oracle' (`oracle_codec(video_size)`; no files read)."""
+  if kind == "oracle":
+    return oracle_codec(video_size)
+  if kind != "learned":
+    raise ValueError(f"inference.tokenizer_kind={kind!r} unknown; known: 'learned', 'oracle'")
   if not tokenizer_config or not tokenizer_dir:
     raise RuntimeError("no video tokenizer: set --config.inference.tokenizer_config (e.g. "
                        "configs/tokenizer/magvit2.py:loong_246m) and "
@@ -197,7 +214,8 @@ def main(argv):
       prompts = [line.rstrip("\n") for line in fp]
   inf = config.inference
   try:
-    codec = load_codec(inf.tokenizer_config, inf.tokenizer_dir)
+    codec = load_codec(inf.tokenizer_config, inf.tokenizer_dir,
+                       inf.get("tokenizer_kind", "learned"), config.vocab.video_size)
     encode_text = None
     if any(p.strip() for p in prompts):
       encode_text = load_text_encoder(inf.text_model or os.path.join(_WORKDIR.value,

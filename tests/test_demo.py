@@ -68,6 +68,10 @@ def test_config_variants_hold_every_number():
     assert heldout and heldout <= set(synthetic.HELDOUT_PAIRS)
     assert pairs - heldout, "faithfulness needs seen prompts too"
     assert len(config.lm.steps) == 3
+    assert config.tokenizer.kind == "learned"
+    assert config.evaluate.text_gap_items % config.pretokenize.batch_size == 0
+  assert cli.load_config_file(os.path.join(REPO, "configs", "demo_cpu.py")
+                              ).generate.faithfulness_prompts >= 30
   with pytest.raises(ValueError, match="unknown variant"):
     cli.load_config_file(os.path.join(REPO, "configs", "demo_cpu.py") + ":huge")
 
@@ -173,6 +177,10 @@ def test_quick_demo_end_to_end_resumes_after_sigint_in_stage2(tmp_path):
   flat = report.flatten(result)
   for key in report.REQUIRED:
     assert key in flat, key
+  for key in ("tokenizer.object_psnr", "tokenizer.object_visible", "lm.text_gap.color",
+              "lm.text_gap.motion"):
+    assert key in flat, key
+  assert flat["faithfulness.num_videos"] == 4
   for mode in ("reencode", "no_reencode"):
     assert len(result["long_video"]["presence"][mode]) == 6   # 60 s in 10 s windows
   for step in demo.STEPS:

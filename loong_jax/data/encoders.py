@@ -5,7 +5,9 @@
 
 `load_encoder(config)` picks one from `config.encoder`: `tokenizer` (a trained video tokenizer run
 restored by `tokenizer_encoder`; `VideoTokenizer.encode` has this contract) or `pooling`, a TEST
-STAND-IN with the same shapes.
+STAND-IN with the same shapes. The pooling encoder with its `pooling_block_decoder` is the CPU
+demo's *oracle* tokenizer (`--config.tokenizer.kind=oracle`): it keeps each object's colour and
+position as 8x8 blocks, so the LM half of the demo can be trained and judged alone.
 `data_parallel` runs any of them with the batch split over this host's devices.
 """
 
@@ -26,6 +28,7 @@ from loong_jax.tokenizer import autoencoder
 from loong_jax.train import checkpoint as checkpoint_lib
 
 EncodeFn = Callable[[np.ndarray], np.ndarray]
+CODEC_KINDS = ("learned", "oracle")  # a trained tokenizer run, or the pooling codec below
 
 
 def data_parallel(encode_fn: Callable, devices=None) -> EncodeFn:
@@ -53,10 +56,7 @@ def pooling_stand_in_encoder(video_size: int, spatial: int = 8, temporal: int = 
   grouping); each `spatial` x `spatial` patch's mean RGB is quantised to `b` bits per channel
   (3b <= log2(video_size)) and packed into one code. Deterministic, shapes as the real encoder's.
   """
-  bits = int(math.log2(video_size)) // 3
-  if bits < 1:
-    raise ValueError(f"pooling encoder: video_size={video_size} is below 8 codes")
-  levels = 2**bits
+  levels = pooling_levels(video_size)
 
   def encode(video):
     b, t, h, w, c = video.shape
@@ -69,6 +69,37 @@ def pooling_stand_in_encoder(video_size: int, spatial: int = 8, temporal: int = 
     return q[..., 0] + levels * q[..., 1] + levels * levels * q[..., 2]
 
   return encode
+
+
+def pooling_levels(video_size: int) -> int:
+  """Quantisation levels per channel of the pooling codec: the largest power of two `L` with
+  `L**3 <= video_size` (8,192 ids -> 16 levels, 4,096 codes)."""
+  bits = int(math.log2(video_size)) // 3
+  if bits < 1:
+    raise ValueError(f"pooling encoder: video_size={video_size} is below 8 codes")
+  return 2**bits
+
+
+def pooling_block_decoder(video_size: int, spatial: int = 8, temporal: int = 4) -> Callable:
+  """The inverse of `pooling_stand_in_encoder`: codes `[B, T_lat, h, w]` -> video
+  `[B, 1 + temporal (T_lat - 1), h*spatial, w*spatial, 3]` in [-1, 1].
+
+  Each code becomes the centre of its quantisation bin, painted over its `spatial` x `spatial`
+  block; latent frame 0 is frame 0 and latent frame k (k >= 1) frames `4k-3 .. 4k`. Re-encoding a
+  decoded video gives the same codes exactly: every pooled mean is a bin centre, half a bin from
+  either edge (also after rounding to uint8, 1/255 of the range).
+  """
+  levels = pooling_levels(video_size)
+
+  def decode(codes):
+    codes = jnp.asarray(codes, jnp.int32)
+    q = jnp.stack([codes % levels, (codes // levels) % levels, codes // (levels * levels)], -1)
+    rgb = (q.astype(jnp.float32) + 0.5) / levels * 2.0 - 1.0
+    rgb = jnp.repeat(jnp.repeat(rgb, spatial, axis=2), spatial, axis=3)
+    rest = jnp.repeat(rgb[:, 1:], temporal, axis=1)
+    return jnp.concatenate([rgb[:, :1], rest], axis=1)
+
+  return decode
 
 
 def restore_tokenizer(tokenizer_config, run_dir: str, name: str = "config.tokenizer_checkpoint"):

@@ -22,6 +22,7 @@ import numpy as np
 from loong_jax.data import synthetic_render as render_lib
 
 SIZES = {"small": 0.09, "medium": 0.14, "large": 0.2}  # radius / image side
+TRAVEL = (0.25, 0.45)  # straight motions travel this fraction of the side over their whole clip
 DIRECTIONS = {  # unit (x, y) steps, y down
     "left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1),
     "up-left": (-1, -1), "up-right": (1, -1), "down-left": (-1, 1), "down-right": (1, 1),
@@ -124,7 +125,7 @@ def _trajectory(motion: str, size: str, num_frames: int, side: int, rng: np.rand
   lo, hi = margin, side - margin
   if motion in DIRECTIONS:
     step = np.asarray(DIRECTIONS[motion], np.float64)
-    travel = rng.uniform(0.25, 0.45) * side
+    travel = rng.uniform(*TRAVEL) * side
     path = step * travel
     # Start where the whole path stays inside [lo, hi].
     start = np.array([rng.uniform(lo - min(p, 0.0), hi - max(p, 0.0)) for p in path])

@@ -20,7 +20,7 @@ frames left over join the last window (481 frames at 8 fps -> 6 windows, the las
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -103,12 +103,14 @@ def window_checks(video: np.ndarray, fps: float, attributes: dict,
 
 
 def consistency(items: Iterable[tuple[np.ndarray, float, dict, bool]],
-                window_s: float = 10.0) -> dict:
+                window_s: float = 10.0, checks_fn: Callable = window_checks) -> dict:
   """Per-window fractions of prompts whose object holds, with re-encoding on and off.
 
   Args:
     items: `(video uint8 [T, H, W, 3], fps, attributes, reencode)`.
     window_s: window length in seconds.
+    checks_fn: `window_checks` or a reader's own with its signature and a subset of `CHECKS`
+      (`blocks.window_checks` for oracle videos: presence and motion).
   Returns:
     `{"presence": {"reencode": [w0, w1, ...], "no_reencode": [...]}, "shape": ..., "motion": ...,
     "count": {"reencode": n, "no_reencode": n}}`: window k averages over the videos that have a
@@ -116,12 +118,13 @@ def consistency(items: Iterable[tuple[np.ndarray, float, dict, bool]],
   """
   rows = {mode: [] for mode in MODES.values()}
   for video, fps, attributes, reencode in items:
-    rows[MODES[bool(reencode)]].append(window_checks(video, fps, attributes, window_s))
-  out = {check: {} for check in CHECKS}
+    rows[MODES[bool(reencode)]].append(checks_fn(video, fps, attributes, window_s))
+  checks = [c for c in CHECKS if any(c in v[0] for videos in rows.values() for v in videos)]
+  out = {check: {} for check in checks}
   for mode, videos in rows.items():
     if not videos:
       continue
-    for check in CHECKS:
+    for check in checks:
       out[check][mode] = [float(np.mean([v[k][check] for v in videos if len(v) > k]))
                           for k in range(max(len(v) for v in videos))]
   out["count"] = {mode: len(v) for mode, v in rows.items() if v}
@@ -131,12 +134,13 @@ def consistency(items: Iterable[tuple[np.ndarray, float, dict, bool]],
 def markdown_table(result: dict, window_s: float = 10.0) -> str:
   """The `consistency` result as a markdown table, one row per window."""
   modes = [m for m in MODES.values() if m in result["presence"]]
-  header = ["window"] + [f"{check} ({mode})" for check in CHECKS for mode in modes]
+  checks = [c for c in CHECKS if c in result]
+  header = ["window"] + [f"{check} ({mode})" for check in checks for mode in modes]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   num = max(len(result["presence"][m]) for m in modes) if modes else 0
   for k in range(num):
     cells = [f"{k * window_s:g}-{(k + 1) * window_s:g} s"]
-    for check in CHECKS:
+    for check in checks:
       for mode in modes:
         values = result[check][mode]
         cells.append(f"{values[k]:.2f}" if k < len(values) else "-")

@@ -11,44 +11,95 @@ shrinking).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from loong_jax.data import synthetic, synthetic_render as render_lib
 from loong_jax.eval import probe
 
 ATTRIBUTES = {"color": "color", "shape": "shape", "direction": "motion"}  # report key -> field
 SPLITS = ("seen", "heldout")
+Reader = Callable[[np.ndarray], probe.Reading]
 
 
-def matches(video: np.ndarray, attributes: dict) -> dict[str, bool]:
-  """`{"color", "shape", "direction"}` -> whether the probe's reading of a uint8
+def matches(video: np.ndarray, attributes: dict, reader: Reader = probe.read,
+            keys: Sequence[str] = tuple(ATTRIBUTES)) -> dict[str, bool]:
+  """`{key: bool}` for `keys` of `ATTRIBUTES`: whether `reader`'s reading of a uint8
   `[T, H, W, 3]` video equals the prompt's `attributes` (`color`, `shape`, `motion`)."""
-  missing = [f for f in ATTRIBUTES.values() if f not in attributes]
+  missing = [ATTRIBUTES[k] for k in keys if ATTRIBUTES[k] not in attributes]
   if missing:
     raise KeyError(f"prompt attributes {attributes} lack the fields {missing}")
-  reading = probe.read(video)
-  return {key: getattr(reading, field) == attributes[field]
-          for key, field in ATTRIBUTES.items()}
+  reading = reader(video)
+  return {key: getattr(reading, ATTRIBUTES[key]) == attributes[ATTRIBUTES[key]] for key in keys}
 
 
-def faithfulness(items: Iterable[tuple[np.ndarray, dict, str]]) -> dict:
-  """Fractions of videos whose colour / shape / direction match their prompt, per split.
+def faithfulness(items: Iterable[tuple[np.ndarray, dict, str]], reader: Reader = probe.read,
+                 keys: Sequence[str] = tuple(ATTRIBUTES)) -> dict:
+  """Fractions of videos whose attributes `keys` (default colour, shape, direction) match their
+  prompt, per split, as read by `reader` (`probe.read`; `blocks.read` for oracle videos, which
+  cannot show shape).
 
   Args:
     items: `(video uint8 [T, H, W, 3], attributes, split)` with split "seen" or "heldout".
   Returns:
-    `{"color": {"seen": f, "heldout": f}, "shape": ..., "direction": ..., "count": {"seen": n,
-    "heldout": n}}`; a split without videos is left out (its fractions would be undefined).
+    `{"color": {"seen": f, "heldout": f}, ..., "count": {"seen": n, "heldout": n},
+    "num_videos": n}`; a split without videos is left out (its fractions would be undefined).
   """
-  hits = {key: {split: 0 for split in SPLITS} for key in ATTRIBUTES}
+  unknown = sorted(set(keys) - set(ATTRIBUTES))
+  if unknown:
+    raise ValueError(f"faithfulness: keys {unknown} unknown; known: {list(ATTRIBUTES)}")
+  hits = {key: {split: 0 for split in SPLITS} for key in keys}
   count = {split: 0 for split in SPLITS}
   for video, attributes, split in items:
     if split not in SPLITS:
       raise ValueError(f"split {split!r} unknown; known: {SPLITS}")
     count[split] += 1
-    for key, ok in matches(video, attributes).items():
+    for key, ok in matches(video, attributes, reader, keys).items():
       hits[key][split] += ok
-  out = {key: {s: hits[key][s] / count[s] for s in SPLITS if count[s]} for key in ATTRIBUTES}
+  out = {key: {s: hits[key][s] / count[s] for s in SPLITS if count[s]} for key in keys}
   out["count"] = {s: n for s, n in count.items() if n}
+  out["num_videos"] = sum(count.values())
+  return out
+
+
+def judged_motions(motions: Sequence[str]) -> tuple[str, ...]:
+  """The motions of `motions` that a short clip's direction is judged on: `still` and the
+  straight directions (bouncing, growing and shrinking at the slow speed of long clips do not
+  show within a short clip)."""
+  return tuple(m for m in motions if m == "still" or m in synthetic.DIRECTIONS)
+
+
+def prompt_set(count: int, motions: Sequence[str], background: str = "black",
+               size: str = "medium", seed: int = 0) -> list[dict]:
+  """`count` single-object prompts: the first half held-out colour-shape pairs
+  (`synthetic.HELDOUT_PAIRS`, in turn), the rest seen pairs (a seeded spread over the training
+  pairs), the motions `judged_motions(motions)` in turn over both halves; each worded by the
+  dataset's own caption template (`synthetic.caption`, a medium object over a plain
+  `background`).
+
+  Returns:
+    `[{"prompt", "color", "shape", "motion", "split"}]`.
+  """
+  judged = judged_motions(motions)
+  if not judged:
+    raise ValueError(f"faithfulness prompts: none of the motions {list(motions)} is still or a "
+                     "direction")
+  rng = np.random.default_rng(seed)
+  held = list(synthetic.HELDOUT_PAIRS)
+  seen = [(c, s) for c in render_lib.COLORS for s in render_lib.SHAPES
+          if (c, s) not in set(held)]
+  seen = [seen[i] for i in rng.permutation(len(seen))]
+  n_held = (count + 1) // 2
+  out = []
+  for i in range(count):
+    split, k = ("heldout", i) if i < n_held else ("seen", i - n_held)
+    pairs = held if split == "heldout" else seen
+    color, shape = pairs[k % len(pairs)]
+    # Shift the motion every round of pairs, so a pair meets different motions.
+    motion = judged[(k + k // len(held)) % len(judged)]
+    obj = {"size": size, "color": color, "shape": shape, "motion": motion}
+    text = synthetic.caption([obj], background, "plain", True, rng)
+    out.append({"prompt": text, "color": color, "shape": shape, "motion": motion,
+                "split": split})
   return out

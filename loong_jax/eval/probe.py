@@ -13,7 +13,9 @@ pixels that holds most of that colour. Then:
   `bouncing` when the centroid's path is longer than 0.8 of the frame side (straight motions
   travel at most 0.45 * sqrt(2) ~ 0.64 of it, bounces at least 1.0), `still` when the
   least-squares displacement is under 0.08 of the side, otherwise the nearest of the eight
-  directions of that displacement.
+  directions of that displacement. A window shorter than its motion (the first 17 frames of a
+  65-frame clip) moves less: `still_threshold` scales the `still` limit to the window's length
+  and the dataset's slowest speed.
 
 The motion thresholds are those of a whole clip of the dataset (every motion spans its clip);
 `loong_jax.eval.consistency` judges windows of long videos with its own, scale-free rules.
@@ -212,8 +214,28 @@ def direction_of(vector: np.ndarray) -> str:
   return names[int(np.argmax(steps @ vector))]
 
 
-def read_motion(tr: Track) -> str:
-  """One of `synthetic.MOTIONS` for a whole clip (thresholds in the module docstring)."""
+def still_threshold(num_frames: int, side: int, speed_frames: int) -> float:
+  """Pixels under which a `num_frames` window's displacement reads as `still`: half the
+  displacement of the dataset's slowest straight motion (`synthetic.TRAVEL[0]` of the side over
+  a clip of `speed_frames` frames, the longest clip the model learned from) over the window.
+
+  Whole clips of their own speed (`num_frames == speed_frames`): 8 px at 64 px; the first 17
+  frames of a 65-frame clip: 2 px (they move 4-7 px, under the whole-clip 0.08 side).
+  """
+  if num_frames < 2 or speed_frames < 2:
+    raise ValueError(f"still_threshold: num_frames={num_frames} and speed_frames={speed_frames} "
+                     "must be at least 2")
+  return 0.5 * synthetic.TRAVEL[0] * side * (num_frames - 1) / (speed_frames - 1)
+
+
+def motion_of(move: np.ndarray, still_px: float) -> str:
+  """`still` for a displacement `[2]` (x, y) shorter than `still_px`, else its direction."""
+  return "still" if np.linalg.norm(move) < still_px else direction_of(move)
+
+
+def read_motion(tr: Track, still_px: float | None = None) -> str:
+  """One of `synthetic.MOTIONS` for a whole clip (thresholds in the module docstring);
+  `still_px` replaces the whole-clip `still` threshold (e.g. `still_threshold` for a window)."""
   ok = tr.present()
   if ok.sum() < 2:
     return "still"
@@ -226,20 +248,18 @@ def read_motion(tr: Track) -> str:
   path = float(np.linalg.norm(np.diff(centers, axis=0), axis=1).sum())
   if path > 0.8 * tr.side:
     return "bouncing"
-  move = displacement(tr)
-  if np.linalg.norm(move) < 0.08 * tr.side:
-    return "still"
-  return direction_of(move)
+  return motion_of(displacement(tr), 0.08 * tr.side if still_px is None else still_px)
 
 
-def read(video: np.ndarray) -> Reading:
-  """Colour, shape and motion of the dominant object of a uint8 `[T, H, W, 3]` video."""
+def read(video: np.ndarray, still_px: float | None = None) -> Reading:
+  """Colour, shape and motion of the dominant object of a uint8 `[T, H, W, 3]` video
+  (`still_px`: see `read_motion`)."""
   labels = pixel_labels(video)
   color = dominant_color(labels)
   if color is None:
     return Reading(None, None, None)
   tr = track(labels, color)
-  return Reading(OBJECT_COLORS[color], read_shape(tr), read_motion(tr))
+  return Reading(OBJECT_COLORS[color], read_shape(tr), read_motion(tr, still_px))
 
 
 def probe_accuracy(num_clips: int = 200, resolution: int = 64, num_frames: int = 17,

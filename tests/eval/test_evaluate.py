@@ -11,7 +11,7 @@ import pytest
 
 from loong_jax import evaluate
 from loong_jax.data import synthetic, video_io
-from loong_jax.eval import report
+from loong_jax.eval import objects, report
 from tests.eval import helpers
 
 pytestmark = pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # ffmpeg, the CLI
@@ -21,10 +21,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def _write_run(run):
   rng = np.random.default_rng(0)
-  real = np.stack([helpers.single_object("heldout", seed=7).sample(i)["video"] for i in range(3)])
+  held_out = helpers.single_object("heldout", seed=7)
+  real = np.stack([held_out.sample(i)["video"] for i in range(3)])
   recon = np.clip(real + rng.normal(0, 4, real.shape), 0, 255).astype(np.uint8)
+  masks, backgrounds = zip(*(objects.object_masks(held_out, i) for i in range(3)))
   np.savez(run / "tokenizer_eval.npz", real=real, recon=recon,
-           codes=rng.integers(0, 32, (3, 5, 4, 4)), codebook_size=64)
+           codes=rng.integers(0, 32, (3, 5, 4, 4)), codebook_size=64, masks=np.stack(masks),
+           backgrounds=np.stack(backgrounds))
   (run / "tokenizer_eval.json").write_text(json.dumps({"psnr": 0.0, "train_steps": 100}))
   gen = run / "generated"
   gen.mkdir()
@@ -65,6 +68,8 @@ def test_evaluate_measures_every_section(tmp_path):
   assert loaded == json.loads(json.dumps(result))
   assert 35 < loaded["tokenizer"]["psnr"] < 45 and 0.8 < loaded["tokenizer"]["ssim"] < 1.0
   assert loaded["tokenizer"]["codebook_usage"] == 0.5
+  assert 35 < loaded["tokenizer"]["object_psnr"] < 45
+  assert loaded["tokenizer"]["object_visible"] == 1.0
   assert loaded["tokenizer"]["train_steps"] == 100  # trainer figures fill in, npz ones win
   assert loaded["probe"]["accuracy"] >= 0.95
   for key in ("color", "shape", "direction"):

@@ -2,7 +2,8 @@
 
 import pytest
 
-from loong_jax.eval import faithfulness
+from loong_jax.data import synthetic
+from loong_jax.eval import faithfulness, probe
 from tests.eval import helpers
 
 
@@ -43,3 +44,27 @@ def test_bad_split_and_missing_field_are_named():
     faithfulness.faithfulness([(video, attrs, "test")])
   with pytest.raises(KeyError, match="motion"):
     faithfulness.matches(video, {"color": "red", "shape": "ring"})
+
+
+def test_prompt_set_halves_held_out_and_spreads_motions():
+  motions = ("still", "left", "right", "up", "down", "bouncing")
+  prompts = faithfulness.prompt_set(30, motions)
+  held = [p for p in prompts if p["split"] == "heldout"]
+  assert len(prompts) == 30 and len(held) == 15
+  assert {(p["color"], p["shape"]) for p in held} == set(synthetic.HELDOUT_PAIRS)
+  assert not {(p["color"], p["shape"]) for p in prompts if p["split"] == "seen"} & set(
+      synthetic.HELDOUT_PAIRS)
+  assert {p["motion"] for p in prompts} == {"still", "left", "right", "up", "down"}
+  for p in prompts:
+    assert f"{p['color']} {p['shape']}" in p["prompt"]
+    assert any(phrase in p["prompt"] for phrase in synthetic.MOTION_PHRASES[p["motion"]])
+  with pytest.raises(ValueError, match="still or a direction"):
+    faithfulness.prompt_set(4, ("growing",))
+
+
+def test_reader_and_keys_are_the_callers():
+  items = _items(2)
+  blind = faithfulness.faithfulness(items, reader=lambda v: probe.Reading(None, None, None),
+                                    keys=("color", "direction"))
+  assert set(blind) == {"color", "direction", "count", "num_videos"}
+  assert blind["color"] == {"seen": 0.0, "heldout": 0.0} and blind["num_videos"] == 4

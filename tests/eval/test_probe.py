@@ -73,3 +73,47 @@ def test_an_empty_video_reads_nothing():
 def test_rejects_float_videos():
   with pytest.raises(ValueError, match="uint8"):
     probe.read(np.zeros((2, 8, 8, 3), np.float32))
+
+
+def _straight_or_still(frames: int, per_motion: int, seed: int = 11):
+  """`(video, motion)` of single-object `frames`-frame clips, `per_motion` of each motion a
+  short faithfulness window is judged on (still and the eight directions)."""
+  data = helpers.single_object("heldout", num_frames=frames, seed=seed, n=40 * per_motion)
+  judged = ("still", *synthetic.DIRECTIONS)
+  out, count = [], dict.fromkeys(judged, 0)
+  for i in range(len(data)):
+    motion = data.attributes(i)[0]["objects"][0]["motion"]
+    if motion in count and count[motion] < per_motion:
+      count[motion] += 1
+      out.append((data.sample(i)["video"], motion))
+  assert min(count.values()) == per_motion, count
+  return out
+
+
+def _motion(video, still_px):
+  labels = probe.pixel_labels(video)
+  return probe.read_motion(probe.track(labels, probe.dominant_color(labels)), still_px)
+
+
+@pytest.mark.parametrize("frames,start", [(17, 0), (65, 0), (65, 24)])
+def test_scale_aware_still_threshold_reads_17_frame_windows(frames, start):
+  """17 frames at 17-frame speed, and 17-frame windows of 65-frame clips (which move 4-7 px,
+  under the whole-clip 5.1 px `still` limit): every motion >= 95% right with
+  `still_threshold` at the slowest (65-frame) speed."""
+  clips = _straight_or_still(frames, 10)
+  still_px = probe.still_threshold(17, helpers.RESOLUTION, 65)
+  right = {}
+  for video, motion in clips:
+    right.setdefault(motion, []).append(_motion(video[start:start + 17], still_px) == motion)
+  for motion, hits in right.items():
+    assert np.mean(hits) >= 0.95, (motion, hits)
+  if frames == 65:  # the whole-clip rule calls many of the moving ones still
+    whole_clip = [_motion(v[start:start + 17], None) == m for v, m in clips if m != "still"]
+    assert np.mean(whole_clip) < 0.9
+
+
+def test_still_threshold_scales_with_the_window():
+  assert probe.still_threshold(17, 64, 17) == pytest.approx(0.5 * 0.25 * 64)
+  assert probe.still_threshold(17, 64, 65) == pytest.approx(2.0)
+  with pytest.raises(ValueError, match="at least 2"):
+    probe.still_threshold(1, 64, 65)

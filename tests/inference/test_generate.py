@@ -101,6 +101,16 @@ def test_no_tokenizer_is_a_clear_error(monkeypatch):
     generate.load_codec("configs/tokenizer/x.py", "/nonexistent")
 
 
+def test_oracle_codec_needs_no_files_and_reencodes_exactly():
+  codec = generate.load_codec("", "", "oracle", 8192)
+  codes = np.random.default_rng(0).integers(0, 4096, (1, 3, 2, 2))
+  video = codec.decode(codes)
+  assert video.shape == (1, 9, 16, 16, 3)
+  np.testing.assert_array_equal(codec.encode(video), codes)
+  with pytest.raises(ValueError, match="tokenizer_kind"):
+    generate.load_codec("", "", "vqgan")
+
+
 def test_text_encoder_is_the_runs_sentencepiece_model(tmp_path):
   from loong_jax.data import text
   path = str(tmp_path / "text.model")
