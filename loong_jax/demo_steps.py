@@ -364,21 +364,23 @@ def generate(config, run: str):
   os.replace(tmp, os.path.join(out_dir, "prompts.jsonl"))
 
 
-def lm_text_gap(config, run: str) -> dict | None:
-  """`loong_jax.eval.text_gap.measure` of the stage-3 LM on `config.evaluate.text_gap_items`
-  held-out images and 17-frame clips, encoded with the run's video encoder and text model;
-  None for the AR-DF variant (its loss is not next-token prediction)."""
+def lm_text_gap(config, run: str, stage_number: int = 3) -> dict | None:
+  """`loong_jax.eval.text_gap.measure` of the LM of stage `stage_number` on
+  `config.evaluate.text_gap_items` held-out images and 17-frame clips, encoded with the run's
+  video encoder and text model; None for the AR-DF variant (its loss is not next-token
+  prediction)."""
   from loong_jax import generate as generate_lib  # noqa: PLC0415 -- see the module docstring
   from loong_jax.eval import text_gap  # noqa: PLC0415
 
   if config.lm.get("variant", "") == "ardf":
     print("evaluate: text gap skipped (AR-DF trains masked frames, not next tokens)", flush=True)
     return None
-  stage = lm_stage_config(config, run, 3)
+  stage = lm_stage_config(config, run, stage_number)
   vocab = tokens.Vocab(stage.vocab.text_size, stage.vocab.video_size)
   mesh, rules = sharding_lib.make_mesh(stage.mesh), sharding_lib.rules(stage.sharding)
   model = transformer.Transformer(transformer.LMConfig.from_config(stage.lm))
-  params = generate_lib.restore_params(os.path.join(run, "lm", "stage3"), model, mesh, rules)
+  params = generate_lib.restore_params(os.path.join(run, "lm", f"stage{stage_number}"), model,
+                                       mesh, rules)
   mm_rope = stage.lm.rope == "mm_rope"
   apply = jax.jit(lambda p, x, pos, frame: model.apply({"params": p}, x, pos, frame_ids=frame))
   batch = config.pretokenize.batch_size
@@ -406,8 +408,8 @@ def lm_text_gap(config, run: str) -> dict | None:
                          synthetic_source(config, (1,), 4 * n, "heldout"),
                          synthetic_source(config, (17,), 4 * n, "heldout"), n,
                          stage.data.max_text_len, batch)
-  print(f"evaluate: text gap on {n} held-out items: colour {out['color']:.3f} nats, motion "
-        f"{out['motion']:.3f} nats", flush=True)
+  print(f"evaluate: text gap of stage {stage_number} on {n} held-out items: colour "
+        f"{out['color']:.3f} nats, motion {out['motion']:.3f} nats", flush=True)
   return out
 
 
@@ -416,11 +418,13 @@ def evaluate(config, run: str):
   long_video.{md,png}."""
   from loong_jax import evaluate as evaluate_lib  # noqa: PLC0415 -- see the module docstring
 
-  gap = lm_text_gap(config, run)
-  if gap is not None:
+  # Every stage's final LM: a later stage that forgets what an earlier one learnt shows here
+  # (lm.text_gap_by_stage), where its frame-0 training loss hides it.
+  by_stage = {f"stage{k}": lm_text_gap(config, run, k) for k in (1, 2, 3)}
+  if by_stage["stage3"] is not None:
     tmp = os.path.join(run, f"lm_eval.json.tmp-{os.getpid()}")
     with open(tmp, "w") as f:
-      json.dump({"text_gap": gap}, f, indent=1)
+      json.dump({"text_gap": by_stage["stage3"], "text_gap_by_stage": by_stage}, f, indent=1)
     os.replace(tmp, os.path.join(run, "lm_eval.json"))
 
   evaluate_lib.evaluate(run, probe_clips=config.evaluate.probe_clips,

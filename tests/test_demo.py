@@ -178,8 +178,9 @@ def test_quick_demo_end_to_end_resumes_after_sigint_in_stage2(tmp_path):
   for key in report.REQUIRED:
     assert key in flat, key
   for key in ("tokenizer.object_psnr", "tokenizer.object_visible", "lm.text_gap.color",
-              "lm.text_gap.motion"):
+              "lm.text_gap.motion", *(f"lm.text_gap_by_stage.stage{k}.color" for k in (1, 2, 3))):
     assert key in flat, key
+  assert flat["lm.text_gap_by_stage.stage3.color"] == flat["lm.text_gap.color"]
   assert flat["faithfulness.num_videos"] == 4
   for mode in ("reencode", "no_reencode"):
     assert len(result["long_video"]["presence"][mode]) == 6   # 60 s in 10 s windows
