@@ -35,7 +35,8 @@ from absl import logging
 
 from loong_jax import cli, demo_plots, tokens
 from loong_jax import sharding as sharding_lib
-from loong_jax.data import encoders, pretokenize as pretokenize_lib, synthetic
+from loong_jax.data import encoders, pipeline as pipeline_lib, pretokenize as pretokenize_lib
+from loong_jax.data import synthetic
 from loong_jax.data import text as text_lib
 from loong_jax.llm import transformer
 from loong_jax.train import tokenizer_step
@@ -86,16 +87,48 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
   spec = ",".join([f"{CONFIGS}/stages/stage{stage}.py:{config.lm.size}", f"shards={run}/tokens",
                    *lm_variant_options(config)])
   out = cli.load_config_file(spec)
-  out.train.steps = int(config.lm.steps[stage - 1])
-  out.train.batch_size = int(config.lm.batch_size[stage - 1])
-  out.train.log_every, out.train.checkpoint_every = config.lm.log_every, config.lm.checkpoint_every
+  lm = config.lm
+  k = stage - 1
+  out.train.steps = int(lm.steps[k])
+  out.train.batch_size = int(lm.batch_size[k])
+  out.train.log_every, out.train.checkpoint_every = lm.log_every, lm.checkpoint_every
   out.train.eval_every = 0
-  out.optim.learning_rate = config.lm.learning_rate
-  out.optim.warmup_steps = config.lm.warmup_steps
+  out.optim.learning_rate = float(_per_stage(lm.learning_rate, k))
+  out.optim.warmup_steps = int(_per_stage(lm.warmup_steps, k))
+  if "reset_optimizer" in lm:
+    out.init.reset_optimizer = bool(_per_stage(lm.reset_optimizer, k))
+  for name, value in lm.get("model", {}).items():  # e.g. num_layers, d_model (configs/lm/llama.py)
+    if name not in out.lm:
+      raise ValueError(f"config.lm.model.{name}: not a field of the LM config {sorted(out.lm)}")
+    out.lm[name] = value
+  if "text_dropout" in lm:
+    out.data.text_dropout = float(lm.text_dropout)
+  if "mixes" in lm:  # per stage {source: weight}; the stage's own sources, reweighted
+    mix = dict(lm.mixes[k])
+    known = {src["path"].rsplit("/", 1)[-1]: src for src in out.data.sources}
+    unknown = sorted(set(mix) - set(known))
+    if unknown:
+      raise ValueError(f"config.lm.mixes[{k}]: unknown sources {unknown}; stage {stage} has "
+                       f"{sorted(known)}")
+    out.data.sources = [dict(known[name], weight=float(w)) for name, w in mix.items() if w > 0]
+  if "video_size" in lm:
+    out.vocab.video_size = int(lm.video_size)
+  if "text_size" in lm:
+    out.vocab.text_size = int(lm.text_size)
   if out.vocab.text_size < config.text.vocab_size:
     raise ValueError(f"config.text.vocab_size={config.text.vocab_size} exceeds the LM's text "
                      f"vocabulary {out.vocab.text_size} ({spec})")
+  if "max_text_len" in config.text:
+    out.data.max_text_len = int(config.text.max_text_len)
+  longest = max(src["max_frames"] for src in out.data.sources)
+  out.train.seq_len = pipeline_lib.required_seq_len(out.data.max_text_len, longest,
+                                                    out.data.frame_width**2)
   return out
+
+
+def _per_stage(value, k: int):
+  """A per-stage tuple's entry `k`, or one value for every stage."""
+  return value[k] if isinstance(value, (tuple, list)) else value
 
 
 def _to_uint8(video: np.ndarray) -> np.ndarray:
@@ -180,7 +213,7 @@ def train_text(config, run: str):
   source = synthetic_source(config, (1, 17, 65), n)
   print(f"text: training a {config.text.vocab_size}-piece model on {n} captions", flush=True)
   model = text_lib.train((source.caption(i) for i in range(n)), os.path.join(run, "text.model"),
-                         config.text.vocab_size)
+                         config.text.vocab_size, model_type=config.text.get("model_type", "unigram"))
   print(f"text: {model.vocab_size} pieces -> {model.model_path}", flush=True)
 
 

@@ -222,3 +222,29 @@ def test_quickstart_notebook(tmp_path, monkeypatch):
                             resources={"metadata": {"path": os.path.join(REPO, "notebooks")}}
                             ).execute()
   assert os.path.exists(tmp_path / "run" / "report.json")
+
+
+def test_lm_stage_config_takes_the_demo_recipe(tmp_path):
+  from loong_jax import demo_steps
+  from loong_jax.data import pipeline
+  config, run = _quick_config(), str(tmp_path)
+  config.lm.learning_rate = (1e-2, 3e-3, 1e-3)
+  config.lm.mixes = ({"images": 1.0}, {"images": 0.25, "clips17": 0.75},
+                     {"images": 0.5, "clips17": 0.0, "clips65": 0.5})
+  stages = [demo_steps.lm_stage_config(config, run, k) for k in (1, 2, 3)]
+  assert [s.optim.learning_rate for s in stages] == [1e-2, 3e-3, 1e-3]
+  for s in stages:
+    assert s.lm.d_model == config.lm.model.d_model and s.lm.head_dim == config.lm.model.head_dim
+    assert (s.vocab.text_size, s.vocab.video_size) == (config.lm.text_size, config.lm.video_size)
+    assert s.data.max_text_len == config.text.max_text_len
+  assert [(src["path"].rsplit("/", 1)[-1], src["weight"]) for src in stages[2].data.sources] == [
+      ("images", 0.5), ("clips65", 0.5)]   # weight 0 drops a source
+  # The sequence length follows the text budget and the longest clip of the stage.
+  assert stages[2].train.seq_len == pipeline.required_seq_len(config.text.max_text_len, 65, 64)
+  config.lm.mixes = ({"clips17": 1.0},) * 3
+  with pytest.raises(ValueError, match=r"config.lm.mixes\[0\]: unknown sources \['clips17'\]"):
+    demo_steps.lm_stage_config(config, run, 1)
+  config.lm.mixes = ({"images": 1.0},) * 3
+  config.lm.model.widthh = 3
+  with pytest.raises(ValueError, match="config.lm.model.widthh"):
+    demo_steps.lm_stage_config(config, run, 1)
