@@ -381,21 +381,9 @@ def lm_text_gap(config, run: str, stage_number: int = 3) -> dict | None:
   model = transformer.Transformer(transformer.LMConfig.from_config(stage.lm))
   params = generate_lib.restore_params(os.path.join(run, "lm", f"stage{stage_number}"), model,
                                        mesh, rules)
-  mm_rope = stage.lm.rope == "mm_rope"
-  apply = jax.jit(lambda p, x, pos, frame: model.apply({"params": p}, x, pos, frame_ids=frame))
   batch = config.pretokenize.batch_size
-
-  def logits_fn(inputs):
-    # Fixed shapes (batch, length rounded up to 64) compile once; trailing <pad> inputs do not
-    # change the causal logits before them.
-    b, length = inputs.shape
-    padded = np.full((batch, -(-length // 64) * 64), vocab.pad, np.int32)
-    padded[:b, :length] = inputs
-    pos = tokens.mm_rope_positions(padded, vocab, stage.data.frame_width) if mm_rope else None
-    with sharding_lib.mesh_context(mesh, rules):
-      out = apply(params, padded, pos, tokens.frame_index(padded, vocab))
-    return np.asarray(out)[:b, :length]
-
+  logits_fn = text_gap.model_logits(model, params, vocab, batch, stage.data.frame_width, mesh,
+                                    rules)
   if tokenizer_kind(config) == "oracle":
     encode_video = jax.jit(encoders.pooling_stand_in_encoder(vocab.video_size))
   else:

@@ -8,11 +8,16 @@ look only where the objects are:
 - `object_psnr`: per clip, PSNR over the pixels inside its object masks (all frames together;
   pixels in [0, 1], at most `recon.PSNR_MAX_DB`), averaged over clips.
 - `object_visible`: the fraction of clips whose objects are *visible* in the reconstruction: in
-  every frame where the mask is not empty, at least half of the mask's pixels of the
-  reconstruction are strictly nearer (Euclidean RGB) to the real pixel there -- the object's
-  colour, since objects are painted flat -- than to the background pixel there. A real clip
-  scores 1 (distance 0 to its own colour; no object colour is a background shade) and a
-  reconstruction that shows only the background scores 0 (distance 0 to the background).
+  every frame where the mask is not empty, at least half of the mask's pixels *show the object*.
+  A reconstructed pixel shows the object when its distance (Euclidean RGB) to the real pixel
+  there -- the object's colour, since objects are painted flat -- is (a) under half the distance
+  between that colour and the background pixel there (so it is nearer to the object than to the
+  background), and (b) under its distance to the reconstruction's own background colour in that
+  frame (the median of the reconstructed pixels outside the masks), so that a reconstruction of
+  one wrong colour everywhere does not pass (mid-grey lies within half of purple's distance to
+  black). A real clip scores 1 (distance 0; no object colour is a background shade) and a
+  reconstruction that shows only the background scores 0 (distance = the whole
+  object-background distance).
 
 Masks and backgrounds are rebuilt from the dataset's attributes (`synthetic.SyntheticVideos`
 gives per-frame centres and radii, `synthetic_render.shape_mask` the inside test), exactly as the
@@ -26,7 +31,7 @@ import numpy as np
 from loong_jax.data import synthetic, synthetic_render as render_lib
 from loong_jax.eval import recon
 
-VISIBLE_FRACTION = 0.5  # of a frame's mask pixels nearer to the object than to the background
+VISIBLE_FRACTION = 0.5  # of a frame's mask pixels that show the object
 
 
 def object_masks(data: synthetic.SyntheticVideos, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -90,12 +95,15 @@ def visible(real: np.ndarray, fake: np.ndarray, masks: np.ndarray,
   real, fake, masks = np.asarray(real), np.asarray(fake), np.asarray(masks, bool)
   backgrounds = np.asarray(backgrounds)
   _check(real, fake, masks, backgrounds)
-  fake = fake.astype(np.float32)
-  to_object = ((fake - real.astype(np.float32)) ** 2).sum(-1)
-  to_background = ((fake - backgrounds[:, None].astype(np.float32)) ** 2).sum(-1)
-  nearer = ((to_object < to_background) & masks).sum((2, 3))
+  real, fake = real.astype(np.float32), fake.astype(np.float32)
+  to_object = ((fake - real) ** 2).sum(-1)
+  contrast = ((real - backgrounds[:, None].astype(np.float32)) ** 2).sum(-1)
+  outside = np.where(masks[..., None], np.nan, fake)
+  fake_background = np.nanmedian(outside.reshape(*outside.shape[:2], -1, 3), axis=2)
+  to_fake_background = ((fake - fake_background[:, :, None, None]) ** 2).sum(-1)
+  shows = ((to_object < 0.25 * contrast) & (to_object < to_fake_background) & masks).sum((2, 3))
   area = masks.sum((2, 3))
-  ok = (nearer >= VISIBLE_FRACTION * area) | (area == 0)
+  ok = (shows >= VISIBLE_FRACTION * area) | (area == 0)
   return ok.all(1)
 
 

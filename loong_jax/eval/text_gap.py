@@ -22,10 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import jax
 import numpy as np
 from scipy import special
 
-from loong_jax import tokens
+from loong_jax import sharding as sharding_lib, tokens
 from loong_jax.data import synthetic, synthetic_render as render_lib
 from loong_jax.eval import objects
 
@@ -63,6 +64,33 @@ def object_tokens(masks: np.ndarray, temporal: int = 4, spatial: int = 8) -> np.
   blocks = masks.reshape(t, h // spatial, spatial, w // spatial, spatial).any((2, 4))
   rest = blocks[1:].reshape((t - 1) // temporal, temporal, h // spatial, w // spatial).any(1)
   return np.concatenate([blocks[:1], rest])
+
+
+def model_logits(model, params, vocab: tokens.Vocab, batch_size: int, frame_width: int,
+                 mesh=None, rules=()) -> LogitsFn:
+  """`LogitsFn` of a `llm.transformer.Transformer` with `params`, as training calls it
+  (`positions` for MM-RoPE, `frame_ids` for frame-level masks, both from the inputs).
+
+  Inputs are padded to `batch_size` rows and a multiple of 64 positions, so that one shape
+  compiles once; trailing `<pad>` inputs do not change the logits before them.
+  """
+  apply = jax.jit(lambda p, x, pos, frame: model.apply({"params": p}, x, pos, frame_ids=frame))
+  mm_rope = model.config.rope == "mm_rope"
+
+  def logits_fn(inputs):
+    b, length = inputs.shape
+    padded = np.full((max(batch_size, b), -(-length // 64) * 64), vocab.pad, np.int32)
+    padded[:b, :length] = inputs
+    pos = tokens.mm_rope_positions(padded, vocab, frame_width) if mm_rope else None
+    frames = tokens.frame_index(padded, vocab)
+    if mesh is None:
+      out = apply(params, padded, pos, frames)
+    else:
+      with sharding_lib.mesh_context(mesh, rules):
+        out = apply(params, padded, pos, frames)
+    return np.asarray(out)[:b, :length]
+
+  return logits_fn
 
 
 def object_loss(logits_fn: LogitsFn, vocab: tokens.Vocab, texts: Sequence[np.ndarray],

@@ -35,6 +35,15 @@ def test_real_clip_is_visible_and_background_only_is_not():
   assert objects.object_psnr(real, empty, masks) < 15.0
 
 
+def test_one_wrong_colour_everywhere_is_not_visible():
+  """Mid-grey is nearer to most object colours than to a black background: not enough."""
+  real, masks, backgrounds = _clips()
+  grey = np.full_like(real, 128)
+  assert objects.object_visible(real, grey, masks, backgrounds) == 0.0
+  blurred = ((real.astype(np.float32) * 3 + backgrounds[:, None]) / 4).astype(np.uint8)
+  assert objects.object_visible(real, blurred, masks, backgrounds) == 1.0
+
+
 def test_object_lost_in_one_frame_is_not_visible():
   real, masks, backgrounds = _clips(n=1)
   fake = real.copy()

@@ -119,3 +119,19 @@ def test_object_loss_scores_each_masked_token_from_its_prefix():
       expected.append(np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[seq[p]])
   got = text_gap.object_loss(bigram, VOCAB, texts, codes, masks, max_text_len=4, batch_size=2)
   assert got == pytest.approx(np.mean(expected), rel=1e-5)
+
+
+@pytest.mark.slow  # an LM compiled twice: ~40 s on the shared 2-core machine
+def test_model_logits_match_the_unpadded_forward():
+  """MM-RoPE positions and frame ids are made from the padded inputs as training makes them."""
+  import jax
+  from tests.llm import helpers as llm_helpers
+  model, config = llm_helpers.tiny_model(rope="mm_rope", head_dim=32, num_layers=1)
+  vocab = tokens.Vocab(config.vocab.text_size, config.vocab.video_size)
+  seq = tokens.build_sequence(np.arange(5), np.random.default_rng(0).integers(0, 256, (2, 4, 4)),
+                              vocab)[None, :-1]
+  params = model.init(jax.random.key(0), seq)["params"]
+  pos = tokens.mm_rope_positions(seq, vocab, 4)
+  direct = model.apply({"params": params}, seq, pos, frame_ids=tokens.frame_index(seq, vocab))
+  got = text_gap.model_logits(model, params, vocab, batch_size=3, frame_width=4)(seq)
+  np.testing.assert_allclose(got, np.asarray(direct), atol=1e-4)
