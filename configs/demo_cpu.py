@@ -108,7 +108,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # same samples (colour-swap gap 0.52 vs 0.17 nats after 12.8k images) for 1.5x the time.
       model=dict(d_model=128, head_dim=32, mlp_dim=256),
       text_size=128,              # the LM's text range: config.text.vocab_size
-      video_size=4_096,           # the tokenizer's codebook (12 bits)
+      video_size=0,               # 0: the tokenizer's codebook (oracle: 4,096 codes)
       steps=(10, 10, 6) if quick else (450, 150, 40),
       batch_size=(8, 8, 4) if quick else (32, 16, 4),
       # Per stage {source: weight}. Images stay in every stage so that stage 2 and 3 do not

@@ -46,6 +46,7 @@ CONFIGS = os.path.join(REPO, "configs")
 SOURCES = (("images", 1), ("clips17", 17), ("clips65", 65))
 MODES = {True: "reencode", False: "no_reencode"}
 LM_VARIANTS = ("", "mmrope", "ardf")  # configs/lm/llama.py VARIANTS, '' = Loong
+ORACLE_VIDEO_SIZE = 4_096
 WORLD_FIELDS = ("motions", "sizes", "textures", "background_colors")  # synthetic.SyntheticConfig
 
 
@@ -111,8 +112,7 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
       raise ValueError(f"config.lm.mixes[{k}]: unknown sources {unknown}; stage {stage} has "
                        f"{sorted(known)}")
     out.data.sources = [dict(known[name], weight=float(w)) for name, w in mix.items() if w > 0]
-  if "video_size" in lm:
-    out.vocab.video_size = int(lm.video_size)
+  out.vocab.video_size = video_vocab_size(config)
   if "text_size" in lm:
     out.vocab.text_size = int(lm.text_size)
   if out.vocab.text_size < config.text.vocab_size:
@@ -124,6 +124,16 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
   out.train.seq_len = pipeline_lib.required_seq_len(out.data.max_text_len, longest,
                                                     out.data.frame_width**2)
   return out
+
+
+def video_vocab_size(config) -> int:
+  """The LM's video ids: `config.lm.video_size` when set, else the learned tokenizer's codebook
+  or the oracle's 4,096 codes (16 levels per channel: `encoders.pooling_stand_in_encoder`)."""
+  if config.lm.get("video_size", 0):
+    return int(config.lm.video_size)
+  if tokenizer_kind(config) == "oracle":
+    return ORACLE_VIDEO_SIZE
+  return int(tokenizer_config(config).tokenizer.quantizer.codebook_size)
 
 
 def _per_stage(value, k: int):

@@ -226,7 +226,7 @@ def test_quickstart_notebook(tmp_path, monkeypatch):
 
 
 def test_lm_stage_config_takes_the_demo_recipe(tmp_path):
-  from loong_jax import demo_steps
+  from loong_jax import cli, demo_steps
   from loong_jax.data import pipeline
   config, run = _quick_config(), str(tmp_path)
   config.lm.learning_rate = (1e-2, 3e-3, 1e-3)
@@ -236,10 +236,15 @@ def test_lm_stage_config_takes_the_demo_recipe(tmp_path):
   assert [s.optim.learning_rate for s in stages] == [1e-2, 3e-3, 1e-3]
   for s in stages:
     assert s.lm.d_model == config.lm.model.d_model and s.lm.head_dim == config.lm.model.head_dim
-    assert (s.vocab.text_size, s.vocab.video_size) == (config.lm.text_size, config.lm.video_size)
+    assert s.vocab.text_size == config.lm.text_size
+    codebook = cli.load_config_file(config.tokenizer.config).tokenizer.quantizer.codebook_size
+    assert s.vocab.video_size == codebook   # lm.video_size 0: the tokenizer's codebook
     assert s.data.max_text_len == config.text.max_text_len
   assert [(src["path"].rsplit("/", 1)[-1], src["weight"]) for src in stages[2].data.sources] == [
       ("images", 0.5), ("clips65", 0.5)]   # weight 0 drops a source
+  config.tokenizer.kind = "oracle"
+  assert demo_steps.lm_stage_config(config, run, 1).vocab.video_size == 4_096
+  config.tokenizer.kind = "learned"
   # The sequence length follows the text budget and the longest clip of the stage.
   assert stages[2].train.seq_len == pipeline.required_seq_len(config.text.max_text_len, 65, 64)
   config.lm.mixes = ({"clips17": 1.0},) * 3
