@@ -23,6 +23,8 @@ time and PSNR).
 All numbers live here; `--config.tokenizer.ch=...` etc. override them.
 """
 
+import math
+
 import ml_collections
 
 VARIANTS = ("loong_246m", "om2_video", "demo", "tiny")
@@ -38,6 +40,8 @@ MAGVIT2_LEVELS = dict(ch_mult=(1, 2, 2, 4), down_strides=((1, 2, 2), (2, 2, 2), 
                       patch_size=1)
 # (ch_mult, down_strides, patch_size) where a variant differs from the MAGVIT-v2 layout.
 LEVELS = {"demo": dict(ch_mult=(1, 1, 2), down_strides=((2, 1, 1), (2, 2, 2)), patch_size=4)}
+
+DEMO_FSQ_LEVELS = (8, 8, 8, 4, 4)  # 8,192 codes: the LM's video vocabulary
 
 # Logical axis -> mesh axes. Tokenizer weights are small next to the activations of a video batch,
 # so the model is data-parallel: batch over ('data', 'fsdp'), every parameter replicated.
@@ -70,6 +74,7 @@ def tokenizer_config(variant: str) -> ml_collections.ConfigDict:
       temporal_kernel=3,                       # 1 = image tokenizer (see tokenizer/inflate.py)
       down_strides=levels["down_strides"],
       temporal_padding="zeros",                # or "replicate" [ours: OM2 uses constant padding]
+      norm="group",                            # or "none": no norms, zero-init second convs [ours]
       # bfloat16 is slower than float32 on the project's CPU (STACK_NOTES).
       dtype="float32" if small else "bfloat16",
       # "stacked_2d" (temporal taps stacked into channels, one 2D conv) is ~6x faster than XLA's
@@ -77,8 +82,9 @@ def tokenizer_config(variant: str) -> ml_collections.ConfigDict:
       conv_impl="stacked_2d" if small else "native_3d",
       patch_size=levels["patch_size"],         # p x p pixels folded into channels first [ours]
       quantizer=dict(
-          type="lfq",                          # or "cvq"
+          type="lfq",                          # or "fsq", "cvq"
           codebook_size=2 ** bits,
+          levels=(),                           # FSQ: levels per channel, prod = codebook_size
           # LFQ [MV2][OM2]
           entropy_weight=0.1,
           commitment_weight=0.25,
@@ -100,6 +106,20 @@ def tokenizer_config(variant: str) -> ml_collections.ConfigDict:
           dtype="float32" if small else "bfloat16",
       ),
   ))
+
+
+def demo_recipe(config: ml_collections.ConfigDict):
+  """The demo's measured recipe (module docstring): norm-free blocks, FSQ, image phase first."""
+  t = config.tokenizer
+  t.norm = "none"
+  t.temporal_padding = "replicate"
+  t.z_channels = len(DEMO_FSQ_LEVELS)
+  t.quantizer.type = "fsq"
+  t.quantizer.levels = DEMO_FSQ_LEVELS
+  t.quantizer.codebook_size = math.prod(DEMO_FSQ_LEVELS)
+  config.optim.learning_rate = 1e-4
+  config.image_phase.update(steps=3_000, batch_size=8, learning_rate=1e-3, warmup_steps=100,
+                            ema_decay=0.98, downsample_tap="middle")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -134,6 +154,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       grad_clip_norm=1.0,
       ema_decay=0.999,
   )
+  # Image-first training [MV2][OM2] (train_tokenizer.py): `steps` > 0 trains the image twin on
+  # single frames first, then inflates it (tokenizer/inflate.py) for the clip phase (config.train).
+  config.image_phase = dict(
+      steps=0,
+      batch_size=batch,
+      learning_rate=config.optim.learning_rate,
+      warmup_steps=config.optim.warmup_steps,
+      ema_decay=config.optim.ema_decay,
+      downsample_tap="last",                   # or "middle": encoder temporal-stride kernels
+  )
   config.train = dict(
       seed=0,
       batch_size=batch,
@@ -158,4 +188,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   config.mesh = dict(data=-1, fsdp=1, tensor=1)
   config.sharding = dict(rules=SHARDING_RULES, max_replicated_fraction=1.0)
+  if variant == "demo":
+    demo_recipe(config)
   return config
