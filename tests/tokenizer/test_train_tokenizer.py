@@ -101,6 +101,7 @@ def test_short_demo_run_learns_and_resumes(tmp_path):
   config.mesh = dict(data=1, fsdp=1, tensor=1)
   config.train.eval_clips = 16
   config.loss.disc_start = 1_000  # reconstruction only in this short run
+  config.image_phase.steps = 40
   mesh, rules = sharding.make_mesh(config.mesh), sharding.rules(config.sharding)
   state, _ = tokenizer_step.create_state(config, jax.random.key(config.train.seed), mesh, rules)
   clips = train_tokenizer.heldout_clips(config, config.train.eval_clips)
