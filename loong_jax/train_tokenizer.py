@@ -14,8 +14,10 @@ Image-first training [MV2][OM2] (`config.image_phase.steps > 0`): an image token
 model with 1-frame kernels, `tokenizer/inflate.py`) first trains on single frames in DIR/image,
 reconstruction loss only, with its own batch, learning rate and EMA; its final raw and EMA weights
 are inflated into the video tokenizer, which then trains on clips in DIR as above. Each phase is
-an ordinary run with its own checkpoints, so a rerun resumes exactly in either phase. The final held-out evaluation (PSNR in dB, codebook usage; raw and EMA weights)
-is logged and written to `DIR/eval.json`.
+an ordinary run with its own checkpoints, so a rerun resumes exactly in either phase.
+
+The final held-out evaluation (PSNR in dB, codebook usage; raw and EMA weights) is logged and
+written to `DIR/eval.json`.
 """
 
 from __future__ import annotations
@@ -167,9 +169,6 @@ def inflate_state(state, image_state, config, shardings):
   optimizer state for them (placed as `shardings`)."""
   middle = (inflate.temporal_downsamplers(config.tokenizer)
             if config.image_phase.downsample_tap == "middle" else ())
-  if config.image_phase.downsample_tap not in ("last", "middle"):
-    raise ValueError("config.image_phase.downsample_tap must be 'last' or 'middle', got "
-                     f"{config.image_phase.downsample_tap!r}")
   params, ema = (inflate.inflate_params(tree, state.params, middle)
                  for tree in (image_state.params, image_state.ema_params))
   params = jax.device_put(params, shardings.params)
@@ -193,6 +192,9 @@ def train(config, workdir: str, source=None, image_source=None) -> loop.LoopResu
   """
   image_state = None
   if config.image_phase.steps:
+    if config.image_phase.downsample_tap not in ("last", "middle"):
+      raise ValueError("config.image_phase.downsample_tap must be 'last' or 'middle', got "
+                       f"{config.image_phase.downsample_tap!r}")
     image_config = image_phase_config(config)
     image_result = train(image_config, os.path.join(workdir, IMAGE_DIR), image_source)
     if image_result.preempted:

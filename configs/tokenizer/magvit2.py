@@ -1,11 +1,11 @@
 """MAGVIT-v2-style video tokenizer configs: `configs/tokenizer/magvit2.py:<variant>`.
 
-| variant    | ch | res blocks | z (codes)    | generator params | discriminator | use                  |
-|------------|----|------------|--------------|------------------|---------------|----------------------|
-| loong_246m | 96 | 7          | 13 (8,192)   | 251.6M (+2.3%)   | 14.4M         | Loong's size [Loong] |
-| om2_video  | 128| 4          | 18 (262,144) | 314.3M           | 14.4M         | Open-MAGVIT2 [OM2]   |
-| demo       | 48 | 1          | FSQ 5 (8,192)| 5.8M             | 0.1M          | 2 CPU cores, 64x64   |
-| tiny       | 8  | 1          | 6 (64)       | 0.6M             | 0.1M          | unit tests           |
+| variant    | ch | res blocks | z (codes)     | generator params | discriminator | use               |
+|------------|----|------------|---------------|------------------|---------------|-------------------|
+| loong_246m | 96 | 7          | 13 (8,192)    | 251.6M (+2.3%)   | 14.4M         | Loong's size      |
+| om2_video  | 128| 4          | 18 (262,144)  | 314.3M           | 14.4M         | Open-MAGVIT2      |
+| demo       | 48 | 1          | 5 FSQ (8,192) | 5.8M             | 0.1M          | 2 CPU cores, 64px |
+| tiny       | 8  | 1          | 6 (64)        | 0.6M             | 0.1M          | unit tests        |
 
 loong_246m: with ch_mult=(1, 2, 2, 4), 2 mid blocks and GroupNorm(32) (so ch is a multiple of 32),
 ch=96 with 7 res blocks per level gives 251.6M generator parameters, within 5% of Loong's 246M

@@ -6,7 +6,8 @@ All are Flax modules called as `module(z, train)` with `z: [..., d]` (d = the la
   aux:      dict of float32 scalars; `aux['loss']` is the weighted sum the generator adds to its loss.
 `codes_from_indices(indices) -> codes` is the decode-side lookup.
 
-LFQ [MV2][OM2] and FSQ (finite scalar quantization, Mentzer et al. 2023) have no parameters. CVQ [CVQ] keeps its codebook in `params` and its usage statistics
+LFQ [MV2][OM2] and FSQ (finite scalar quantization, Mentzer et al. 2023) have no parameters.
+CVQ [CVQ] keeps its codebook in `params` and its usage statistics
 and anchor re-initialisation in the `codebook_stats` collection (apply with
 `mutable=['codebook_stats']` when training).
 """

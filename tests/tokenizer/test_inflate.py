@@ -75,7 +75,8 @@ def test_middle_tap_inflation_encodes_the_first_frame_of_each_latent_group(tiny_
   encoder = lambda m, x: m.encoder(x)
   z_video = jax.jit(lambda v: video_model.apply({"params": video_params}, v, method=encoder))(clip)
   frames = clip.reshape((-1, 1) + clip.shape[2:])
-  z_image = jax.jit(lambda v: image_model.apply({"params": image_params}, v, method=encoder))(frames)
+  z_image = jax.jit(lambda v: image_model.apply({"params": image_params}, v,
+                                                method=encoder))(frames)
   z_image = z_image.reshape(clip.shape[:2] + z_image.shape[2:])
   assert z_video.shape[1] == 3
   np.testing.assert_allclose(z_video, z_image[:, [0, 1, 5]], atol=1e-4)
