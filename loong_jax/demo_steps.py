@@ -69,6 +69,8 @@ def tokenizer_config(config) -> ml_collections.ConfigDict:
   out.loss.disc_start = t.disc_start
   out.optim.ema_decay = t.ema_decay
   out.optim.warmup_steps = t.warmup_steps
+  out.optim.learning_rate = t.get("learning_rate", out.optim.learning_rate)
+  out.image_phase.update(t.get("image_phase", {}))
   return out
 
 
@@ -206,12 +208,13 @@ def train_tokenizer(config, run: str):
   tc = tokenizer_config(config)
   tick = time.time()
   result = trainer.train(tc, os.path.join(run, "tokenizer"),
-                         source=synthetic_source(config, (tc.data.frames,), 100_000))
+                         source=synthetic_source(config, (tc.data.frames,), 100_000),
+                         image_source=synthetic_source(config, (1,), 100_000))
   if result.preempted:
     raise SystemExit("tokenizer: stopped by SIGTERM after a checkpoint; re-run to resume")
   state = result.state
-  print(f"tokenizer: {tc.train.steps - result.start_step} steps in {time.time() - tick:.0f} s",
-        flush=True)
+  print(f"tokenizer: {tc.image_phase.steps} image + {tc.train.steps} clip steps (this run from "
+        f"clip step {result.start_step}) in {time.time() - tick:.0f} s", flush=True)
   recon_fn = jax.jit(functools.partial(tokenizer_step.reconstruct, config=tc))
   write_tokenizer_eval(config, run, lambda v: recon_fn(state.ema_params, state.codebook_stats, v),
                        tc.train.batch_size, tc.tokenizer.quantizer.codebook_size)

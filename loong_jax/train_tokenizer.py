@@ -8,12 +8,21 @@ Runs the shared training loop (`train/loop.py`) on clips of the built-in dataset
 (`data/synthetic.py`) or of every video in `config.data.folder` (unreadable ones counted and
 skipped). Writes `config.json`, `metrics.jsonl`, TensorBoard events and orbax checkpoints
 (generator + discriminator state and the data position) to DIR; a rerun resumes exactly from the
-latest checkpoint. The final held-out evaluation (PSNR in dB, codebook usage; raw and EMA weights)
-is logged and written to `DIR/eval.json`.
+latest checkpoint.
+
+Image-first training [MV2][OM2] (`config.image_phase.steps > 0`): an image tokenizer (the same
+model with 1-frame kernels, `tokenizer/inflate.py`) first trains on single frames in DIR/image,
+reconstruction loss only, with its own batch, learning rate and EMA; its final raw and EMA weights
+are inflated into the video tokenizer, which then trains on clips in DIR as above. Each phase is
+an ordinary run with its own checkpoints, so a rerun resumes exactly in either phase.
+
+The final held-out evaluation (PSNR in dB, codebook usage; raw and EMA weights) is logged and
+written to `DIR/eval.json`.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -26,6 +35,7 @@ from loong_jax import cli
 from loong_jax import sharding as sharding_lib
 from loong_jax.data import sources, synthetic, video_batches
 from loong_jax.tokenizer import autoencoder
+from loong_jax.tokenizer import inflate
 from loong_jax.tokenizer import perceptual
 from loong_jax.train import checkpoint as checkpoint_lib
 from loong_jax.train import loop, tokenizer_step
@@ -133,20 +143,70 @@ def step_schedule(config, state_shardings, mesh):
   return lambda step: steps[gan_on and step >= config.loss.disc_start]
 
 
-def train(config, workdir: str, source=None) -> loop.LoopResult:
-  """Train (or resume) until `config.train.steps` in `workdir`.
+IMAGE_DIR = "image"
+
+
+def image_phase_config(config):
+  """The image phase's run config: the image-tokenizer twin on 1-frame clips, with
+  `config.image_phase`'s steps, batch, learning rate, warm-up and EMA; no GAN, no periodic eval."""
+  phase = config.image_phase
+  out = copy.deepcopy(config)
+  out.tokenizer = inflate.image_config(config.tokenizer)
+  out.data.frames = 1
+  out.train.steps, out.train.batch_size = phase.steps, phase.batch_size
+  out.train.eval_every = 0
+  out.optim.learning_rate = phase.learning_rate
+  out.optim.warmup_steps = phase.warmup_steps
+  out.optim.ema_decay = phase.ema_decay
+  out.optim.decay_steps = None
+  out.loss.gan_weight = 0.0
+  out.image_phase.steps = 0
+  return out
+
+
+def inflate_state(state, image_state, config, shardings):
+  """`state` with the generator's raw and EMA weights inflated from `image_state`'s and a fresh
+  optimizer state for them (placed as `shardings`)."""
+  middle = (inflate.temporal_downsamplers(config.tokenizer)
+            if config.image_phase.downsample_tap == "middle" else ())
+  params, ema = (inflate.inflate_params(tree, state.params, middle)
+                 for tree in (image_state.params, image_state.ema_params))
+  params = jax.device_put(params, shardings.params)
+  ema = jax.device_put(ema, shardings.ema_params)
+  opt_state = jax.device_put(state.tx.init(params), shardings.opt_state)
+  return state.replace(params=params, ema_params=ema, opt_state=opt_state)
+
+
+def train(config, workdir: str, source=None, image_source=None) -> loop.LoopResult:
+  """Train (or resume) until `config.train.steps` in `workdir`, after the image phase when
+  `config.image_phase.steps > 0` (see the module docstring).
 
   Args:
     config: a `configs/tokenizer/magvit2.py` config.
     workdir: run directory (checkpoints, metrics).
     source: the training clips (a data source of `{"video": uint8 [T, H, W, 3]}` items);
       default `clip_source(config)`.
+    image_source: the image phase's 1-frame items; default `clip_source` of its config.
+  Returns:
+    The clip phase's result (the image phase's when it was preempted).
   """
+  image_state = None
+  if config.image_phase.steps:
+    if config.image_phase.downsample_tap not in ("last", "middle"):
+      raise ValueError("config.image_phase.downsample_tap must be 'last' or 'middle', got "
+                       f"{config.image_phase.downsample_tap!r}")
+    image_config = image_phase_config(config)
+    image_result = train(image_config, os.path.join(workdir, IMAGE_DIR), image_source)
+    if image_result.preempted:
+      return image_result
+    image_state = image_result.state
   cfg = config.train
   mesh = sharding_lib.make_mesh(config.mesh)
   rules = sharding_lib.rules(config.sharding)
   validate(config, mesh.shape["data"] * mesh.shape["fsdp"])
   state, shardings = tokenizer_step.create_state(config, jax.random.key(cfg.seed), mesh, rules)
+  if image_state is not None:
+    state = inflate_state(state, image_state, config, shardings)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:

@@ -42,6 +42,7 @@ class AutoencoderConfig:
   dtype: str
   conv_impl: str
   patch_size: int = 1
+  norm: str = "group"
 
   @classmethod
   def from_config(cls, tokenizer_config) -> AutoencoderConfig:
@@ -51,11 +52,12 @@ class AutoencoderConfig:
                  num_groups=c.num_groups, temporal_kernel=c.temporal_kernel,
                  down_strides=tuple(tuple(s) for s in c.down_strides),
                  temporal_padding=c.temporal_padding, dtype=c.dtype, conv_impl=c.conv_impl,
-                 patch_size=c.patch_size)
+                 patch_size=c.patch_size, norm=c.get("norm", "group"))
     config.validate()
     return config
 
   def validate(self):
+    layers.check_norm(self.norm)
     if self.patch_size < 1:
       raise ValueError(f"config.tokenizer.patch_size={self.patch_size} must be at least 1")
     if len(self.down_strides) != len(self.ch_mult) - 1:
@@ -82,6 +84,11 @@ class AutoencoderConfig:
     """The settings every `CausalConv3d` / `ResBlock3d` of the model shares."""
     return dict(temporal_padding=self.temporal_padding, dtype=self.dtype, conv_impl=self.conv_impl)
 
+  @property
+  def block_kwargs(self) -> dict:
+    """`conv_kwargs` plus the normalisation of the `ResBlock3d`s."""
+    return dict(self.conv_kwargs, norm=self.norm)
+
   def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
     """`(t, h, w)` of the ids for a `[frames, height, width]` clip; raises on a bad shape."""
     r, s = self.temporal_factor, self.spatial_factor
@@ -104,14 +111,16 @@ class Encoder(nn.Module):
     for level, mult in enumerate(c.ch_mult):
       for block in range(c.num_res_blocks):
         x = layers.ResBlock3d(c.ch * mult, c.num_groups, c.temporal_kernel,
-                              name=f"down_{level}_block_{block}", **common)(x)
+                              name=f"down_{level}_block_{block}", **c.block_kwargs)(x)
       if level < len(c.ch_mult) - 1:
         x = layers.CausalConv3d(c.ch * mult, kernel, strides=c.down_strides[level],
                                 name=f"down_{level}_downsample", **common)(x)
     for block in range(c.num_mid_blocks):
       x = layers.ResBlock3d(x.shape[-1], c.num_groups, c.temporal_kernel, name=f"mid_{block}",
-                            **common)(x)
-    x = nn.swish(layers.FrameGroupNorm(c.num_groups, dtype=c.dtype, name="norm_out")(x))
+                            **c.block_kwargs)(x)
+    if c.norm == "group":
+      x = layers.FrameGroupNorm(c.num_groups, dtype=c.dtype, name="norm_out")(x)
+    x = nn.swish(x)
     return layers.CausalConv3d(c.z_channels, (1, 1, 1), name="conv_out", **common)(x)
 
 
@@ -127,15 +136,17 @@ class Decoder(nn.Module):
     x = layers.CausalConv3d(c.ch * c.ch_mult[-1], kernel, name="conv_in", **common)(z)
     for block in range(c.num_mid_blocks):
       x = layers.ResBlock3d(x.shape[-1], c.num_groups, c.temporal_kernel, name=f"mid_{block}",
-                            **common)(x, z)
+                            **c.block_kwargs)(x, z)
     for level in reversed(range(len(c.ch_mult))):
       for block in range(c.num_res_blocks):
         x = layers.ResBlock3d(c.ch * c.ch_mult[level], c.num_groups, c.temporal_kernel,
-                              name=f"up_{level}_block_{block}", **common)(x, z)
+                              name=f"up_{level}_block_{block}", **c.block_kwargs)(x, z)
       if level > 0:
         x = layers.DepthToSpace3d(c.ch * c.ch_mult[level], c.down_strides[level - 1],
                                   c.temporal_kernel, name=f"up_{level}_upsample", **common)(x)
-    x = nn.swish(layers.AdaptiveGroupNorm(c.num_groups, dtype=c.dtype, name="norm_out")(x, z))
+    if c.norm == "group":
+      x = layers.AdaptiveGroupNorm(c.num_groups, dtype=c.dtype, name="norm_out")(x, z)
+    x = nn.swish(x)
     x = layers.CausalConv3d(3 * c.patch_size ** 2, kernel, name="conv_out", **common)(x)
     return layers.depth_to_space(x, c.patch_size).astype(jnp.float32)
 

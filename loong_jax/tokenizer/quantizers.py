@@ -1,12 +1,13 @@
 """Quantizers behind one interface: `quantize(z) -> (codes, indices, aux_losses)` [SPEC §2].
 
-Both are Flax modules called as `module(z, train)` with `z: [..., d]` (d = the latent channels):
+All are Flax modules called as `module(z, train)` with `z: [..., d]` (d = the latent channels):
   codes:    `[..., d]` quantized latent, straight-through (the gradient flows to z unchanged).
   indices:  `[...]` int32 in [0, K).
   aux:      dict of float32 scalars; `aux['loss']` is the weighted sum the generator adds to its loss.
 `codes_from_indices(indices) -> codes` is the decode-side lookup.
 
-LFQ [MV2][OM2] has no parameters. CVQ [CVQ] keeps its codebook in `params` and its usage statistics
+LFQ [MV2][OM2] and FSQ (finite scalar quantization, Mentzer et al. 2023) have no parameters.
+CVQ [CVQ] keeps its codebook in `params` and its usage statistics
 and anchor re-initialisation in the `codebook_stats` collection (apply with
 `mutable=['codebook_stats']` when training).
 """
@@ -115,6 +116,58 @@ class LFQ(nn.Module):
     return 2.0 * code_bits(self.num_bits, indices).astype(jnp.float32) - 1.0
 
 
+def round_ste(x: jax.Array) -> jax.Array:
+  """Round to the nearest integer; the gradient passes straight through."""
+  return x + jax.lax.stop_gradient(jnp.round(x) - x)
+
+
+class FSQ(nn.Module):
+  """Finite scalar quantization: channel i is bounded to `levels[i]` values and rounded.
+
+  K = prod(levels) codes, z has len(levels) channels. Each channel is squashed with tanh onto
+  (-(L - 1) / 2, (L - 1) / 2) (shifted by half a step for even L, so that rounding gives exactly L
+  integers), rounded with a straight-through gradient and divided by L // 2, so codes lie in
+  [-1, 1]. index = sum_i digit_i * prod(levels[:i]), digit_i in [0, L_i) (channel 0 is the lowest
+  digit). There is no auxiliary loss: the bound makes every level reachable, so the codebook
+  stays in use without an entropy term.
+  """
+  levels: tuple[int, ...]
+  codebook_size: int
+  eps: float = 1e-3
+
+  def check(self, channels: int):
+    if math.prod(self.levels) != self.codebook_size:
+      raise ValueError(f"config.tokenizer.quantizer: FSQ levels {tuple(self.levels)} give "
+                       f"{math.prod(self.levels)} codes, not codebook_size={self.codebook_size}")
+    if channels != len(self.levels):
+      raise ValueError(f"config.tokenizer.quantizer: FSQ with levels {tuple(self.levels)} needs "
+                       f"z_channels={len(self.levels)}, got {channels}")
+
+  def arrays(self):
+    levels = jnp.asarray(self.levels, jnp.float32)
+    basis = jnp.asarray([math.prod(self.levels[:i]) for i in range(len(self.levels))], jnp.int32)
+    return levels, jnp.floor(levels / 2.0), basis
+
+  def __call__(self, z: jax.Array, train: bool = False):
+    del train  # FSQ has no state to update.
+    self.check(z.shape[-1])
+    levels, half_width, basis = self.arrays()
+    z32 = z.astype(jnp.float32)
+    half_range = (levels - 1.0) * (1.0 + self.eps) / 2.0
+    offset = jnp.where(levels % 2 == 0, 0.5, 0.0)
+    shift = jnp.arctanh(offset / half_range)
+    steps = round_ste(jnp.tanh(z32 + shift) * half_range - offset)     # integers in [-L//2, L//2]
+    digits = (jax.lax.stop_gradient(steps) + half_width).astype(jnp.int32)
+    indices = jnp.sum(digits * basis, axis=-1)
+    aux = {"loss": jnp.zeros((), jnp.float32), "usage": batch_usage(indices, self.codebook_size)}
+    return (steps / half_width).astype(z.dtype), indices, aux
+
+  def codes_from_indices(self, indices: jax.Array) -> jax.Array:
+    levels, half_width, basis = self.arrays()
+    digits = (indices[..., None] // basis) % levels.astype(jnp.int32)
+    return (digits - half_width) / half_width
+
+
 def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
   return x * jax.lax.rsqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True) + eps)
 
@@ -184,7 +237,7 @@ class CVQ(nn.Module):
 
 
 def make_quantizer(quantizer_config, z_channels: int) -> nn.Module:
-  """`config.tokenizer.quantizer` -> LFQ or CVQ for latents with `z_channels` channels."""
+  """`config.tokenizer.quantizer` -> LFQ, FSQ or CVQ for latents with `z_channels` channels."""
   kind = quantizer_config.type
   if kind == "lfq":
     return LFQ(quantizer_config.codebook_size, quantizer_config.entropy_weight,
@@ -194,4 +247,6 @@ def make_quantizer(quantizer_config, z_channels: int) -> nn.Module:
     return CVQ(quantizer_config.codebook_size, z_channels, quantizer_config.beta,
                quantizer_config.usage_decay, quantizer_config.anchor_scale,
                quantizer_config.anchor_eps, name="quantizer")
-  raise ValueError(f"config.tokenizer.quantizer.type must be 'lfq' or 'cvq', got {kind!r}")
+  if kind == "fsq":
+    return FSQ(tuple(quantizer_config.levels), quantizer_config.codebook_size, name="quantizer")
+  raise ValueError(f"config.tokenizer.quantizer.type must be 'lfq', 'fsq' or 'cvq', got {kind!r}")

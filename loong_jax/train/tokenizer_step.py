@@ -4,8 +4,9 @@ One call of the train step is `(state, batch) -> (state, metrics)`: a generator 
 then, once the GAN is on (`step >= config.loss.disc_start`), a discriminator update on the same
 batch. A batch is float32 `[B, T, H, W, 3]` in [-1, 1]. Both optimizers are Adam with
 b = (0.5, 0.9), linear warm-up then cosine decay [OM2]; the generator also keeps an EMA of its
-weights. Everything is data-parallel: the batch is sharded over ('data', 'fsdp') and the step is
-one `jax.jit` over the mesh, so gradients and the quantizer's batch statistics are global.
+weights, whose decay warms up as min(decay, (1 + step) / (10 + step)). Everything is
+data-parallel: the batch is sharded over ('data', 'fsdp') and the step is one `jax.jit` over the
+mesh, so gradients and the quantizer's batch statistics are global.
 
 The numerical guard (as the LM's `state.apply_gradients_if_finite`): an update whose loss or
 gradient norm is not finite is dropped, for the generator and the discriminator alike; `step`
@@ -128,7 +129,10 @@ def generator_step(state: TokenizerState, batch, perceptual_params, *, config, u
   grad_norm = optax.tree.norm(grads)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  decay = config.optim.ema_decay
+  # Decay warm-up min(d, (1 + t) / (10 + t)): with a constant 0.999, 800 steps would leave ~45%
+  # of the EMA weights at their random init.
+  t = state.step.astype(jnp.float32)
+  decay = jnp.minimum(config.optim.ema_decay, (1.0 + t) / (10.0 + t))
   ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
   fields = ("params", "ema_params", "opt_state", "codebook_stats")
   updated, skipped = state_lib.keep_if_finite(

@@ -53,3 +53,39 @@ def test_inflation_rejects_mismatched_trees(tiny_config):
   image_params, video_params = abstract(wider), abstract(video_cfg)
   with pytest.raises(ValueError, match="cannot inflate parameter .*: image shape"):
     inflate.inflate_params(image_params, video_params)
+
+
+def test_middle_tap_inflation_encodes_the_first_frame_of_each_latent_group(tiny_config):
+  """Norm-free blocks, replicate padding, encoder temporal-downsampling kernels on the middle tap:
+  latent k starts as the image encoding of frame 4k - 3 (frame 0 for k = 0)."""
+  video_cfg = tiny_config.tokenizer
+  video_cfg.norm, video_cfg.temporal_padding = "none", "replicate"
+  image_cfg = inflate.image_config(video_cfg)
+  clip = jax.random.uniform(jax.random.key(0), (1, 9, 16, 16, 3), minval=-1, maxval=1)
+  image_model = autoencoder.make_tokenizer(image_cfg)
+  video_model = autoencoder.make_tokenizer(video_cfg)
+  image_params = nn.unbox(jax.jit(image_model.init)(jax.random.key(1), clip[:, :1])["params"])
+  image_params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(2), p.shape),
+                              image_params)
+  middle = inflate.temporal_downsamplers(video_cfg)
+  assert middle == ("encoder/down_1_downsample/kernel", "encoder/down_2_downsample/kernel")
+  video_params = inflate.inflate_params(
+      image_params, jax.eval_shape(video_model.init, jax.random.key(3), clip[:, :1])["params"],
+      middle)
+  encoder = lambda m, x: m.encoder(x)
+  z_video = jax.jit(lambda v: video_model.apply({"params": video_params}, v, method=encoder))(clip)
+  frames = clip.reshape((-1, 1) + clip.shape[2:])
+  z_image = jax.jit(lambda v: image_model.apply({"params": image_params}, v,
+                                                method=encoder))(frames)
+  z_image = z_image.reshape(clip.shape[:2] + z_image.shape[2:])
+  assert z_video.shape[1] == 3
+  np.testing.assert_allclose(z_video, z_image[:, [0, 1, 5]], atol=1e-4)
+
+
+def test_middle_tap_must_name_an_inflated_kernel(tiny_config):
+  shape = autoencoder.init_input_shape(tiny_config.tokenizer)
+  abstract = lambda cfg: jax.eval_shape(autoencoder.make_tokenizer(cfg).init, jax.random.key(0),
+                                        jnp.zeros(shape))["params"]
+  image_params = abstract(inflate.image_config(tiny_config.tokenizer))
+  with pytest.raises(ValueError, match="middle_tap names no inflatable kernel"):
+    inflate.inflate_params(image_params, abstract(tiny_config.tokenizer), ("encoder/nope/kernel",))

@@ -113,3 +113,21 @@ def test_space_to_depth_round_trip_and_layout():
   np.testing.assert_array_equal(folded[:, :, 0, 0, 5:10], x[:, :, 0, 1])
   np.testing.assert_array_equal(layers.depth_to_space(folded, 2), x)
   assert layers.space_to_depth(x, 1) is x
+
+
+@pytest.mark.parametrize("features", [4, 6])
+def test_norm_free_res_block_starts_as_identity_or_shortcut(features):
+  block = layers.ResBlock3d(features, num_groups=2, norm="none")
+  x = jax.random.normal(jax.random.key(0), (1, 3, 4, 4, 4))
+  params = block.init(jax.random.key(1), x)
+  assert not any("norm" in "/".join(map(str, path))
+                 for path, _ in jax.tree_util.tree_flatten_with_path(params)[0])
+  out = block.apply(params, x)
+  if features == 4:
+    np.testing.assert_array_equal(out, x)
+  else:
+    shortcut = layers.CausalConv3d(features, (1, 1, 1)).apply(
+        {"params": params["params"]["shortcut"]}, x)
+    np.testing.assert_allclose(out, shortcut, atol=1e-6)
+  with pytest.raises(ValueError, match="config.tokenizer.norm"):
+    layers.ResBlock3d(4, num_groups=2, norm="batch").init(jax.random.key(1), x)

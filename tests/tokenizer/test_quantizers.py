@@ -108,3 +108,71 @@ def test_cvq_lookup_is_cosine_and_loss_matches_formula():
   mse = np.mean((zq - np.asarray(z)) ** 2)
   np.testing.assert_allclose(aux["loss"], 1.25 * mse, rtol=1e-6)
   np.testing.assert_allclose(module.apply(variables, ids, method=module.codes_from_indices), zq)
+
+
+def fsq(levels):
+  return quantizers.FSQ(tuple(levels), int(np.prod(levels)))
+
+
+def naive_fsq(z, levels, eps=1e-3):
+  """Mentzer et al.'s reference, element by element in float64: bound, round, index."""
+  codes, ids = np.zeros_like(z), np.zeros(z.shape[:-1], np.int64)
+  for pos in np.ndindex(z.shape[:-1]):
+    index, base = 0, 1
+    for i, level in enumerate(levels):
+      half_l = (level - 1) * (1 + eps) / 2
+      offset = 0.5 if level % 2 == 0 else 0.0
+      bounded = np.tanh(z[pos][i] + np.arctanh(offset / half_l)) * half_l - offset
+      step = np.round(bounded)
+      codes[pos + (i,)] = step / (level // 2)
+      index += int(step + level // 2) * base
+      base *= level
+    ids[pos] = index
+  return codes, ids
+
+
+@pytest.mark.parametrize("levels", [(8, 5, 5, 5, 5), (8, 8, 8, 4, 4), (3, 4)])
+def test_fsq_matches_naive_reference_and_round_trips(levels):
+  z = 2.0 * np.asarray(jax.random.normal(jax.random.key(0), (6, 7, len(levels))), np.float64)
+  codes, ids, aux = fsq(levels).apply({}, jnp.asarray(z, jnp.float32))
+  ref_codes, ref_ids = naive_fsq(z, levels)
+  np.testing.assert_array_equal(ids, ref_ids)
+  np.testing.assert_allclose(codes, ref_codes, atol=1e-6)
+  np.testing.assert_allclose(fsq(levels).codes_from_indices(ids), codes, atol=1e-6)
+  assert float(aux["loss"]) == 0.0
+
+
+@pytest.mark.parametrize("levels", [(8, 5, 5, 5, 5), (3, 4)])
+def test_fsq_every_index_decodes_to_a_code_that_encodes_back(levels):
+  size = int(np.prod(levels))
+  ids = jnp.arange(size, dtype=jnp.int32)
+  codes = fsq(levels).codes_from_indices(ids)
+  assert len(np.unique(np.asarray(codes), axis=0)) == size
+  assert float(jnp.min(codes)) == -1.0 and float(jnp.max(codes)) <= 1.0
+  # A latent whose bounded value lands on a code's integer step is quantized to that code.
+  half = jnp.floor(jnp.asarray(levels, jnp.float32) / 2)
+  half_l = (jnp.asarray(levels, jnp.float32) - 1) * (1 + 1e-3) / 2
+  offset = jnp.where(jnp.asarray(levels) % 2 == 0, 0.5, 0.0)
+  z = jnp.arctanh((codes * half + offset) / half_l) - jnp.arctanh(offset / half_l)
+  _, back, aux = fsq(levels).apply({}, z)
+  np.testing.assert_array_equal(back, ids)
+  assert float(aux["usage"]) == 1.0
+
+
+def test_fsq_straight_through_gradient():
+  levels = (8, 5, 3)
+  z = jax.random.normal(jax.random.key(1), (4, 3))
+  weights = jnp.arange(1.0, 4.0)
+  grad = jax.grad(lambda v: jnp.sum(fsq(levels).apply({}, v)[0] * weights))(z)
+  # Rounding passes the gradient through; the tanh bound and the 1 / (L // 2) scale remain.
+  half_l = (jnp.asarray(levels, jnp.float32) - 1) * (1 + 1e-3) / 2
+  shift = jnp.arctanh(jnp.asarray([0.5, 0.0, 0.0]) / half_l)
+  expected = weights * half_l * (1 - jnp.tanh(z + shift) ** 2) / jnp.asarray([4.0, 2.0, 1.0])
+  np.testing.assert_allclose(grad, expected, rtol=1e-5)
+
+
+def test_fsq_codebook_size_and_channels_are_checked():
+  with pytest.raises(ValueError, match="give 100 codes, not codebook_size=64"):
+    quantizers.FSQ((4, 5, 5), 64).apply({}, jnp.zeros((2, 3)))
+  with pytest.raises(ValueError, match="z_channels=3"):
+    fsq((4, 4, 4)).apply({}, jnp.zeros((2, 5)))

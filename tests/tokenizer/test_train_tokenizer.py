@@ -101,6 +101,7 @@ def test_short_demo_run_learns_and_resumes(tmp_path):
   config.mesh = dict(data=1, fsdp=1, tensor=1)
   config.train.eval_clips = 16
   config.loss.disc_start = 1_000  # reconstruction only in this short run
+  config.image_phase.steps = 40
   mesh, rules = sharding.make_mesh(config.mesh), sharding.rules(config.sharding)
   state, _ = tokenizer_step.create_state(config, jax.random.key(config.train.seed), mesh, rules)
   clips = train_tokenizer.heldout_clips(config, config.train.eval_clips)
@@ -117,3 +118,29 @@ def test_short_demo_run_learns_and_resumes(tmp_path):
   train_tokenizer.train_and_evaluate(config, workdir)
   with open(os.path.join(workdir, "eval.json")) as f:
     assert json.load(f)["step"] == 64
+
+
+@pytest.mark.slow
+def test_image_phase_then_inflation_resumes_exactly_across_the_switch(tmp_path):
+  config = small_config(steps=2, checkpoint_every=2)
+  config.optim.decay_steps = 2  # pinned, so that a 1-step clip phase trains as the straight run
+  config.tokenizer.norm, config.tokenizer.temporal_padding = "none", "replicate"
+  config.image_phase.update(steps=2, batch_size=4, downsample_tap="middle")
+  straight = train_tokenizer.train(config, str(tmp_path / "straight"))
+  assert [r["step"] for r in straight.history] == [1, 2]
+  image_rows = _losses(tmp_path / "straight" / train_tokenizer.IMAGE_DIR)
+  assert sorted(image_rows) == [1, 2]
+  # Stopped after the image phase and one clip step, then resumed: the image phase is restored
+  # (not retrained), the inflation redone, and the clip phase continues from its checkpoint.
+  resumed_dir = tmp_path / "resumed"
+  config.train.steps = 1
+  first = train_tokenizer.train(config, str(resumed_dir))
+  assert first.start_step == 0 and int(first.state.step) == 1
+  config.train.steps = 2
+  resumed = train_tokenizer.train(config, str(resumed_dir))
+  assert resumed.start_step == 1
+  assert _losses(resumed_dir / train_tokenizer.IMAGE_DIR) == image_rows
+  assert _losses(resumed_dir) == _losses(tmp_path / "straight")
+  for field in train_tokenizer.SAVED_FIELDS:
+    chex.assert_trees_all_equal(jax.device_get(getattr(resumed.state, field)),
+                                jax.device_get(getattr(straight.state, field)))
