@@ -1,4 +1,5 @@
-"""PNG plots of the CPU demo, drawn with Pillow (no matplotlib).
+"""PNG plots of the CPU demo: line charts with matplotlib (Agg, no display needed), frame strips
+and reconstruction grids pasted together with Pillow.
 
     line_plot({"stage 1": (steps, losses), ...}, "loss.png", title="LM loss")
     frame_strip(video_uint8, "strip.png", count=8, fps=8)
@@ -11,58 +12,46 @@ import json
 import os
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
-COLORS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-          (140, 86, 75))
-_WIDTH, _HEIGHT, _MARGIN = 640, 400, 56
+_SIZE_PX, _DPI = (640, 400), 100
 
 
-def _ticks(low: float, high: float, count: int = 5) -> list[float]:
-  return [low + (high - low) * i / (count - 1) for i in range(count)]
+def new_figure(size_px: tuple[int, int] = _SIZE_PX) -> Figure:
+  """A matplotlib figure of `size_px` (width, height) pixels on the Agg canvas (no pyplot, so
+  no global state and no display)."""
+  figure = Figure(figsize=(size_px[0] / _DPI, size_px[1] / _DPI), dpi=_DPI)
+  FigureCanvasAgg(figure)
+  return figure
+
+
+def save_rgb(figure: Figure, path: str):
+  """Write `figure` as an RGB PNG of exactly its pixel size (matplotlib writes RGBA)."""
+  canvas = figure.canvas
+  canvas.draw()
+  Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB").save(path)
 
 
 def line_plot(series: dict[str, tuple[list[float], list[float]]], path: str, title: str,
               x_label: str = "step", y_label: str = "loss"):
-  """Lines `{label: (xs, ys)}` on shared axes with a legend, written to `path` (PNG)."""
-  points = [(x, y) for xs, ys in series.values() for x, y in zip(xs, ys) if np.isfinite(y)]
-  if not points:
+  """Lines `{label: (xs, ys)}` on shared axes with a legend, written to `path` (PNG, 640x400).
+  Non-finite points are left out."""
+  finite = {label: [(x, y) for x, y in zip(xs, ys) if np.isfinite(y)]
+            for label, (xs, ys) in series.items()}
+  if not any(finite.values()):
     raise ValueError(f"line_plot {path}: no finite points to draw")
-  xs_all, ys_all = zip(*points)
-  x0, x1 = min(xs_all), max(xs_all)
-  y0, y1 = min(ys_all), max(ys_all)
-  x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
-  image = Image.new("RGB", (_WIDTH, _HEIGHT), "white")
-  draw = ImageDraw.Draw(image)
-  left, top, right, bottom = _MARGIN, 32, _WIDTH - 16, _HEIGHT - _MARGIN + 8
-
-  def px(x, y):
-    return (left + (x - x0) / (x1 - x0) * (right - left),
-            bottom - (y - y0) / (y1 - y0) * (bottom - top))
-
-  draw.rectangle((left, top, right, bottom), outline="black")
-  for y in _ticks(y0, y1):
-    _, py = px(x0, y)
-    draw.line((left - 4, py, left, py), fill="black")
-    draw.text((4, py - 6), f"{y:.3g}", fill="black")
-  for x in _ticks(x0, x1):
-    qx, _ = px(x, y0)
-    draw.line((qx, bottom, qx, bottom + 4), fill="black")
-    draw.text((qx - 10, bottom + 6), f"{x:.4g}", fill="black")
-  draw.text((_WIDTH // 2 - 4 * len(title), 8), title, fill="black")
-  draw.text(((left + right) // 2 - 12, _HEIGHT - 20), x_label, fill="black")
-  draw.text((4, 12), y_label, fill="black")
-  for i, (label, (xs, ys)) in enumerate(series.items()):
-    color = COLORS[i % len(COLORS)]
-    line = [px(x, y) for x, y in zip(xs, ys) if np.isfinite(y)]
-    if len(line) > 1:
-      draw.line(line, fill=color, width=2)
-    for qx, qy in line:
-      draw.ellipse((qx - 2, qy - 2, qx + 2, qy + 2), fill=color)
-    draw.line((right - 150, top + 12 + 16 * i, right - 130, top + 12 + 16 * i), fill=color,
-              width=3)
-    draw.text((right - 124, top + 6 + 16 * i), label, fill="black")
-  image.save(path)
+  figure = new_figure()
+  axes = figure.add_subplot()
+  for label, points in finite.items():
+    if points:
+      axes.plot(*zip(*points), marker="o", markersize=3, linewidth=2, label=label)
+  axes.set(title=title, xlabel=x_label, ylabel=y_label)
+  axes.grid(alpha=0.3)
+  axes.legend()
+  figure.tight_layout()
+  save_rgb(figure, path)
 
 
 def frame_strip(video: np.ndarray, path: str, count: int = 8, fps: float | None = None):

@@ -1,14 +1,17 @@
 """The CPU demo: step bookkeeping (skip, resume, timings), the quick run end to end with an
-interruption in LM stage 2, the plots, and the quickstart notebook."""
+interruption in LM stage 2, the plots, and the quickstart notebook on a Jupyter kernel."""
 
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import nbclient
+import nbformat
 import numpy as np
 import pytest
 from PIL import Image
@@ -143,9 +146,15 @@ def _user_env(**extra) -> dict:
   return dict(env, **extra)
 
 
-@pytest.mark.slow
-def test_quick_demo_end_to_end_resumes_after_sigint_in_stage2(tmp_path):
-  workdir, log_path = tmp_path / "run", tmp_path / "first.log"
+@pytest.fixture(scope="session")
+def interrupted_quick_demo(tmp_path_factory):
+  """The quick demo interrupted with SIGINT in LM stage 2, then re-run to the end (one ~3-minute
+  run per session, shared by the tests of the `quick_demo` xdist group).
+
+  Returns `(workdir, first run's output, first run's return code, the re-run)`.
+  """
+  root = tmp_path_factory.mktemp("quick_demo")
+  workdir, log_path = root / "run", root / "first.log"
   with open(log_path, "w") as log:
     # Started with SIGINT ignored, as a background job of a non-interactive shell is: Ctrl-C
     # must still interrupt the demo resumably.
@@ -162,12 +171,17 @@ def test_quick_demo_end_to_end_resumes_after_sigint_in_stage2(tmp_path):
     assert proc.poll() is None, log_path.read_text()
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=300)
-  out = log_path.read_text()
-  assert proc.returncode != 0, out
-  assert "interrupted" in out
-  assert not os.path.exists(workdir / "steps" / "lm_stage2.done")
   rerun = subprocess.run(_demo_command(workdir), cwd=REPO, env=_user_env(), capture_output=True,
                          text=True, timeout=1500)
+  return workdir, log_path.read_text(), proc.returncode, rerun
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("quick_demo")
+def test_quick_demo_end_to_end_resumes_after_sigint_in_stage2(interrupted_quick_demo):
+  workdir, out, returncode, rerun = interrupted_quick_demo
+  assert returncode != 0, out
+  assert "interrupted" in out
   assert rerun.returncode == 0, rerun.stdout + rerun.stderr
   for step in ("tokenizer", "text", "pretokenize", "lm_stage1"):
     assert f"] {step}: done in an earlier run" in rerun.stdout
@@ -192,37 +206,29 @@ def test_quick_demo_end_to_end_resumes_after_sigint_in_stage2(tmp_path):
       "lm_loss.png", "frame_loss.png", "reconstruction.png", "long_video.png"}
 
 
-def _notebook_code(path):
-  with open(path) as f:
-    notebook = json.load(f)
-  return ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"]
-
-
 @pytest.mark.slow
-def test_quickstart_notebook(tmp_path, monkeypatch):
-  """Executed with nbclient when installed; otherwise its code cells run in order in one Python
-  process (IPython.display works outside a notebook too)."""
-  path = os.path.join(REPO, "notebooks", "quickstart.ipynb")
-  env = _user_env(LOONG_JAX_SKIP_INSTALL="1", LOONG_JAX_NOTEBOOK_WORKDIR=str(tmp_path / "run"))
-  try:
-    import nbclient
-    import nbformat
-  except ImportError:
-    script = tmp_path / "quickstart.py"
-    script.write_text("\n\n".join(_notebook_code(path)))
-    done = subprocess.run([sys.executable, str(script)], cwd=os.path.join(REPO, "notebooks"),
-                          env=env, capture_output=True, text=True, timeout=1500)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "no TPU attached" in done.stdout
-  else:
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
-    for name in ("LOONG_JAX_SKIP_INSTALL", "LOONG_JAX_NOTEBOOK_WORKDIR"):
-      monkeypatch.setenv(name, env[name])
-    notebook = nbformat.read(path, as_version=4)
-    nbclient.NotebookClient(notebook, timeout=1500,
-                            resources={"metadata": {"path": os.path.join(REPO, "notebooks")}}
-                            ).execute()
-  assert os.path.exists(tmp_path / "run" / "report.json")
+@pytest.mark.xdist_group("quick_demo")
+def test_quickstart_notebook(interrupted_quick_demo, tmp_path, monkeypatch):
+  """Executes notebooks/quickstart.ipynb on a real Jupyter kernel (nbclient). Its workdir is a
+  copy of the session's finished quick-demo run, so its demo cell resumes a finished run (every
+  step skipped, seconds): what the notebook adds is the kernel, the cells and the inline video."""
+  finished, *_ = interrupted_quick_demo
+  workdir = tmp_path / "run"
+  shutil.copytree(finished, workdir)
+  # The kernel inherits this environment: the machine's real devices, the copied run.
+  monkeypatch.delenv("XLA_FLAGS", raising=False)
+  monkeypatch.setenv("LOONG_JAX_NOTEBOOK_WORKDIR", str(workdir))
+  notebook = nbformat.read(os.path.join(REPO, "notebooks", "quickstart.ipynb"), as_version=4)
+  nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
+                          resources={"metadata": {"path": os.path.join(REPO, "notebooks")}}
+                          ).execute()
+  outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+  text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+  html = "".join(o.data.get("text/html", "") for o in outputs if "data" in o)
+  assert "done in an earlier run" in text   # the demo cell resumed the finished run
+  assert "<video" in html and "data:video/mp4;base64," in html   # mediapy's inline video
+  assert "<img" in html   # the frame strip
+  assert "no TPU attached" in text
 
 
 def test_lm_stage_config_takes_the_demo_recipe(tmp_path):

@@ -30,6 +30,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       num_frames=FRAMES[variant],
       resolution=resolution,
       fps=ml_collections.FieldReference(None, field_type=float),  # folder: resample to this
+      # folder: malformed caption rows (bad JSON, no path/caption) are skipped and counted up to
+      # this fraction of the rows; above it the run stops, naming the file and the first bad row.
+      max_bad_fraction=0.01,
       num_samples=ml_collections.FieldReference(2_000 if demo else None, field_type=int),
       seed=0,                   # synthetic
       video_feature="video",    # tfds

@@ -8,7 +8,8 @@ The encoder is any `encode_fn` with the contract of `encoders.py` (float32 `[B, 
 Output folder:
   `tokens-00003-of-00010.array_record`   records of `sources.encode_token_record`
   `tokens-00003-of-00010.json`           that shard's item range, record count and skipped items
-  `manifest.json`                        all finished shards, totals, the settings of the run
+  `manifest.json`                        all finished shards, totals (records; skipped = unreadable
+                                         items + malformed caption rows), the run's settings
 Resume: a shard is finished when its `.array_record` exists. It is written under a temporary
 name and renamed when complete, so a crash mid-shard leaves no file that counts; the next run
 redoes that shard and keeps the finished ones. Items are assigned to shards by index, so a resumed
@@ -100,17 +101,23 @@ def write_shard(source, indices: range, path: str, encode_fn: EncodeFn,
   return info
 
 
-def write_manifest(out_dir: str, num_shards: int, settings: dict) -> dict:
-  """Collect the finished shards' sidecars into `manifest.json` (atomically)."""
+def write_manifest(out_dir: str, num_shards: int, settings: dict,
+                   bad_rows: list[str] = ()) -> dict:
+  """Collect the finished shards' sidecars into `manifest.json` (atomically).
+
+  `bad_rows`: the source's malformed caption rows (`"file:line: reason"`), skipped before any
+  shard; counted in `skipped` next to the shards' unreadable items.
+  """
   shards = []
   for record_path in sorted(glob.glob(os.path.join(out_dir, "tokens-*.array_record"))):
     with open(record_path[: -len(".array_record")] + ".json") as f:
       shards.append(json.load(f))
+  unreadable = sum(len(s["skipped"]) for s in shards)
   manifest = {"num_shards": num_shards, "finished_shards": len(shards),
               "complete": len(shards) == num_shards,
               "records": sum(s["records"] for s in shards),
-              "skipped": sum(len(s["skipped"]) for s in shards),
-              "settings": settings, "shards": shards}
+              "skipped": unreadable + len(bad_rows), "unreadable": unreadable,
+              "malformed_rows": list(bad_rows), "settings": settings, "shards": shards}
   tmp = os.path.join(out_dir, f"{MANIFEST}.tmp-{os.getpid()}")
   with open(tmp, "w") as f:
     json.dump(manifest, f, indent=1)
@@ -127,7 +134,8 @@ def pretokenize(source, encode_fn: EncodeFn, text_tokenizer: text_lib.TextTokeni
 
   Args:
     source: items `{"video": uint8 [T, H, W, 3], "caption", "fps", "key"}`, all with the same
-      T and size; `__getitem__` may raise `VideoReadError` (counted and skipped).
+      T and size; `__getitem__` may raise `VideoReadError` (counted and skipped). Its
+      `bad_rows` (malformed caption rows a `FolderSource` skipped), if any, go to the manifest.
     encode_fn: see the module docstring; wrap with `data_parallel` to use every device.
     text_tokenizer: caption -> text ids (cut to `max_text_len`).
     out_dir: output folder (created).
@@ -159,7 +167,7 @@ def pretokenize(source, encode_fn: EncodeFn, text_tokenizer: text_lib.TextTokeni
     print(f"pretokenize: shard {done}/{len(todo)} ({info['records']} records, "
           f"{len(info['skipped'])} skipped), {rate:.1f} items/s, "
           f"ETA {(len(todo) - done) * shard_size / max(rate, 1e-9):.0f} s", flush=True)
-  return write_manifest(out_dir, num_shards, settings or {})
+  return write_manifest(out_dir, num_shards, settings or {}, getattr(source, "bad_rows", []))
 
 
 # From config (python -m loong_jax.pretokenize) --------------------------------------------------------
@@ -180,7 +188,8 @@ def make_source(source_config, for_text: bool = False):
     if not source_config.path:
       raise ValueError("config.source.path: give the folder of videos (kind='folder')")
     return _limit(sources.FolderSource(source_config.path, source_config.resolution,
-                                       source_config.num_frames, fps=source_config.fps),
+                                       source_config.num_frames, fps=source_config.fps,
+                                       max_bad_fraction=source_config.max_bad_fraction),
                   source_config.num_samples)
   if kind == "tfds":
     from loong_jax.data import tfds_sources  # noqa: PLC0415 -- tensorflow_datasets is heavy
@@ -193,10 +202,11 @@ def make_source(source_config, for_text: bool = False):
 
 
 class _Limited:
-  """The first `n` items of a source."""
+  """The first `n` items of a source (its `bad_rows` too: the caption file was read whole)."""
 
   def __init__(self, source, n):
     self.source, self.n = source, min(n, len(source))
+    self.bad_rows = getattr(source, "bad_rows", [])
 
   def __len__(self):
     return self.n
@@ -248,5 +258,7 @@ def run(config) -> dict:
                 "tokenizer_checkpoint": config.tokenizer_checkpoint,
                 "text_model": os.path.relpath(text_tokenizer.model_path, config.out_dir)})
   print(f"pretokenize: {manifest['finished_shards']}/{manifest['num_shards']} shards, "
-        f"{manifest['records']} records, {manifest['skipped']} skipped -> {config.out_dir}")
+        f"{manifest['records']} records, {manifest['skipped']} skipped ({manifest['unreadable']} "
+        f"unreadable + {len(manifest['malformed_rows'])} malformed caption rows) -> "
+        f"{config.out_dir}")
   return manifest

@@ -3,7 +3,9 @@
 * `FolderSource`: a folder of videos/images with captions in `captions.jsonl`
   (`{"path": ..., "caption": ...}` per line) or a WebVid-style CSV (`videoid`, `name`,
   `page_dir` columns, or `path`, `caption`). Items are decoded clips; an unreadable, truncated
-  or too-short file raises `video_io.VideoReadError`.
+  or too-short file raises `video_io.VideoReadError`. Malformed caption rows (invalid JSON, no
+  path or caption) are data errors too: skipped, counted and logged, unless more than
+  `max_bad_fraction` of the rows are malformed (then the file is likely not a caption file).
 * `TokenShards`: the ArrayRecord shards written by `pretokenize` (see `encode_token_record`).
 * `readable(...)`: wraps a source in a grain dataset that counts, logs and skips bad items.
 
@@ -26,6 +28,8 @@ import numpy as np
 from loong_jax.data import video_io
 
 VideoReadError = video_io.VideoReadError
+MAX_BAD_FRACTION = 0.01  # malformed caption rows tolerated, as a fraction of the rows
+_LOGGED_BAD_ROWS = 5  # malformed rows logged one by one; the rest are counted
 
 
 class FolderSource:
@@ -37,7 +41,8 @@ class FolderSource:
 
   def __init__(self, root: str, resolution: int, num_frames: int, fps: float | None = None,
                 captions: str | None = None, clip_position: str = "start",
-                entries: list[tuple[str, str]] | None = None):
+                entries: list[tuple[str, str]] | None = None,
+                max_bad_fraction: float = MAX_BAD_FRACTION):
     """Read the caption file (videos are decoded lazily, per item).
 
     Args:
@@ -49,14 +54,20 @@ class FolderSource:
         `*.csv` in root.
       clip_position: where the window sits in a longer video: start | center.
       entries: `[(path relative to root, caption)]` given directly (no caption file is read).
+      max_bad_fraction: malformed caption rows are skipped (listed in `bad_rows`) while they are
+        at most this fraction of the file's rows; above it, a ValueError names the file, the
+        count and the first bad line.
+    Attributes:
+      bad_rows: `["file:line: reason"]` of the skipped malformed caption rows.
     """
     if num_frames < 1 or (num_frames - 1) % 4:
       raise ValueError(f"FolderSource: num_frames={num_frames} is not 1 + 4k")
     self.root, self.resolution, self.num_frames = root, resolution, num_frames
     self.fps, self.clip_position = fps, clip_position
+    self.bad_rows: list[str] = []
     if entries is None:
       self.caption_file = captions or _default_caption_file(root)
-      self.entries = _read_captions(root, self.caption_file)
+      self.entries, self.bad_rows = _read_captions(self.caption_file, max_bad_fraction)
     else:
       self.caption_file, self.entries = None, list(entries)
 
@@ -108,37 +119,67 @@ def _default_caption_file(root: str) -> str:
   return csvs[0]
 
 
-def _read_captions(root: str, caption_file: str) -> list[tuple[str, str]]:
-  """`[(path relative to root, caption)]` from a jsonl or WebVid-style csv file."""
-  entries = []
+def _read_captions(caption_file: str, max_bad_fraction: float
+                   ) -> tuple[list[tuple[str, str]], list[str]]:
+  """`([(path relative to root, caption)], ["file:line: reason" of malformed rows])` from a jsonl
+  or WebVid-style csv file; raises when malformed rows exceed `max_bad_fraction` of all rows."""
   if caption_file.endswith(".jsonl"):
-    with open(caption_file) as f:
-      for line_no, line in enumerate(f, 1):
-        if not line.strip():
-          continue
-        try:
-          row = json.loads(line)
-          entries.append((str(row["path"]), str(row["caption"])))
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-          raise ValueError(f"{caption_file}:{line_no}: expected {{\"path\", \"caption\"}}, "
-                           f"got {line.strip()[:80]!r} ({e})") from e
+    rows = _jsonl_rows(caption_file)
   elif caption_file.endswith(".csv"):
-    with open(caption_file, newline="") as f:
-      for line_no, row in enumerate(csv.DictReader(f), 2):
-        caption = row.get("caption", row.get("name"))
-        if "path" in row:
-          path = row["path"]
-        elif "videoid" in row:
-          path = os.path.join(row.get("page_dir") or "", f"{row['videoid']}.mp4")
-        else:
-          path = None
-        if not path or caption is None:
-          raise ValueError(f"{caption_file}:{line_no}: needs a 'path' (or 'videoid' [+ "
-                           f"'page_dir']) and a 'caption' (or 'name') column; has {list(row)}")
-        entries.append((path, caption))
+    rows = _csv_rows(caption_file)
   else:
     raise ValueError(f"FolderSource: caption file {caption_file} must be .jsonl or .csv")
-  return entries
+  entries, bad = [], []
+  for line_no, entry, reason in rows:
+    if entry is None:
+      bad.append(f"{caption_file}:{line_no}: {reason}")
+    else:
+      entries.append(entry)
+  total = len(entries) + len(bad)
+  if bad and len(bad) > max_bad_fraction * total:
+    raise ValueError(f"{caption_file}: {len(bad)} of {total} caption rows are malformed, more "
+                     f"than max_bad_fraction={max_bad_fraction:g} (config.source."
+                     f"max_bad_fraction); first bad row {bad[0]}")
+  for reason in bad[:_LOGGED_BAD_ROWS]:
+    logging.warning("skipping caption row %s", reason)
+  if bad:
+    logging.warning("%s: skipped %d malformed caption rows of %d%s", caption_file, len(bad),
+                    total, " (first ones above)" if len(bad) > _LOGGED_BAD_ROWS else "")
+  return entries, bad
+
+
+def _jsonl_rows(caption_file: str):
+  """`(line, (path, caption) or None, reason)` per non-empty line of a `captions.jsonl`."""
+  with open(caption_file) as f:
+    for line_no, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+        yield line_no, (str(row["path"]), str(row["caption"])), ""
+      except (json.JSONDecodeError, KeyError, TypeError) as e:
+        reason = f"missing field {e}" if isinstance(e, KeyError) else str(e)
+        yield line_no, None, (f"expected {{\"path\", \"caption\"}}, got "
+                              f"{line.strip()[:80]!r} ({reason})")
+
+
+def _csv_rows(caption_file: str):
+  """`(line, (path, caption) or None, reason)` per data row of a WebVid-style csv (line 1 is the
+  header; a row is one line)."""
+  with open(caption_file, newline="") as f:
+    for line_no, row in enumerate(csv.DictReader(f), 2):
+      caption = row.get("caption", row.get("name"))
+      if row.get("path"):
+        path = row["path"]
+      elif row.get("videoid"):
+        path = os.path.join(row.get("page_dir") or "", f"{row['videoid']}.mp4")
+      else:
+        path = None
+      if not path or caption is None:
+        yield line_no, None, ("needs a 'path' (or 'videoid' [+ 'page_dir']) and a 'caption' (or "
+                              f"'name') value; has {row}")
+      else:
+        yield line_no, (path, caption), ""
 
 
 class SkipCounter:

@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
+from loong_jax import demo_plots
 from loong_jax.data import synthetic
 from loong_jax.eval import probe
 
@@ -148,51 +148,27 @@ def markdown_table(result: dict, window_s: float = 10.0) -> str:
   return "\n".join(lines) + "\n"
 
 
-_BLUE, _ORANGE = (31, 119, 180), (255, 127, 14)
+_BLUE, _ORANGE = "#1f77b4", "#ff7f0e"
 _STYLE = {("presence", "reencode"): (_BLUE, 3), ("presence", "no_reencode"): (_ORANGE, 3),
           ("motion", "reencode"): (_BLUE, 1), ("motion", "no_reencode"): (_ORANGE, 1)}
 
 
 def plot(result: dict, path: str, window_s: float = 10.0, size: tuple[int, int] = (640, 400)):
-  """A PNG line chart of presence (thick) and motion (thin) per window, re-encoding on (blue)
-  and off (orange), drawn with Pillow (no plotting library needed)."""
-  width, height = size
-  left, right, top, bottom = 60, 170, 30, 50
-  image = Image.new("RGB", size, "white")
-  draw = ImageDraw.Draw(image)
-  font = ImageFont.load_default()
+  """A PNG line chart (`size` pixels, RGB) of presence (thick) and motion (thin) per window,
+  re-encoding on (blue) and off (orange), drawn with matplotlib."""
+  figure = demo_plots.new_figure(size)
+  axes = figure.add_subplot()
   num = max((len(v) for check in ("presence", "motion") for v in result[check].values()),
             default=1)
-  plot_w, plot_h = width - left - right, height - top - bottom
-
-  def xy(k, value):
-    x = left + (plot_w * (k + 0.5) / num)
-    return x, top + plot_h * (1.0 - value)
-
-  for tick in np.linspace(0.0, 1.0, 6):
-    y = xy(0, tick)[1]
-    draw.line([left - 4, y, left, y], fill="black")
-    draw.line([left, y, left + plot_w, y], fill=(225, 225, 225))
-    draw.text((left - 34, y - 6), f"{tick:.1f}", fill="black", font=font)
-  draw.rectangle([left, top, left + plot_w, top + plot_h], outline="black")
-  for k in range(num):
-    x = xy(k, 0.0)[0]
-    draw.text((x - 20, top + plot_h + 8), f"{k * window_s:g}-{(k + 1) * window_s:g}s",
-              fill="black", font=font)
-  draw.text((left, 8), "fraction of prompts whose object holds, per window", fill="black",
-            font=font)
-  legend_y = top
   for (check, mode), (color, line_width) in _STYLE.items():
     values = result[check].get(mode)
-    if not values:
-      continue
-    points = [xy(k, v) for k, v in enumerate(values)]
-    if len(points) > 1:
-      draw.line(points, fill=color, width=line_width)
-    for x, y in points:
-      draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=color)
-    draw.line([left + plot_w + 10, legend_y + 6, left + plot_w + 30, legend_y + 6], fill=color,
-              width=line_width)
-    draw.text((left + plot_w + 36, legend_y), f"{check}, {mode}", fill="black", font=font)
-    legend_y += 18
-  image.save(path)
+    if values:
+      axes.plot(range(len(values)), values, color=color, linewidth=line_width, marker="o",
+                markersize=2 * line_width, label=f"{check}, {mode}")
+  axes.set_xticks(range(num), [f"{k * window_s:g}-{(k + 1) * window_s:g}s" for k in range(num)])
+  axes.set_ylim(-0.05, 1.05)
+  axes.set_title("fraction of prompts whose object holds, per window")
+  axes.grid(alpha=0.3)
+  axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
+  figure.tight_layout()
+  demo_plots.save_rgb(figure, path)

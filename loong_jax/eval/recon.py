@@ -1,15 +1,15 @@
-"""Reconstruction metrics of the video tokenizer: PSNR, SSIM and codebook usage.
+"""Reconstruction metrics of the video tokenizer: PSNR, SSIM (through dm-pix) and codebook usage.
 
 Pixel convention: every function takes videos as uint8 in [0, 255] or as floats in [-1, 1] (the
 tokenizer's pixel range), shaped `[..., H, W, 3]` (a frame, a video `[T, H, W, 3]` or a batch
 `[N, T, H, W, 3]`). Both are mapped to floats in [0, 1] before measuring, so PSNR is in dB of a
-unit peak and SSIM uses `data_range=1`.
+unit peak and SSIM uses `max_val=1`.
 
 PSNR and SSIM are computed per frame and averaged over all frames (every frame weighs the same).
-SSIM follows Wang et al. (2004): an 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03,
-population covariances, per channel, averaged over the pixels whose window lies inside the frame;
-it matches `skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
-use_sample_covariance=False, data_range=1, channel_axis=-1)`.
+SSIM is `dm_pix.ssim` (Wang et al. 2004): an 11x11 Gaussian window (sigma 1.5), K1 = 0.01,
+K2 = 0.03, population covariances, per channel, averaged over the pixels whose window lies inside
+the frame; it matches `skimage.metrics.structural_similarity(..., gaussian_weights=True,
+sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1)` (tests).
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 
+import dm_pix
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-PSNR_MAX_DB = 100.0  # identical frames: MSE floored at 1e-10 so the value stays a finite number
+PSNR_MAX_DB = 100.0  # identical frames (MSE 0): capped so the value stays a finite number
 SSIM_SIGMA = 1.5
 SSIM_WINDOW = 11
-_K1, _K2 = 0.01, 0.03
 _FRAMES_PER_CALL = 64  # frames per jitted call: bounds memory for long videos
 
 
@@ -58,8 +58,7 @@ def _chunked(fn, real: np.ndarray, fake: np.ndarray) -> np.ndarray:
 
 @jax.jit
 def _psnr_frames(real: jax.Array, fake: jax.Array) -> jax.Array:
-  mse = jnp.mean(jnp.square(real - fake), axis=(1, 2, 3))
-  return -10.0 * jnp.log10(jnp.maximum(mse, 10.0 ** (-PSNR_MAX_DB / 10.0)))
+  return jnp.minimum(dm_pix.psnr(real, fake), PSNR_MAX_DB)
 
 
 def psnr_per_frame(real, fake) -> np.ndarray:
@@ -72,37 +71,8 @@ def psnr(real, fake) -> float:
   return float(np.mean(psnr_per_frame(real, fake)))
 
 
-def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
-  """Normalised 1-D Gaussian `[size]`."""
-  x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
-  w = np.exp(-0.5 * (x / sigma) ** 2)
-  return (w / w.sum()).astype(np.float32)
-
-
-def _filter_valid(x: jax.Array, window: jax.Array) -> jax.Array:
-  """Separable Gaussian filter, 'valid' region: `[F, H, W, C]` -> `[F, H - k + 1, W - k + 1, C]`."""
-  channels = x.shape[-1]
-  dims = ("NHWC", "HWIO", "NHWC")
-  k = window.shape[0]
-  rows = jnp.tile(window.reshape(k, 1, 1, 1), (1, 1, 1, channels))
-  cols = jnp.tile(window.reshape(1, k, 1, 1), (1, 1, 1, channels))
-  conv = functools.partial(jax.lax.conv_general_dilated, window_strides=(1, 1), padding="VALID",
-                           dimension_numbers=dims, feature_group_count=channels,
-                           precision=jax.lax.Precision.HIGHEST)
-  return conv(conv(x, rows), cols)
-
-
-@jax.jit
-def _ssim_frames(real: jax.Array, fake: jax.Array) -> jax.Array:
-  window = jnp.asarray(gaussian_window())
-  c1, c2 = _K1 ** 2, _K2 ** 2
-  mu_x, mu_y = _filter_valid(real, window), _filter_valid(fake, window)
-  var_x = _filter_valid(real * real, window) - mu_x * mu_x
-  var_y = _filter_valid(fake * fake, window) - mu_y * mu_y
-  cov = _filter_valid(real * fake, window) - mu_x * mu_y
-  ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)
-              / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)))
-  return jnp.mean(ssim_map, axis=(1, 2, 3))
+_ssim_frames = jax.jit(functools.partial(dm_pix.ssim, max_val=1.0, filter_size=SSIM_WINDOW,
+                                         filter_sigma=SSIM_SIGMA))
 
 
 def ssim_per_frame(real, fake) -> np.ndarray:
@@ -111,7 +81,6 @@ def ssim_per_frame(real, fake) -> np.ndarray:
   if min(real.shape[1:3]) < SSIM_WINDOW:
     raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got "
                      f"{real.shape[1]}x{real.shape[2]}")
-  # float32 statistics stay within 2e-5 of skimage's float64 on [0, 1] pixels (tests).
   return _chunked(_ssim_frames, real, fake)
 
 

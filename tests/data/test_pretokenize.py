@@ -136,3 +136,49 @@ def test_cli_on_a_folder_resumes_identically(tmp_path):
   _assert_same_output(f"{tmp_path}/a/tokens", f"{tmp_path}/b/tokens")
   unknown = _cli(*flags, "--config.source.colour=1")
   assert unknown.returncode != 0 and "has no field 'colour'" in unknown.stderr
+
+
+def _folder_with_bad_rows_and_files(root):
+  """19 caption rows: 12 good images, 5 unreadable files (corrupt png, corrupt mp4, empty gif,
+  missing, unsupported type) and 2 malformed rows (invalid JSON, no caption), interleaved."""
+  import imageio.v3 as iio  # noqa: PLC0415
+  data = synthetic_source(1, 12)
+  lines = []
+  for i in range(12):
+    iio.imwrite(root / f"good{i:02d}.png", data[i]["video"][0])
+    lines.append(json.dumps({"path": f"good{i:02d}.png", "caption": data[i]["caption"]}))
+  (root / "corrupt.png").write_bytes(b"\x89PNG garbage" * 8)
+  (root / "corrupt.mp4").write_bytes(b"\x00garbage" * 64)
+  (root / "empty.gif").write_bytes(b"")
+  (root / "notes.txt").write_text("not a video")
+  bad_files = ["corrupt.png", "corrupt.mp4", "empty.gif", "missing.mp4", "notes.txt"]
+  for k, name in enumerate(bad_files):
+    lines.insert(2 * k + 1, json.dumps({"path": name, "caption": "unreadable"}))
+  lines.insert(4, '{"path": "good99.png", "caption": "a line cut short')
+  lines.insert(15, json.dumps({"path": "good98.png"}))
+  (root / "captions.jsonl").write_text("\n".join(lines) + "\n")
+  return len(lines)
+
+
+def test_malformed_caption_rows_are_skipped_up_to_max_bad_fraction(tmp_path, text_model):
+  folder = tmp_path / "videos"
+  folder.mkdir()
+  assert _folder_with_bad_rows_and_files(folder) == 19
+  config = cli.load_config_file("configs/data/pretokenize.py:folder,demo")
+  config.encoder = "pooling"
+  config.vocab.text_size = VOCAB.text_size
+  config.text.model = text_model.model_path
+  config.source.update(path=str(folder), num_frames=1, resolution=32)
+  config.update(shard_size=8, batch_size=8, out_dir=str(tmp_path / "tokens"))
+  config.source.max_bad_fraction = 0.2
+  manifest = pretokenize.run(config)
+  assert manifest["complete"] and manifest["records"] == 12
+  assert manifest["unreadable"] == 5 and manifest["skipped"] == 7
+  assert [row.split("captions.jsonl:")[1].split(":")[0] for row in manifest["malformed_rows"]
+          ] == ["5", "16"]
+  keys = sorted(sources.TokenShards(config.out_dir)[i]["key"] for i in range(12))
+  assert keys == [f"good{i:02d}.png" for i in range(12)]   # nothing good is lost
+  config.source.max_bad_fraction = 0.01   # the default: 2 of 19 rows is too many
+  with pytest.raises(ValueError, match=r"captions.jsonl: 2 of 19 caption rows are malformed.*"
+                     r"max_bad_fraction=0.01.*first bad row .*captions.jsonl:5: "):
+    pretokenize.run(config)

@@ -64,8 +64,21 @@ def test_webvid_csv(tmp_path):
 
 def test_bad_caption_file_names_line(tmp_path):
   (tmp_path / "captions.jsonl").write_text('{"path": "a.mp4"}\n')
-  with pytest.raises(ValueError, match="captions.jsonl:1"):
+  with pytest.raises(ValueError, match="1 of 1 caption rows.*captions.jsonl:1"):
     sources.FolderSource(str(tmp_path), resolution=16, num_frames=1)
+
+
+def test_malformed_csv_rows_are_skipped_and_counted(tmp_path):
+  make_folder(tmp_path, with_bad=False)
+  (tmp_path / "captions.jsonl").unlink()
+  (tmp_path / "results.csv").write_text(
+      "path,caption\nv0.mp4,a clip\n,no path\nv1.gif,a gif\nstill.png\n")
+  source = sources.FolderSource(str(tmp_path), resolution=16, num_frames=1,
+                                max_bad_fraction=0.5)
+  assert source.entries == [("v0.mp4", "a clip"), ("v1.gif", "a gif")]
+  assert [row.split("results.csv:")[1][:2] for row in source.bad_rows] == ["3:", "5:"]
+  with pytest.raises(ValueError, match=r"2 of 4 caption rows .* first bad row .*results.csv:3"):
+    sources.FolderSource(str(tmp_path), resolution=16, num_frames=1, max_bad_fraction=0.25)
 
 
 def test_token_record_round_trip():

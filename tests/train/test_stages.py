@@ -1,6 +1,7 @@
 """The progressive curriculum: stage lineage, start-up checks, loss re-weighting."""
 
 import json
+import shutil
 
 import chex
 import jax
@@ -24,13 +25,20 @@ def _stage(stage, **overrides):
   return config
 
 
-def test_stages_one_two_three_chain_their_weights(tmp_path):
-  results = [train_lm.train(_stage(k), str(tmp_path)) for k in (1, 2, 3)]
+@pytest.fixture(scope="module")
+def three_stages(tmp_path_factory):
+  """`(workdir, [LoopResult of stage 1, 2, 3])`: the curriculum run once, shared."""
+  workdir = tmp_path_factory.mktemp("stages")
+  return workdir, [train_lm.train(_stage(k), str(workdir)) for k in (1, 2, 3)]
+
+
+def test_stages_one_two_three_chain_their_weights(three_stages):
+  workdir, results = three_stages
   assert all(int(r.state.step) == 6 for r in results)
-  lineage = json.loads((tmp_path / "stage3" / "lineage.json").read_text())
-  assert lineage == {"stage": 3, "from_workdir": str(tmp_path / "stage2"), "from_step": 6,
+  lineage = json.loads((workdir / "stage3" / "lineage.json").read_text())
+  assert lineage == {"stage": 3, "from_workdir": str(workdir / "stage2"), "from_step": 6,
                      "reset_optimizer": True}
-  assert not (tmp_path / "stage1" / "lineage.json").exists()
+  assert not (workdir / "stage1" / "lineage.json").exists()
   # Stage 2 started from stage 1's final weights: its first logged loss is far below a fresh
   # model's (stage 1's first loss), on the same kind of tokens.
   assert results[1].history[0]["loss"] < results[0].history[0]["loss"]
@@ -39,14 +47,17 @@ def test_stages_one_two_three_chain_their_weights(tmp_path):
   assert results[2].history[-1]["loss_later_frames"] > 0
 
 
-def test_a_stage_starts_from_exactly_the_previous_final_params(tmp_path):
-  first = train_lm.train(_stage(1), str(tmp_path))
+def test_a_stage_starts_from_exactly_the_previous_final_params(three_stages, tmp_path):
+  shared, results = three_stages
+  # A copy of stage 1's run: starting stage 2 writes its lineage, which the shared run keeps.
+  shutil.copytree(shared / "stage1", tmp_path / "stage1")
   config = _stage(2, **{"train.steps": 3})
   *_, fresh, _, _ = train_lm.build(config)
   run_dir, previous = train_lm.stage_dirs(config, str(tmp_path))
   (tmp_path / "stage2").mkdir()
   started = train_lm.init_from_previous_stage(config, fresh, previous, run_dir)
-  chex.assert_trees_all_equal(jax.device_get(started.params), jax.device_get(first.state.params))
+  chex.assert_trees_all_equal(jax.device_get(started.params),
+                              jax.device_get(results[0].state.params))
   assert int(started.step) == 0
 
 
