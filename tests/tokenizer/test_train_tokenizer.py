@@ -101,23 +101,24 @@ def test_short_demo_run_learns_and_resumes(tmp_path):
   config.mesh = dict(data=1, fsdp=1, tensor=1)
   config.train.eval_clips = 16
   config.loss.disc_start = 1_000  # reconstruction only in this short run
-  config.image_phase.steps = 40
+  config.image_phase.steps, config.image_phase.warmup_steps = 20, 2
+  config.train.batch_size, config.optim.warmup_steps = 2, 2
   mesh, rules = sharding.make_mesh(config.mesh), sharding.rules(config.sharding)
   state, _ = tokenizer_step.create_state(config, jax.random.key(config.train.seed), mesh, rules)
   clips = train_tokenizer.heldout_clips(config, config.train.eval_clips)
   with sharding.mesh_context(mesh, rules):
     untrained = train_tokenizer.evaluate(state, clips, config, mesh, config.train.batch_size)
-  config.train.steps = 60
+  config.train.steps = 20
   workdir = str(tmp_path / "trained")
   trained = train_tokenizer.train_and_evaluate(config, workdir)
   # The default-step figures are measured by the demo (report.json), not asserted here.
   assert trained["psnr"] > untrained["psnr"], (untrained, trained)
-  assert os.path.exists(os.path.join(workdir, "checkpoints", "60"))
-  # A longer run in the same workdir resumes from step 60 instead of starting over.
-  config.train.steps = 64
+  assert os.path.exists(os.path.join(workdir, "checkpoints", "20"))
+  # A longer run in the same workdir resumes from step 20 instead of starting over.
+  config.train.steps = 24
   train_tokenizer.train_and_evaluate(config, workdir)
   with open(os.path.join(workdir, "eval.json")) as f:
-    assert json.load(f)["step"] == 64
+    assert json.load(f)["step"] == 24
 
 
 @pytest.mark.slow
