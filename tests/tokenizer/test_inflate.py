@@ -9,15 +9,21 @@ import pytest
 from loong_jax.tokenizer import autoencoder, inflate
 
 
-def test_inflated_video_tokenizer_equals_per_frame_image_tokenizer(tiny_config):
-  video_cfg = tiny_config.tokenizer
-  image_cfg = inflate.image_config(video_cfg)
-  clip = jax.random.uniform(jax.random.key(0), (1, 5, 16, 16, 3), minval=-1, maxval=1)
-  image_model = autoencoder.make_tokenizer(image_cfg)
+def _image_and_video_models(video_cfg, frames: int):
+  """`(clip [1, frames, 16, 16, 3], image model, video model, image params)`: the image twin of
+  `video_cfg` with weights perturbed to be non-zero everywhere, so every inflated slice matters."""
+  clip = jax.random.uniform(jax.random.key(0), (1, frames, 16, 16, 3), minval=-1, maxval=1)
+  image_model = autoencoder.make_tokenizer(inflate.image_config(video_cfg))
   video_model = autoencoder.make_tokenizer(video_cfg)
   image_params = nn.unbox(jax.jit(image_model.init)(jax.random.key(1), clip[:, :1])["params"])
   image_params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(2), p.shape),
-                              image_params)   # non-zero everywhere, so every slice matters
+                              image_params)
+  return clip, image_model, video_model, image_params
+
+
+def test_inflated_video_tokenizer_equals_per_frame_image_tokenizer(tiny_config):
+  video_cfg = tiny_config.tokenizer
+  clip, image_model, video_model, image_params = _image_and_video_models(video_cfg, 5)
   video_params = inflate.inflate_params(
       image_params, jax.eval_shape(video_model.init, jax.random.key(3), clip[:, :1])["params"])
 
@@ -60,13 +66,7 @@ def test_middle_tap_inflation_encodes_the_first_frame_of_each_latent_group(tiny_
   latent k starts as the image encoding of frame 4k - 3 (frame 0 for k = 0)."""
   video_cfg = tiny_config.tokenizer
   video_cfg.norm, video_cfg.temporal_padding = "none", "replicate"
-  image_cfg = inflate.image_config(video_cfg)
-  clip = jax.random.uniform(jax.random.key(0), (1, 9, 16, 16, 3), minval=-1, maxval=1)
-  image_model = autoencoder.make_tokenizer(image_cfg)
-  video_model = autoencoder.make_tokenizer(video_cfg)
-  image_params = nn.unbox(jax.jit(image_model.init)(jax.random.key(1), clip[:, :1])["params"])
-  image_params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(2), p.shape),
-                              image_params)
+  clip, image_model, video_model, image_params = _image_and_video_models(video_cfg, 9)
   middle = inflate.temporal_downsamplers(video_cfg)
   assert middle == ("encoder/down_1_downsample/kernel", "encoder/down_2_downsample/kernel")
   video_params = inflate.inflate_params(
