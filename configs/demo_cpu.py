@@ -116,6 +116,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # Overrides of configs/lm/llama.py:tiny. Width 128 read the prompt 3x more than 64 at the
       # same samples (colour-swap gap 0.52 vs 0.17 nats after 12.8k images) for 1.5x the time.
       model=dict(d_model=128, head_dim=32, mlp_dim=256),
+      # Video ids as FSQ digits (llm/code_digits.py): embeddings and logits built from per-digit
+      # rows, so codes that share digits share what is learnt. Learned codes, stage 1 (450 x 32
+      # images): final loss 2.58 vs 3.37 nats, colour gap 0.12 vs 0.00 nats.
+      digit_codes=True,
       text_size=128,              # the LM's text range: config.text.vocab_size
       video_size=0,               # 0: the tokenizer's codebook (oracle: 4,096 codes)
       steps=(10, 10, 6) if quick else (450, 150, 40),

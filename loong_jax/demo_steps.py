@@ -115,6 +115,8 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
                        f"{sorted(known)}")
     out.data.sources = [dict(known[name], weight=float(w)) for name, w in mix.items() if w > 0]
   out.vocab.video_size = video_vocab_size(config)
+  if lm.get("digit_codes", False):  # llm/code_digits.py: the codec's codes as digits
+    out.lm.video_code_levels = video_code_levels(config)
   if "text_size" in lm:
     out.vocab.text_size = int(lm.text_size)
   if out.vocab.text_size < config.text.vocab_size:
@@ -136,6 +138,18 @@ def video_vocab_size(config) -> int:
   if tokenizer_kind(config) == "oracle":
     return ORACLE_VIDEO_SIZE
   return int(tokenizer_config(config).tokenizer.quantizer.codebook_size)
+
+
+def video_code_levels(config) -> tuple[int, ...]:
+  """The digits of the codec's codes (`config.lm.digit_codes`): the learned FSQ tokenizer's
+  levels, or the oracle's (L, L, L) (L levels per RGB channel, red the lowest digit)."""
+  if tokenizer_kind(config) == "oracle":
+    return (encoders.pooling_levels(video_vocab_size(config)),) * 3
+  quantizer = tokenizer_config(config).tokenizer.quantizer
+  if quantizer.type != "fsq":
+    raise ValueError(f"config.lm.digit_codes needs FSQ codes (their levels are the digits); the "
+                     f"tokenizer's quantizer is {quantizer.type!r}")
+  return tuple(int(l) for l in quantizer.levels)
 
 
 def _per_stage(value, k: int):

@@ -81,6 +81,10 @@ def lm_config(size: str, vocab: ml_collections.ConfigDict) -> ml_collections.Con
       # bfloat16 matmuls are slower than float32 on the project's CPU (STACK_NOTES).
       dtype="float32" if on_cpu else "bfloat16",
       param_dtype="float32",
+      # Digit-factorised video codes (llm/code_digits.py): the FSQ levels of the video ids, whose
+      # embeddings and logits are then built from per-digit rows. () = Loong's plain table.
+      video_code_levels=(),
+      video_offset=vocab.get_ref("text_size"),
   ))
 
 

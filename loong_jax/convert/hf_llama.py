@@ -29,6 +29,8 @@ from absl import app, flags, logging
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from loong_jax.llm import code_digits
+
 Params = dict[str, Any]
 
 # Old checkpoints store the rotary inverse frequencies as a buffer; they follow from rope_theta.
@@ -276,9 +278,13 @@ def export_hf(params: Params, lm_config, out_dir: str, dtype: str = "float32",
   vocab, d_model, n = c["vocab_size"], c["d_model"], c["num_layers"]
   v_pad = padded_vocab_size(vocab, c["vocab_pad_multiple"])
 
+  embedding = _get(params, ("embed", "embedding"), (v_pad, d_model))
+  head = _get(params, ("lm_head", "kernel"), (d_model, v_pad))
+  if c.get("video_code_levels"):  # fold digit-factorised video codes into plain tables (exact)
+    embedding, head = fold_video_digits(params, c, embedding, head)
   tensors = {
-      "model.embed_tokens.weight": _get(params, ("embed", "embedding"), (v_pad, d_model))[:vocab],
-      "lm_head.weight": _get(params, ("lm_head", "kernel"), (d_model, v_pad))[:, :vocab].T,
+      "model.embed_tokens.weight": embedding[:vocab],
+      "lm_head.weight": head[:, :vocab].T,
       "model.norm.weight": _get(params, ("final_norm", "scale"), (d_model,)),
   }
   for path, t in _layer_tensors(c).items():
@@ -291,6 +297,20 @@ def export_hf(params: Params, lm_config, out_dir: str, dtype: str = "float32",
   save_file(tensors, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
   with open(os.path.join(out_dir, "config.json"), "w") as fp:
     json.dump(hf_config, fp, indent=2)
+
+
+def fold_video_digits(params: Params, c: Mapping[str, Any], embedding: np.ndarray,
+                      head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """The plain `(embedding [V_pad, D], lm_head [D, V_pad])` that a model with
+  `video_code_levels` computes (llm/code_digits.py): video rows become their digits' summed rows,
+  and the digit logits are added to the head's columns."""
+  levels, k = tuple(c["video_code_levels"]), sum(c["video_code_levels"])
+  matrix = code_digits.digit_matrix(levels, c["video_offset"], embedding.shape[0])
+  table = _get(params, ("video_digits",), (k, embedding.shape[1]))
+  digit_head = _get(params, ("video_digits_head", "kernel"), (embedding.shape[1], k))
+  is_video = matrix.sum(axis=1, keepdims=True) > 0
+  embedding = np.where(is_video, matrix @ table, embedding)
+  return embedding, head + digit_head @ matrix.T
 
 
 def save_checkpoint(params: Params, lm_fields: Mapping[str, Any], checkpoint_dir: str):

@@ -12,11 +12,17 @@ Parameter tree (scanned layers carry a leading `[num_layers]` axis)::
   layers/mlp/down/kernel             [N, F, D]
   final_norm/scale                   [D]
   lm_head/kernel                     [D, V_pad]            ('embed', 'vocab')
+
+With `video_code_levels` (digit-factorised video codes, llm/code_digits.py) two more::
+
+  video_digits                       [sum(levels), D]      (None, 'embed')
+  video_digits_head/kernel           [D, sum(levels)]      ('embed', None)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -24,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from loong_jax.llm import attention as attn_lib
+from loong_jax.llm import code_digits
 from loong_jax.llm import rope as rope_lib
 from loong_jax.sharding import shard
 
@@ -57,6 +64,11 @@ class LMConfig:
   remat: str               # a key of REMAT_POLICIES
   dtype: Any               # compute dtype
   param_dtype: Any
+  # Optional (defaults: off). FSQ levels of the video codes (ids video_offset ..
+  # video_offset + prod - 1): their embeddings are sums of per-digit rows and per-digit logits are
+  # added to the head's (llm/code_digits.py). () = one free row per id (Loong).
+  video_code_levels: tuple[int, ...] = ()
+  video_offset: int = 0
 
   @classmethod
   def from_config(cls, config) -> "LMConfig":
@@ -66,11 +78,14 @@ class LMConfig:
     unknown = sorted(set(given) - fields)
     if unknown:
       raise ValueError(f"config.lm: unknown field(s) {unknown}; known: {sorted(fields)}")
-    missing = sorted(fields - set(given))
+    optional = {f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    missing = sorted(fields - set(given) - optional)
     if missing:
       raise ValueError(f"config.lm: missing field(s) {missing}")
     for key in ("dtype", "param_dtype"):
       given[key] = jnp.dtype(given[key])
+    if "video_code_levels" in given:
+      given["video_code_levels"] = tuple(int(l) for l in given["video_code_levels"])
     out = cls(**given)
     out.validate()
     return out
@@ -96,6 +111,12 @@ class LMConfig:
     need(self.remat in REMAT_POLICIES, "remat", f"{self.remat!r} not in {sorted(REMAT_POLICIES)}")
     need(self.attention_impl in (None, "xla", "cudnn"), "attention_impl",
          f"{self.attention_impl!r} not in (None, 'xla', 'cudnn')")
+    if self.video_code_levels:
+      size = math.prod(self.video_code_levels)
+      need(min(self.video_code_levels) >= 2 and self.video_offset >= 0
+           and self.video_offset + size <= self.vocab_size, "video_code_levels",
+           f"{self.video_code_levels} ({size} codes from id {self.video_offset}) must be levels "
+           f">= 2 whose codes lie inside the {self.vocab_size}-id vocabulary")
 
   @property
   def padded_vocab_size(self) -> int:
@@ -180,10 +201,15 @@ class Transformer(nn.Module):
       positions = jnp.broadcast_to(slots, (batch, length))
     sin, cos = rope_lib.rotary(cfg.rope, positions, cfg.head_dim, cfg.rope_theta)
 
-    x = nn.Embed(cfg.padded_vocab_size, cfg.d_model, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                 embedding_init=nn.with_logical_partitioning(
-                     nn.initializers.normal(cfg.init_std), ("vocab", "embed")),
-                 name="embed")(tokens)
+    embed = nn.Embed(cfg.padded_vocab_size, cfg.d_model, dtype=cfg.dtype,
+                     param_dtype=cfg.param_dtype,
+                     embedding_init=nn.with_logical_partitioning(
+                         nn.initializers.normal(cfg.init_std), ("vocab", "embed")),
+                     name="embed")
+    if cfg.video_code_levels:
+      x = self._digit_embed(embed, tokens)
+    else:
+      x = embed(tokens)
     x = shard(x, ("activation_batch", "activation_length", "activation_embed"))
 
     block = Block
@@ -205,12 +231,36 @@ class Transformer(nn.Module):
 
     x = _rms_norm(cfg, "final_norm")(x)
     logits = _dense(cfg, cfg.padded_vocab_size, ("embed", "vocab"), "lm_head")(x)
+    if cfg.video_code_levels:  # + each video id's digit logits, summed
+      digit_logits = _dense(cfg, sum(cfg.video_code_levels), ("embed", None),
+                            "video_digits_head")(x)
+      logits = logits + jnp.einsum("blk,vk->blv", digit_logits,
+                                   self._digit_matrix().astype(digit_logits.dtype))
     logits = shard(logits, ("activation_batch", "activation_length", "activation_vocab"))
     logits = logits.astype(jnp.float32)
     if cfg.padded_vocab_size != cfg.vocab_size:
       real = jnp.arange(cfg.padded_vocab_size) < cfg.vocab_size
       logits = jnp.where(real, logits, jnp.finfo(jnp.float32).min)
     return logits
+
+  def _digit_matrix(self) -> jax.Array:
+    cfg = self.config
+    return jnp.asarray(code_digits.digit_matrix(cfg.video_code_levels, cfg.video_offset,
+                                                cfg.padded_vocab_size))
+
+  def _digit_embed(self, embed: nn.Embed, tokens):
+    """`[B, L]` ids -> `[B, L, D]`: video ids get the sum of their digits' rows, other ids their
+    own row of `embed` (the video ids' own rows are left unused)."""
+    cfg = self.config
+    digit_table = self.param("video_digits", nn.with_logical_partitioning(
+        nn.initializers.normal(cfg.init_std), (None, "embed")),
+        (sum(cfg.video_code_levels), cfg.d_model), cfg.param_dtype)
+    matrix = self._digit_matrix()
+    is_video = (tokens >= cfg.video_offset) & (tokens < cfg.video_offset +
+                                                math.prod(cfg.video_code_levels))
+    video = jnp.einsum("blk,kd->bld", jnp.take(matrix, tokens, axis=0).astype(cfg.dtype),
+                       jnp.asarray(digit_table, cfg.dtype))
+    return jnp.where(is_video[..., None], video, embed(tokens))
 
   def _decode_mask(self, tokens, input_mask, frame_ids):
     """Advance the slot counter; return the `[B, 1, L, max_len]` mask and the chunk's first slot."""

@@ -184,3 +184,19 @@ def test_export_rejects_qk_norm(hf_model, tmp_path):
   params, lm_fields = hf_llama.import_hf(hf_model[0])
   with pytest.raises(ValueError, match="qk_norm"):
     hf_llama.export_hf(params, {**lm_fields, "qk_norm": True}, str(tmp_path))
+
+
+def test_export_folds_digit_factorised_video_codes(tmp_path):
+  """A model with `video_code_levels` exports as plain LLaMA tables with the same logits."""
+  fields = dict(vocab_size=VOCAB, vocab_pad_multiple=128, num_layers=2, d_model=64, num_heads=4,
+                num_kv_heads=2, head_dim=16, mlp_dim=128, rope="rope_1d", rope_theta=10_000.0,
+                attention_mask="causal", qk_norm=False, norm_eps=1e-5)
+  digit_config = lm_config(dict(fields, video_code_levels=(4, 4, 4), video_offset=200))
+  model = transformer.Transformer(digit_config)
+  tokens = np.asarray([[1, 200, 217, 263, 299, 150]])
+  params = nn.unbox(model.init(jax.random.key(0), tokens))["params"]
+  hf_llama.export_hf(jax.tree.map(np.asarray, params), digit_config, str(tmp_path))
+  plain_params, plain_fields = hf_llama.import_hf(str(tmp_path))
+  plain = transformer.Transformer(lm_config(plain_fields))
+  np.testing.assert_allclose(plain.apply({"params": plain_params}, tokens),
+                             model.apply({"params": params}, tokens), atol=1e-5, rtol=1e-5)
