@@ -111,6 +111,7 @@ def tokenizer_config(variant: str) -> ml_collections.ConfigDict:
           type="lfq",                          # or "fsq", "cvq"
           codebook_size=2 ** bits,
           levels=(),                           # FSQ: levels per channel, prod = codebook_size
+          fsq_commitment_weight=0.0,           # FSQ: pull latents off rounding boundaries [ours]
           # LFQ [MV2][OM2]
           entropy_weight=0.1,
           commitment_weight=0.25,

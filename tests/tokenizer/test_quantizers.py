@@ -171,6 +171,29 @@ def test_fsq_straight_through_gradient():
   np.testing.assert_allclose(grad, expected, rtol=1e-5)
 
 
+def test_fsq_commitment_pulls_latents_off_rounding_boundaries():
+  """aux['loss'] = weight * mean((bounded - round(bounded))^2); following its gradient moves a
+  latent near a boundary into the interior of its level, and the code stops depending on which
+  side of the boundary noise puts it."""
+  levels = (5,)
+  module = quantizers.FSQ(levels, 5, commitment_weight=1.0)
+  half_l = 2 * (1 + 1e-3)
+  bounded = jnp.asarray([[0.45], [0.55], [1.0], [-0.3]])  # the first two straddle 0 | 1
+  z = jnp.arctanh(bounded / half_l)
+  _, ids, aux = module.apply({}, z)
+  expected = np.mean(np.square(np.asarray(bounded) - np.round(np.asarray(bounded))))
+  np.testing.assert_allclose(float(aux["loss"]), expected, rtol=1e-5)
+  np.testing.assert_allclose(float(aux["commitment"]), expected, rtol=1e-5)
+  assert float(fsq(levels).apply({}, z)[2]["loss"]) == 0.0  # weight 0: no loss (the default)
+
+  loss = lambda v: module.apply({}, v)[2]["loss"]
+  for _ in range(200):
+    z = z - 0.1 * jax.grad(loss)(z)
+  after = np.asarray(jnp.tanh(z) * half_l)[:, 0]
+  np.testing.assert_allclose(after, [0.0, 1.0, 1.0, 0.0], atol=0.05)
+  np.testing.assert_array_equal(module.apply({}, z)[1], ids)  # codes kept, margins gained
+
+
 def test_fsq_codebook_size_and_channels_are_checked():
   with pytest.raises(ValueError, match="give 100 codes, not codebook_size=64"):
     quantizers.FSQ((4, 5, 5), 64).apply({}, jnp.zeros((2, 3)))
