@@ -248,9 +248,17 @@ def test_lm_stage_config_takes_the_demo_recipe(tmp_path):
     assert s.data.max_text_len == config.text.max_text_len
   assert [(src["path"].rsplit("/", 1)[-1], src["weight"]) for src in stages[2].data.sources] == [
       ("images", 0.5), ("clips65", 0.5)]   # weight 0 drops a source
+  # Digit codes (config.lm.digit_codes): the FSQ levels, the oracle's 16 levels per channel.
+  levels = tuple(cli.load_config_file(config.tokenizer.config).tokenizer.quantizer.levels)
+  assert stages[0].lm.video_code_levels == levels
+  assert stages[0].lm.video_offset == config.lm.text_size
   config.tokenizer.kind = "oracle"
   assert demo_steps.lm_stage_config(config, run, 1).vocab.video_size == 4_096
+  assert demo_steps.lm_stage_config(config, run, 1).lm.video_code_levels == (16, 16, 16)
   config.tokenizer.kind = "learned"
+  config.lm.digit_codes = False
+  assert demo_steps.lm_stage_config(config, run, 1).lm.video_code_levels == ()
+  config.lm.digit_codes = True
   # The sequence length follows the text budget and the longest clip of the stage.
   assert stages[2].train.seq_len == pipeline.required_seq_len(config.text.max_text_len, 65, 64)
   config.lm.mixes = ({"clips17": 1.0},) * 3
