@@ -21,14 +21,14 @@ def _init(model, batch=2, length=12, seed=0):
 def test_kv_cache_decoding_matches_full_forward(qk_norm):
   model, _ = tiny_model(qk_norm=qk_norm)
   params, tokens = _init(model)
-  full = model.apply({"params": params}, tokens)
+  full = jax.jit(model.apply)({"params": params}, tokens)
   cache = transformer.init_cache(model, 2, 16)
-  logits, vars_ = model.apply({"params": params, "cache": cache}, tokens[:, :5], decode=True,
-                              mutable=["cache"])
+  # Jitted: one compile per chunk length (5, 1), not op-by-op dispatch of every call.
+  decode = jax.jit(lambda variables, t: model.apply(variables, t, decode=True, mutable=["cache"]))
+  logits, vars_ = decode({"params": params, "cache": cache}, tokens[:, :5])
   steps = [logits]
   for i in range(5, tokens.shape[1]):
-    logits, vars_ = model.apply({"params": params, "cache": vars_["cache"]}, tokens[:, i:i + 1],
-                                decode=True, mutable=["cache"])
+    logits, vars_ = decode({"params": params, "cache": vars_["cache"]}, tokens[:, i:i + 1])
     steps.append(logits)
   vocab = model.config.vocab_size
   np.testing.assert_allclose(jnp.concatenate(steps, 1)[..., :vocab], full[..., :vocab],
