@@ -214,7 +214,7 @@ def train(config, workdir: str, source=None, image_source=None) -> loop.LoopResu
   skipped = sources.SkipCounter()
   data = iter(video_batches.video_batches(
       clip_source(config) if source is None else source, cfg.batch_size // jax.process_count(),
-      seed=cfg.seed, counter=skipped))
+      seed=cfg.seed, counter=skipped, read_ahead=config.data.get("read_ahead")))
   eval_fn = None
   if cfg.eval_every:
     evaluator = make_evaluator(config, mesh, heldout_clips(config, cfg.eval_clips),

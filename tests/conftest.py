@@ -1,8 +1,11 @@
-"""Test-wide set-up: 8 fake CPU devices (before JAX initialises), float32 matmuls."""
+"""Test-wide set-up: 8 fake CPU devices (before JAX initialises), float32 matmuls, and compiles
+kept cheap (tests/compile_settings.py)."""
 
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+from tests import compile_settings
+
+compile_settings.apply(device_count=8)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402

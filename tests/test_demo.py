@@ -141,7 +141,9 @@ def _demo_command(workdir):
 
 def _user_env(**extra) -> dict:
   """The environment a user runs the demo in: the machine's real devices, not the test suite's
-  8 fake ones (conftest.py), which the demo's batch sizes need not divide."""
+  8 fake ones (conftest.py), which the demo's batch sizes need not divide, and XLA's default
+  optimisation (the demo trains for minutes). The session's compilation cache stays: the re-run
+  after the interruption loads what the first run compiled (tests/compile_settings.py)."""
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   return dict(env, **extra)
 

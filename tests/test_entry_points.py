@@ -8,12 +8,14 @@ import sys
 import pytest
 
 from loong_jax import train_lm
+from tests import compile_settings
 from tests.llm.helpers import tiny_config
 
 
 def _run(*args):
   return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
-                        timeout=300, env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"})
+                        timeout=300, env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin",
+                                         **compile_settings.subprocess_env()})
 
 
 @pytest.mark.parametrize("size,target", [("700m", 0.7e9), ("3b", 3e9), ("7b", 7e9)])

@@ -227,6 +227,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       resolution=resolution,
       num_shapes=2,
       max_speed=2.0,                           # pixels per frame at 64 px, scaled with resolution
+      # Items grain's reader threads read ahead of training; None: grain's default (500).
+      read_ahead=ml_collections.FieldReference(None, field_type=int),
   )
   config.mesh = dict(data=-1, fsdp=1, tensor=1)
   config.sharding = dict(rules=SHARDING_RULES, max_replicated_fraction=1.0)

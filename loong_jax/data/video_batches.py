@@ -24,7 +24,8 @@ def to_model_range(item: dict) -> dict:
 def video_batches(source, batch_size: int, *, seed: int = 0, shuffle: bool = True,
                   num_epochs: int | None = None, process_index: int | None = None,
                   process_count: int | None = None, worker_count: int = 0,
-                  counter: sources.SkipCounter | None = None) -> grain.IterDataset:
+                  counter: sources.SkipCounter | None = None,
+                  read_ahead: int | None = None) -> grain.IterDataset:
   """Batches `{"video": float32 [batch_size, T, H, W, 3]}` of this host's slice of `source`.
 
   Args:
@@ -35,12 +36,14 @@ def video_batches(source, batch_size: int, *, seed: int = 0, shuffle: bool = Tru
     process_index, process_count: override the JAX process (default: this one's share).
     worker_count: grain worker processes (need absl flags parsed, see STACK_NOTES).
     counter: receives the skipped items (in this process; workers count their own).
+    read_ahead: items read ahead of the batches (grain's prefetch buffer); None: grain's default.
   """
   ds = pipeline.host_slice(sources.readable(source, counter), process_index, process_count)
   if shuffle:
     ds = ds.seed(seed).shuffle()
   ds = ds.repeat(num_epochs).map(to_model_range)
-  it = ds.to_iter_dataset().batch(batch_size, drop_remainder=num_epochs is None)
+  read_options = None if read_ahead is None else grain.ReadOptions(prefetch_buffer_size=read_ahead)
+  it = ds.to_iter_dataset(read_options).batch(batch_size, drop_remainder=num_epochs is None)
   if worker_count:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
   return it

@@ -11,6 +11,7 @@ import pytest
 
 from loong_jax import cli, tokens
 from loong_jax.data import encoders, pretokenize, sources
+from tests import compile_settings
 from tests.data.conftest import VOCAB, synthetic_source
 from tests.data.test_sources import make_folder
 
@@ -115,7 +116,8 @@ def test_load_encoder_errors():
 def _cli(*flags):
   return subprocess.run(
       [sys.executable, "-m", "loong_jax.pretokenize", *flags], capture_output=True, text=True,
-      timeout=300, env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+      timeout=300, env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
+                                       + compile_settings.FAST_COMPILE_FLAGS})
 
 
 def test_cli_on_a_folder_resumes_identically(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 from loong_jax import evaluate
 from loong_jax.data import synthetic, video_io
 from loong_jax.eval import objects, report
+from tests import compile_settings
 from tests.eval import helpers
 
 pytestmark = pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # ffmpeg, the CLI
@@ -93,7 +94,8 @@ def test_bad_prompt_entries_are_named(tmp_path):
 def _cli(*args):
   return subprocess.run([sys.executable, "-m", "loong_jax.evaluate", *args], cwd=ROOT,
                         capture_output=True, text=True, timeout=300,
-                        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"})
+                        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin",
+                             **compile_settings.subprocess_env()})
 
 
 def test_cli_on_an_empty_run_skips_sections_and_can_require_them(tmp_path):

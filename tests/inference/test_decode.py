@@ -28,12 +28,13 @@ def test_teacher_forcing_reproduces_full_forward_logits(lm, vocab):
   steps = 6
   targets = rng.integers(0, vocab.size, (3, steps)).astype(np.int32)
   decoder = decode.Decoder(model, vocab, sampling.SamplingConfig(), prompt_multiple=4)
+  forward = jax.jit(model.apply)
   for i, prompt in enumerate(prompts):
     # The plan forces one row's continuation; run each row so every row is checked.
     plan = decode.Plan(targets[i], np.zeros(steps, bool))
     ids, logits = decoder(params, prompts, plan, jax.random.key(0), return_logits=True)
     np.testing.assert_array_equal(ids[i], targets[i])
-    full = model.apply({"params": params}, np.concatenate([prompt, targets[i]])[None])[0]
+    full = forward({"params": params}, np.concatenate([prompt, targets[i]])[None])[0]
     want = full[len(prompt) - 1: len(prompt) - 1 + steps]
     np.testing.assert_allclose(logits[i], want, rtol=2e-5, atol=2e-5)
 
@@ -43,7 +44,8 @@ def test_mm_rope_teacher_forcing_reproduces_full_forward_logits(vocab):
   # planned layout, as `tokens.mm_rope_positions` gives it for the whole training sequence.
   model = transformer.Transformer(small_lm_config(rope="mm_rope", num_heads=2, num_kv_heads=1,
                                                   head_dim=32))
-  params = model.init(jax.random.key(3), np.zeros((1, 4), np.int32))["params"]
+  params = jax.jit(model.init)(jax.random.key(3), np.zeros((1, 4), np.int32))["params"]
+  forward = jax.jit(model.apply)
   rng = np.random.default_rng(1)
   frames, width = 2, 2
   cond = rng.integers(0, vocab.video_size, (1, TOKENS_PER_FRAME))
@@ -60,11 +62,11 @@ def test_mm_rope_teacher_forcing_reproduces_full_forward_logits(vocab):
     ids, logits = decoder(params, prompts, forced, jax.random.key(0), return_logits=True)
     np.testing.assert_array_equal(ids[i], targets)
     positions = tokens.mm_rope_positions(full_seq, vocab, width)
-    full = model.apply({"params": params}, full_seq[None], positions[None])[0]
+    full = forward({"params": params}, full_seq[None], positions[None])[0]
     want = full[len(prompt) - 1: len(full_seq) - 1]
     np.testing.assert_allclose(logits[i], want, rtol=2e-5, atol=2e-5)
     # 1D positions would give other logits: the 3D positions are really used.
-    assert not np.allclose(want, model.apply({"params": params}, full_seq[None])[0][
+    assert not np.allclose(want, forward({"params": params}, full_seq[None])[0][
         len(prompt) - 1: len(full_seq) - 1], atol=1e-3)
 
 

@@ -60,6 +60,9 @@ def _reference(model, params, vocab, prompts, frames, key):
   """One forward of the whole sequence per revealed token, no cache: greedy, the most probable
   masked position first. Returns (video ids [B, F, N], step at which each was revealed)."""
   plan = _plan(vocab, frames)
+  # Jitted: one compile per sequence length (4 here), not op-by-op dispatch for each forward.
+  forward = jax.jit(lambda seq, pos, frame_ids: model.apply({"params": params}, seq, pos,
+                                                            frame_ids=frame_ids))
   history_key, _ = jax.random.split(key)
   hidden = np.asarray(masked_decode.history_mask(history_key, len(prompts), N, 0.7))
   video = np.zeros((len(prompts), frames, N), np.int32)
@@ -74,8 +77,8 @@ def _reference(model, params, vocab, prompts, frames, key):
       current = np.full(N, vocab.mask, np.int32)
       for s in range(N):
         seq = np.concatenate([prefix, [vocab.boi], current, [vocab.eoi]])
-        logits = model.apply({"params": params}, seq[None], positions[None, :len(seq)],
-                             frame_ids=frame_ids[None, :len(seq)])[0, -N - 1:-1]
+        logits = forward(seq[None], positions[None, :len(seq)],
+                         frame_ids[None, :len(seq)])[0, -N - 1:-1]
         logits = np.asarray(sampling.restrict_to_range(logits, vocab.video_offset,
                                                        vocab.special_offset))
         best = logits.argmax(-1)

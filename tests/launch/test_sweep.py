@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from launch import hyper, sweep
+from tests import compile_settings
 
 SWEEP = "configs/sweeps/tiny_lr_x_weighting.py"
 
@@ -81,7 +82,8 @@ def test_local_sweep_runs_four_points_and_summarizes_final_losses(tmp_path):
        "--config.optim.warmup_steps=1", "--config.vocab.text_size=1000",
        "--config.vocab.video_size=256"],
       capture_output=True, text=True, timeout=600, env={"JAX_PLATFORMS": "cpu",
-                                                        "PATH": "/usr/bin:/bin"})
+                                                        "PATH": "/usr/bin:/bin",
+                                                        **compile_settings.subprocess_env()})
   assert out.returncode == 0, out.stdout + out.stderr
   rows = json.loads((tmp_path / "summary.json").read_text())
   assert [r["name"] for r in rows] == [r.name for r in sweep.expand(SWEEP)[0]]

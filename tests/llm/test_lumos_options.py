@@ -92,15 +92,18 @@ def test_frame_at_a_time_decoding_matches_the_full_forward():
   ids = jnp.asarray(seq)[None]
   pos = jnp.asarray(tokens.mm_rope_positions(seq, vocab, 2))[None]
   frames = jnp.asarray(tokens.frame_index(seq, vocab))[None]
-  params = model.init(jax.random.key(0), ids, pos, frame_ids=frames)["params"]
-  full = model.apply({"params": params}, ids, pos, frame_ids=frames)
+  params = jax.jit(model.init)(jax.random.key(0), ids, pos, frame_ids=frames)["params"]
+  full = jax.jit(model.apply)({"params": params}, ids, pos, frame_ids=frames)
   cache = transformer.init_cache(model, 1, len(seq))
   # Prefill the text, then one whole latent frame (<boi> .. <eoi>) per call, then <eov>.
   bounds = [0, 5] + [5 + 6 * (i + 1) for i in range(3)] + [len(seq)]
+  # Jitted: one compile per chunk length (5, 6, 1), not op-by-op dispatch of every call.
+  step = jax.jit(lambda variables, i, p, f: model.apply(variables, i, p, frame_ids=f, decode=True,
+                                                        mutable=["cache"]))
   outs = []
   for a, b in zip(bounds[:-1], bounds[1:]):
-    logits, v = model.apply({"params": params, "cache": cache}, ids[:, a:b], pos[:, a:b],
-                            frame_ids=frames[:, a:b], decode=True, mutable=["cache"])
+    logits, v = step({"params": params, "cache": cache}, ids[:, a:b], pos[:, a:b],
+                     frames[:, a:b])
     cache = v["cache"]
     outs.append(logits)
   np.testing.assert_allclose(jnp.concatenate(outs, 1)[..., :vocab.size], full[..., :vocab.size],

@@ -1,3 +1,5 @@
+import functools
+
 import chex
 import flax.linen as nn
 import jax
@@ -13,7 +15,7 @@ from tests.llm.helpers import tiny_config, tiny_model
 def _init(model, batch=2, length=12, seed=0):
   tokens = jax.random.randint(jax.random.key(seed + 1), (batch, length), 0,
                               model.config.vocab_size)
-  params = model.init(jax.random.key(seed), tokens)["params"]
+  params = jax.jit(model.init)(jax.random.key(seed), tokens)["params"]
   return params, tokens
 
 
@@ -21,14 +23,14 @@ def _init(model, batch=2, length=12, seed=0):
 def test_kv_cache_decoding_matches_full_forward(qk_norm):
   model, _ = tiny_model(qk_norm=qk_norm)
   params, tokens = _init(model)
-  full = model.apply({"params": params}, tokens)
+  full = jax.jit(model.apply)({"params": params}, tokens)
   cache = transformer.init_cache(model, 2, 16)
-  logits, vars_ = model.apply({"params": params, "cache": cache}, tokens[:, :5], decode=True,
-                              mutable=["cache"])
+  # Jitted: one compile per chunk length (5, 1), not op-by-op dispatch of every call.
+  decode = jax.jit(lambda variables, t: model.apply(variables, t, decode=True, mutable=["cache"]))
+  logits, vars_ = decode({"params": params, "cache": cache}, tokens[:, :5])
   steps = [logits]
   for i in range(5, tokens.shape[1]):
-    logits, vars_ = model.apply({"params": params, "cache": vars_["cache"]}, tokens[:, i:i + 1],
-                                decode=True, mutable=["cache"])
+    logits, vars_ = decode({"params": params, "cache": vars_["cache"]}, tokens[:, i:i + 1])
     steps.append(logits)
   vocab = model.config.vocab_size
   np.testing.assert_allclose(jnp.concatenate(steps, 1)[..., :vocab], full[..., :vocab],
@@ -39,14 +41,14 @@ def test_kv_cache_decoding_matches_full_forward(qk_norm):
 def test_left_padded_prompt_decodes_like_the_unpadded_one():
   model, _ = tiny_model()
   params, tokens = _init(model, batch=1, length=6)
-  ref = model.apply({"params": params}, tokens)
+  ref = jax.jit(model.apply)({"params": params}, tokens)
   pad = 3
   padded = jnp.concatenate([jnp.zeros((1, pad), jnp.int32), tokens], axis=1)
   mask = jnp.arange(pad + 6)[None] >= pad
   positions = jnp.maximum(jnp.arange(pad + 6)[None] - pad, 0)
   cache = transformer.init_cache(model, 1, 12)
-  logits, _ = model.apply({"params": params, "cache": cache}, padded, positions=positions,
-                          input_mask=mask, decode=True, mutable=["cache"])
+  logits, _ = jax.jit(functools.partial(model.apply, decode=True, mutable=["cache"]))(
+      {"params": params, "cache": cache}, padded, positions=positions, input_mask=mask)
   vocab = model.config.vocab_size
   np.testing.assert_allclose(logits[:, pad:, :vocab], ref[..., :vocab], atol=1e-4)
 
@@ -117,7 +119,7 @@ def test_remat_policies_give_the_same_gradients():
     model, _ = tiny_model(remat=policy)
     params, tokens = _init(model)
     loss = lambda p: jnp.mean(model.apply({"params": p}, tokens)[..., :100] ** 2)  # noqa: E731
-    grads[policy] = jax.grad(loss)(params)
+    grads[policy] = jax.jit(jax.grad(loss))(params)  # remat acts on the compiled program
   chex.assert_trees_all_close(grads["none"], grads["full"], atol=1e-6)
   chex.assert_trees_all_close(grads["none"], grads["dots"], atol=1e-6)
   assert all(float(jnp.abs(g).sum()) > 0 for g in jax.tree.leaves(grads["none"]))

@@ -88,7 +88,8 @@ def test_patch_size_shapes_and_causality(tiny_config):
   ids = encode(clip)
   assert ids.shape == (1, 3, 2, 2)
   np.testing.assert_array_equal(encode(clip.at[:, 5:].set(0.0))[:, :2], ids[:, :2])
-  assert model.apply(params, ids, method=model.decode).shape == (1, 9, 16, 16, 3)
+  decode = lambda i: model.apply(params, i, method=model.decode)  # noqa: E731
+  assert jax.eval_shape(decode, ids).shape == (1, 9, 16, 16, 3)
 
 
 def test_bad_patch_size_is_reported(tiny_config):

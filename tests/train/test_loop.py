@@ -21,6 +21,7 @@ from loong_jax import sharding, train_lm
 from loong_jax.train import checkpoint as checkpoint_lib
 from loong_jax.train import loop
 from loong_jax.train import state as state_lib
+from tests import compile_settings
 from tests.llm.helpers import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -33,7 +34,8 @@ FLAGS = ["--config=configs/lm/llama.py:tiny", "--config.vocab.text_size=1000",
 
 def _env(devices: int = 1) -> dict:
   return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "JAX_PLATFORMS": "cpu",
-          "JAX_NUM_CPU_DEVICES": str(devices), "PYTHONPATH": ROOT}
+          "JAX_NUM_CPU_DEVICES": str(devices), "PYTHONPATH": ROOT,
+          **compile_settings.subprocess_env()}
 
 
 def _train_cmd(workdir, *extra):

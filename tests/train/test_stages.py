@@ -32,6 +32,7 @@ def three_stages(tmp_path_factory):
   return workdir, [train_lm.train(_stage(k), str(workdir)) for k in (1, 2, 3)]
 
 
+@pytest.mark.xdist_group("three_stages")  # one worker trains the shared curriculum, not two
 def test_stages_one_two_three_chain_their_weights(three_stages):
   workdir, results = three_stages
   assert all(int(r.state.step) == 6 for r in results)
@@ -47,6 +48,7 @@ def test_stages_one_two_three_chain_their_weights(three_stages):
   assert results[2].history[-1]["loss_later_frames"] > 0
 
 
+@pytest.mark.xdist_group("three_stages")
 def test_a_stage_starts_from_exactly_the_previous_final_params(three_stages, tmp_path):
   shared, results = three_stages
   # A copy of stage 1's run: starting stage 2 writes its lineage, which the shared run keeps.
