@@ -1,6 +1,6 @@
 """The end-to-end CPU demo: `python -m loong_jax.demo --workdir DIR [--config FILE:variant]`.
 
-Variants: `default` (the whole run in 24 minutes on 2 idle CPU cores: 1,450 s measured from a
+Variants: `default` (the whole run in 19 minutes on 2 idle CPU cores: 1,120 s measured from a
 fresh clone) and `quick` (about 3 minutes, for CI and the notebook: the pipeline, nothing learns).
 Every number of the run is here; one block per step, each with the measurement behind it (issue 13;
 the README's table has the whole report):
