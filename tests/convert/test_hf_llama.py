@@ -194,9 +194,10 @@ def test_export_folds_digit_factorised_video_codes(tmp_path):
   digit_config = lm_config(dict(fields, video_code_levels=(4, 4, 4), video_offset=200))
   model = transformer.Transformer(digit_config)
   tokens = np.asarray([[1, 200, 217, 263, 299, 150]])
-  params = nn.unbox(model.init(jax.random.key(0), tokens))["params"]
+  params = nn.unbox(jax.jit(model.init)(jax.random.key(0), tokens))["params"]
   hf_llama.export_hf(jax.tree.map(np.asarray, params), digit_config, str(tmp_path))
   plain_params, plain_fields = hf_llama.import_hf(str(tmp_path))
   plain = transformer.Transformer(lm_config(plain_fields))
-  np.testing.assert_allclose(plain.apply({"params": plain_params}, tokens),
-                             model.apply({"params": params}, tokens), atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(jax.jit(plain.apply)({"params": plain_params}, tokens),
+                             jax.jit(model.apply)({"params": params}, tokens), atol=1e-5,
+                             rtol=1e-5)

@@ -50,7 +50,7 @@ def test_digit_model_equals_the_plain_model_with_folded_tables():
   """The reference: a plain LM whose embedding rows / head columns are the digit sums."""
   model, config = _digit_model()
   tokens = jnp.asarray([[3, TEXT, TEXT + 17, TEXT + 255, 999, TEXT + 64]])
-  params = dict(nn.unbox(model.init(jax.random.key(0), tokens))["params"])
+  params = dict(nn.unbox(jax.jit(model.init)(jax.random.key(0), tokens))["params"])
   plain_params = {k: v for k, v in params.items() if not k.startswith("video_digits")}
   lm = dict(config.lm, video_code_levels=LEVELS, video_offset=TEXT)
   embedding, head = hf_llama.fold_video_digits(
@@ -59,8 +59,9 @@ def test_digit_model_equals_the_plain_model_with_folded_tables():
   plain_params["embed"] = {"embedding": jnp.asarray(embedding)}
   plain_params["lm_head"] = {"kernel": jnp.asarray(head)}
   plain, _ = tiny_model()
-  chex.assert_trees_all_close(model.apply({"params": params}, tokens),
-                              plain.apply({"params": plain_params}, tokens), atol=1e-5, rtol=1e-5)
+  forward = lambda m, p: jax.jit(m.apply)({"params": p}, tokens)
+  chex.assert_trees_all_close(forward(model, params), forward(plain, plain_params), atol=1e-5,
+                              rtol=1e-5)
 
 
 def test_learning_one_code_moves_the_codes_that_share_its_digits():
@@ -70,9 +71,9 @@ def test_learning_one_code_moves_the_codes_that_share_its_digits():
   prompt = jnp.asarray([[7, a, 8]])
 
   def embedding_change(model):
-    params = nn.unbox(model.init(jax.random.key(0), prompt))["params"]
+    params = nn.unbox(jax.jit(model.init)(jax.random.key(0), prompt))["params"]
     loss = lambda p: -jax.nn.log_softmax(model.apply({"params": p}, prompt)[0, 1])[8]  # after a
-    grads = jax.grad(loss)(params)
+    grads = jax.jit(jax.grad(loss))(params)
     stepped = jax.tree.map(lambda p, g: p - 1.0 * g, params, grads)
     change = _input_rows(model, stepped, [b, c]) - _input_rows(model, params, [b, c])
     return np.abs(change).sum(axis=-1)
