@@ -17,13 +17,6 @@ import math
 import numpy as np
 
 
-def check_levels(levels: tuple[int, ...], video_size: int):
-  """Raise unless `levels` (each >= 2) multiply to `video_size`."""
-  if any(int(l) < 2 for l in levels) or math.prod(levels) != video_size:
-    raise ValueError(f"config.lm.video_code_levels={tuple(levels)}: each level must be >= 2 and "
-                     f"their product ({math.prod(levels)}) the video vocabulary ({video_size})")
-
-
 def digits(codes: np.ndarray, levels: tuple[int, ...]) -> np.ndarray:
   """`[...]` codes in [0, prod(levels)) -> `[..., len(levels)]` digits, channel 0 lowest."""
   basis = np.cumprod((1,) + tuple(levels[:-1]))

@@ -206,8 +206,11 @@ class Transformer(nn.Module):
                      embedding_init=nn.with_logical_partitioning(
                          nn.initializers.normal(cfg.init_std), ("vocab", "embed")),
                      name="embed")
+    digits = None  # [V_pad, sum(levels)] 0/1: each video id's digits (llm/code_digits.py)
     if cfg.video_code_levels:
-      x = self._digit_embed(embed, tokens)
+      digits = jnp.asarray(code_digits.digit_matrix(cfg.video_code_levels, cfg.video_offset,
+                                                    cfg.padded_vocab_size))
+      x = self._digit_embed(embed, digits, tokens)
     else:
       x = embed(tokens)
     x = shard(x, ("activation_batch", "activation_length", "activation_embed"))
@@ -231,11 +234,11 @@ class Transformer(nn.Module):
 
     x = _rms_norm(cfg, "final_norm")(x)
     logits = _dense(cfg, cfg.padded_vocab_size, ("embed", "vocab"), "lm_head")(x)
-    if cfg.video_code_levels:  # + each video id's digit logits, summed
+    if digits is not None:  # + each video id's digit logits, summed
       digit_logits = _dense(cfg, sum(cfg.video_code_levels), ("embed", None),
                             "video_digits_head")(x)
       logits = logits + jnp.einsum("blk,vk->blv", digit_logits,
-                                   self._digit_matrix().astype(digit_logits.dtype))
+                                   digits.astype(digit_logits.dtype))
     logits = shard(logits, ("activation_batch", "activation_length", "activation_vocab"))
     logits = logits.astype(jnp.float32)
     if cfg.padded_vocab_size != cfg.vocab_size:
@@ -243,22 +246,16 @@ class Transformer(nn.Module):
       logits = jnp.where(real, logits, jnp.finfo(jnp.float32).min)
     return logits
 
-  def _digit_matrix(self) -> jax.Array:
-    cfg = self.config
-    return jnp.asarray(code_digits.digit_matrix(cfg.video_code_levels, cfg.video_offset,
-                                                cfg.padded_vocab_size))
-
-  def _digit_embed(self, embed: nn.Embed, tokens):
+  def _digit_embed(self, embed: nn.Embed, digits: jax.Array, tokens):
     """`[B, L]` ids -> `[B, L, D]`: video ids get the sum of their digits' rows, other ids their
     own row of `embed` (the video ids' own rows are left unused)."""
     cfg = self.config
     digit_table = self.param("video_digits", nn.with_logical_partitioning(
         nn.initializers.normal(cfg.init_std), (None, "embed")),
         (sum(cfg.video_code_levels), cfg.d_model), cfg.param_dtype)
-    matrix = self._digit_matrix()
     is_video = (tokens >= cfg.video_offset) & (tokens < cfg.video_offset +
                                                 math.prod(cfg.video_code_levels))
-    video = jnp.einsum("blk,kd->bld", jnp.take(matrix, tokens, axis=0).astype(cfg.dtype),
+    video = jnp.einsum("blk,kd->bld", jnp.take(digits, tokens, axis=0).astype(cfg.dtype),
                        jnp.asarray(digit_table, cfg.dtype))
     return jnp.where(is_video[..., None], video, embed(tokens))
 

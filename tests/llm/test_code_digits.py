@@ -65,8 +65,8 @@ def test_digit_model_equals_the_plain_model_with_folded_tables():
 
 
 def test_learning_one_code_moves_the_codes_that_share_its_digits():
-  """One SGD step through code a's input embedding changes the embedding of b (3 of 4 digits shared), not of c (none
-  shared); with the plain table neither moves."""
+  """One SGD step through code a's input embedding changes the embedding of b (3 of 4 digits
+  shared), not of c (none shared); with the plain table neither moves."""
   a, b, c = TEXT + 0, TEXT + 1, TEXT + 255  # digits (0,0,0,0), (1,0,0,0), (3,3,3,3)
   prompt = jnp.asarray([[7, a, 8]])
 
