@@ -122,6 +122,7 @@ def tokenizer_config(variant: str) -> ml_collections.ConfigDict:
       # 3D convolution on CPU; accelerators run "native_3d".
       conv_impl="stacked_2d" if small else "native_3d",
       patch_size=levels["patch_size"],         # p x p pixels folded into channels first [ours]
+      local_encoder=False,                     # each latent block from its own pixels [ours]
       quantizer=dict(
           type="lfq",                          # or "fsq", "cvq"
           codebook_size=2 ** bits,

@@ -9,6 +9,13 @@ frames (an image is T = 1) and H, W divisible by 2^(len(ch_mult) - 1). With the 
 and unfolds them after the last (the total spatial factor is p times the strides' product): the
 full-resolution level, the most expensive one on CPU, goes away. The CPU demo uses p = 4.
 
+`local_encoder` [ours] makes every latent block a function of its own pixels only: the encoder
+folds whole `spatial_factor` x `spatial_factor` blocks into channels and uses 1x1 spatial kernels
+and spatial strides of 1 (the temporal ones stay; the decoder is unchanged). A CNN encoder's
+receptive field otherwise spans the frame: on the CPU demo's black background it spread the
+object over every token, so a moving object changed 64% of a frame's codes, background
+included, and the LM could not learn which codes stay (configs/tokenizer/magvit2.py).
+
 An image tokenizer is the same model with `temporal_kernel=1` and no temporal strides; `inflate.py`
 turns its weights into a video tokenizer's.
 """
@@ -43,6 +50,7 @@ class AutoencoderConfig:
   conv_impl: str
   patch_size: int = 1
   norm: str = "group"
+  local_encoder: bool = False
 
   @classmethod
   def from_config(cls, tokenizer_config) -> AutoencoderConfig:
@@ -52,7 +60,8 @@ class AutoencoderConfig:
                  num_groups=c.num_groups, temporal_kernel=c.temporal_kernel,
                  down_strides=tuple(tuple(s) for s in c.down_strides),
                  temporal_padding=c.temporal_padding, dtype=c.dtype, conv_impl=c.conv_impl,
-                 patch_size=c.patch_size, norm=c.get("norm", "group"))
+                 patch_size=c.patch_size, norm=c.get("norm", "group"),
+                 local_encoder=bool(c.get("local_encoder", False)))
     config.validate()
     return config
 
@@ -105,19 +114,25 @@ class Encoder(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     c = self.config
-    kernel, common = (c.temporal_kernel, 3, 3), c.conv_kwargs
-    x = layers.space_to_depth(x.astype(c.dtype), c.patch_size)
+    if c.local_encoder:  # whole latent blocks into channels, then nothing mixes blocks
+      spatial, fold = 1, c.spatial_factor
+      strides = tuple((s[0], 1, 1) for s in c.down_strides)
+    else:
+      spatial, fold, strides = 3, c.patch_size, c.down_strides
+    kernel, common = (c.temporal_kernel, spatial, spatial), c.conv_kwargs
+    blocks = dict(c.block_kwargs, spatial_kernel=spatial)
+    x = layers.space_to_depth(x.astype(c.dtype), fold)
     x = layers.CausalConv3d(c.ch, kernel, name="conv_in", **common)(x)
     for level, mult in enumerate(c.ch_mult):
       for block in range(c.num_res_blocks):
         x = layers.ResBlock3d(c.ch * mult, c.num_groups, c.temporal_kernel,
-                              name=f"down_{level}_block_{block}", **c.block_kwargs)(x)
+                              name=f"down_{level}_block_{block}", **blocks)(x)
       if level < len(c.ch_mult) - 1:
-        x = layers.CausalConv3d(c.ch * mult, kernel, strides=c.down_strides[level],
+        x = layers.CausalConv3d(c.ch * mult, kernel, strides=strides[level],
                                 name=f"down_{level}_downsample", **common)(x)
     for block in range(c.num_mid_blocks):
       x = layers.ResBlock3d(x.shape[-1], c.num_groups, c.temporal_kernel, name=f"mid_{block}",
-                            **c.block_kwargs)(x)
+                            **blocks)(x)
     if c.norm == "group":
       x = layers.FrameGroupNorm(c.num_groups, dtype=c.dtype, name="norm_out")(x)
     x = nn.swish(x)

@@ -190,6 +190,7 @@ class ResBlock3d(nn.Module):
   dtype: Dtype = jnp.float32
   conv_impl: str = "native_3d"
   norm: str = "group"
+  spatial_kernel: int = 3  # 1: every output pixel sees only its own input pixel (local encoder)
 
   def normalize(self, name: str, x: jax.Array, latent: jax.Array | None) -> jax.Array:
     if self.norm == "none":
@@ -205,7 +206,7 @@ class ResBlock3d(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, latent: jax.Array | None = None) -> jax.Array:
     check_norm(self.norm)
-    kernel = (self.temporal_kernel, 3, 3)
+    kernel = (self.temporal_kernel, self.spatial_kernel, self.spatial_kernel)
     h = self.conv("conv1", kernel)(nn.swish(self.normalize("norm1", x, latent)))
     h = self.conv("conv2", kernel, zero_init=self.norm == "none")(
         nn.swish(self.normalize("norm2", h, latent)))

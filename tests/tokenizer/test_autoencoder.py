@@ -1,12 +1,13 @@
 """Shapes, id range and causality of the whole tokenizer; parameter counts of the big configs."""
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from loong_jax.tokenizer import autoencoder
+from loong_jax.tokenizer import autoencoder, inflate
 from loong_jax.train import state as state_lib
 from tests.tokenizer.conftest import load
 
@@ -96,3 +97,32 @@ def test_bad_patch_size_is_reported(tiny_config):
   tiny_config.tokenizer.patch_size = 0
   with pytest.raises(ValueError, match="patch_size"):
     autoencoder.make_tokenizer(tiny_config.tokenizer)
+
+
+def test_local_encoder_latents_see_only_their_own_block(tiny_config):
+  """local_encoder=True: changing one pixel block changes the latents of that block only (at
+  its latent frame and, through causal time, later ones), never a neighbour's; the default
+  encoder's 3x3 kernels spread the same change to the neighbours. Ids keep their shape, and the
+  image twin inflates into the local video encoder."""
+  config = tiny_config.tokenizer
+  config.norm = "none"  # second convs start at zero: perturb them so no block is the identity
+  clip = jax.random.uniform(jax.random.key(3), (1, 9, 16, 16, 3), minval=-1, maxval=1)
+  changed_clip = clip.at[:, 5, 8:16, 0:8].set(0.9)  # frame 5 (latent 2), block (1, 0)
+  spread = {}
+  for local in (False, True):
+    config.local_encoder = local
+    model = autoencoder.make_tokenizer(config)
+    params = jax.jit(model.init)(jax.random.key(0), clip)
+    params = jax.tree_util.tree_map(lambda p: p + 0.05, params)
+    encoder = jax.jit(lambda x, p=params, m=model: m.apply(p, x, method=lambda m, v: m.encoder(v)))
+    z = encoder(clip)
+    assert z.shape == (1, 3, 2, 2, config.z_channels)
+    moved = np.abs(np.asarray(encoder(changed_clip) - z)).max(-1)[0]  # [t, h, w]
+    spread[local] = moved > 1e-6
+  assert spread[True][2, 1, 0] and spread[True].sum() == 1, spread[True]
+  assert spread[False][2].sum() > 1   # the default encoder mixes blocks
+  image = autoencoder.make_tokenizer(inflate.image_config(config))
+  image_params = jax.jit(image.init)(jax.random.key(0), clip[:, :1])
+  video_params = jax.jit(model.init)(jax.random.key(0), clip)
+  inflated = inflate.inflate_params(image_params["params"], video_params["params"])
+  chex.assert_trees_all_equal_shapes(inflated, nn.unbox(video_params["params"]))
