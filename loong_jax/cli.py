@@ -7,8 +7,10 @@ turns it into a message that names the whole field and the fields that do exist.
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -20,8 +22,14 @@ def define_config_flag(default: str | None = None):
 
 
 def load_config_file(spec: str):
-  """`'path/to/file.py:arg'` -> the ConfigDict its `get_config(arg)` returns."""
+  """`'path/to/file.py:arg'` -> the ConfigDict its `get_config(arg)` returns; `'run/config.json'`
+  (the config a training run wrote) -> that config."""
   path, _, arg = spec.partition(":")
+  if path.endswith(".json"):
+    if arg:
+      raise ValueError(f"--config: {spec!r}: a .json config takes no ':' argument")
+    with open(path) as f:
+      return ml_collections.ConfigDict(json.load(f))
   module_spec = importlib.util.spec_from_file_location("_loong_config", path)
   if module_spec is None:
     raise FileNotFoundError(f"--config: no config file at {path!r}")

@@ -298,7 +298,9 @@ def inference_config(config, run: str, reencode: bool) -> ml_collections.ConfigD
       clip_latent_frames=g.clip_latent_frames, cond_latent_frames=g.cond_latent_frames,
       reencode=reencode, height=config.data.resolution, width=config.data.resolution,
       fps=float(config.data.fps), max_text_len=stage.data.max_text_len, prompt_multiple=16,
-      text_model=os.path.join(run, "text.model"), tokenizer_config=config.tokenizer.config,
+      # The tokenizer's own training config (demo overrides included), written by its run.
+      text_model=os.path.join(run, "text.model"),
+      tokenizer_config=os.path.join(run, "tokenizer", "config.json"),
       tokenizer_dir=os.path.join(run, "tokenizer"), tokenizer_kind=tokenizer_kind(config))
   return out
 

@@ -7,7 +7,9 @@ Every input is optional; a section whose inputs are absent is skipped with a log
     RUN/tokenizer_eval.npz    real, recon: uint8 [N, T, H, W, 3] held-out clips and their
                               reconstructions -> tokenizer.psnr, .ssim (+ .rfvd with
                               --i3d_checkpoint); codes: int ids of any shape and codebook_size:
-                              int -> tokenizer.codebook_usage, .codebook_perplexity; masks:
+                              int -> tokenizer.codebook_usage, .codebook_perplexity (clips'
+                              codes [N, F >= 3, h, w] also -> tokenizer.codes.*, their
+                              temporal stability, `eval/codes.py`); masks:
                               bool [N, T, H, W] object masks and backgrounds: uint8 [N, H, W, 3]
                               -> tokenizer.object_psnr, .object_visible (`eval/objects.py`)
     RUN/tokenizer_eval.json   {"psnr": dB, "ssim": x, "codebook_usage": x, ...} measured by the
@@ -51,6 +53,7 @@ from absl import flags, logging
 from loong_jax import cli
 from loong_jax.data import video_io
 from loong_jax.eval import blocks, consistency, faithfulness, fvd, objects, probe, recon, report
+from loong_jax.eval import codes as codes_lib
 
 READERS = ("probe", "blocks")  # of generated clips: rendered-like videos, oracle 8x8 blocks
 # Flag holders, created by define_flags() when the module runs as a program.
@@ -100,6 +103,8 @@ def tokenizer_section(run: str, i3d_checkpoint: str = "") -> dict:
         raise ValueError(f"{npz_path}: has codes but no codebook_size")
       usage = recon.codebook_usage([arrays["codes"]], int(arrays["codebook_size"]))
       out["codebook_usage"], out["codebook_perplexity"] = usage["usage"], usage["perplexity"]
+      if arrays["codes"].ndim == 4 and arrays["codes"].shape[1] >= 3:  # clips' codes
+        out["codes"] = codes_lib.stability(arrays["codes"])
   json_path = os.path.join(run, "tokenizer_eval.json")
   if os.path.exists(json_path):
     with open(json_path) as f:

@@ -59,3 +59,18 @@ def test_train_lm_trains_checkpoints_and_resumes(tmp_path):
   assert [r["step"] for r in more] == [16]
   logged = [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")]
   assert logged == [4, 8, 12, 16]
+
+
+def test_a_runs_config_json_loads_as_a_config(tmp_path):
+  """A training run's config.json is a config spec (how the demo points generation at its
+  tokenizer run, overrides included); it takes no ':' argument."""
+  from loong_jax import cli  # noqa: PLC0415
+  config = cli.load_config_file("configs/tokenizer/magvit2.py:demo")
+  config.tokenizer.local_encoder = True
+  path = tmp_path / "config.json"
+  path.write_text(config.to_json())
+  loaded = cli.load_config_file(str(path))
+  assert loaded.tokenizer.local_encoder is True
+  assert list(loaded.tokenizer.quantizer.levels) == list(config.tokenizer.quantizer.levels)
+  with pytest.raises(ValueError, match="no ':' argument"):
+    cli.load_config_file(f"{path}:demo")

@@ -69,6 +69,9 @@ def test_evaluate_measures_every_section(tmp_path):
   assert loaded == json.loads(json.dumps(result))
   assert 35 < loaded["tokenizer"]["psnr"] < 45 and 0.8 < loaded["tokenizer"]["ssim"] < 1.0
   assert loaded["tokenizer"]["codebook_usage"] == 0.5
+  # Random codes: 1/32 of the tokens unchanged in expectation, 3 x 3 x 16 pairs counted.
+  assert loaded["tokenizer"]["codes"]["pairs"] == 144
+  assert loaded["tokenizer"]["codes"]["unchanged"] < 0.15
   assert 35 < loaded["tokenizer"]["object_psnr"] < 45
   assert loaded["tokenizer"]["object_visible"] == 1.0
   assert loaded["tokenizer"]["train_steps"] == 100  # trainer figures fill in, npz ones win

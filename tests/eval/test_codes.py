@@ -1,0 +1,56 @@
+"""Temporal code stability (loong_jax/eval/codes.py) against a slow counting reference."""
+
+import collections
+
+import numpy as np
+import pytest
+
+from loong_jax.eval import codes
+
+
+def _reference(x):
+  """Counters over the (previous, current) pairs of latent frames k >= 2, one token at a time."""
+  pairs, prev_count, cur_count = collections.Counter(), collections.Counter(), collections.Counter()
+  same = 0
+  for clip in x:
+    for k in range(2, clip.shape[0]):
+      for a, b in zip(clip[k - 1].ravel(), clip[k].ravel()):
+        pairs[a, b] += 1
+        prev_count[a] += 1
+        cur_count[b] += 1
+        same += a == b
+  n = sum(pairs.values())
+  h = lambda c: -sum(v / n * np.log(v / n) for v in c.values())  # noqa: E731
+  return {"unchanged": same / n, "conditional_entropy": h(pairs) - h(prev_count),
+          "entropy": h(cur_count), "top_share": max(cur_count.values()) / n, "pairs": n}
+
+
+def test_matches_the_counting_reference():
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 6, (4, 5, 3, 3))
+  x[:, 3] = x[:, 2]  # some copies
+  got, want = codes.stability(x), _reference(x)
+  assert got.keys() == want.keys()
+  for key in want:
+    np.testing.assert_allclose(got[key], want[key], rtol=1e-9, atol=1e-12)
+
+
+def test_still_copied_and_random_codes():
+  rng = np.random.default_rng(1)
+  still = np.repeat(rng.integers(0, 50, (8, 1, 4, 4)), 5, axis=1)
+  out = codes.stability(still)
+  assert out["unchanged"] == 1.0 and abs(out["conditional_entropy"]) < 1e-12
+  # A fixed relabelling from frame to frame: nothing unchanged, yet fully predictable.
+  shifted = np.stack([(still[:, 0] + k) % 50 for k in range(5)], axis=1)
+  out = codes.stability(shifted)
+  assert out["unchanged"] == 0.0 and abs(out["conditional_entropy"]) < 1e-12
+  noise = codes.stability(rng.integers(0, 4, (200, 5, 8, 8)))
+  assert abs(noise["unchanged"] - 0.25) < 0.02
+  assert abs(noise["conditional_entropy"] - np.log(4)) < 0.01  # nothing to copy
+
+
+def test_bad_shapes_are_reported():
+  with pytest.raises(ValueError, match="F >= 3"):
+    codes.stability(np.zeros((2, 2, 4, 4), int))
+  with pytest.raises(ValueError, match="non-negative"):
+    codes.stability(-np.ones((1, 3, 2, 2), int))
