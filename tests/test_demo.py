@@ -270,3 +270,18 @@ def test_lm_stage_config_takes_the_demo_recipe(tmp_path):
   config.lm.model.widthh = 3
   with pytest.raises(ValueError, match="config.lm.model.widthh"):
     demo_steps.lm_stage_config(config, run, 1)
+
+
+def test_tokenizer_model_overrides_reach_training_and_generation(tmp_path):
+  """`config.tokenizer.model` overrides the tokenizer config's fields (an unknown one fails,
+  naming it); generation reads the tokenizer's own run config, so it builds the trained model."""
+  from loong_jax import demo_steps
+  config, run = _quick_config(), str(tmp_path)
+  assert demo_steps.tokenizer_config(config).tokenizer.local_encoder is False
+  config.tokenizer.model.local_encoder = True
+  assert demo_steps.tokenizer_config(config).tokenizer.local_encoder is True
+  ic = demo_steps.inference_config(config, run, reencode=True)
+  assert ic.inference.tokenizer_config == os.path.join(run, "tokenizer", "config.json")
+  config.tokenizer.model.no_such_field = 1
+  with pytest.raises(ValueError, match="config.tokenizer.model.no_such_field"):
+    demo_steps.tokenizer_config(config)
