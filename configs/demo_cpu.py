@@ -152,6 +152,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       clip_latent_frames=5,
       cond_latent_frames=2,
       temperature=1.0,
+      continuation_temperature=ml_collections.FieldReference(None, field_type=float),
       top_k=20,
       # Classifier-free guidance (text dropped for 10% of training examples): with the oracle
       # tokenizer after stages 1-2, guidance 3 drew the prompted colour on 33% / 47% of 30 seen /

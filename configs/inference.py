@@ -12,6 +12,7 @@ the run being loaded: override them as the run was trained, e.g. `--config.lm.nu
 | masked.gumbel_temperature | confidence noise at the first step, annealed to 0 [ours: 4.5]  |
 | masked.history_mask_ratio | share of a finished frame masked in the cache [Lumos: 0.7]     |
 | temperature, top_k, top_p | sampling (`inference/sampling.py`); top-k 50 [ours]            |
+| continuation_temperature | temperature of the clips after the first (None: `temperature`) [ours] |
 | guidance_scale     | classifier-free guidance s; 1.0 turns the unconditional branch off     |
 | clip_latent_frames | latent frames per clip: 17 = 65 frames = 10 s [Loong]                  |
 | cond_latent_frames | context carried into the next clip [ours: 4]                           |
@@ -62,6 +63,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       decoder="masked" if masked else "autoregressive",
       masked=dict(steps=50, gumbel_temperature=4.5, history_mask_ratio=0.7),
       temperature=1.0,
+      # Sampling temperature of the clips after the first (None: `temperature`): a continuation
+      # mostly copies its context, and sampling noise compounds from clip to clip.
+      continuation_temperature=ml_collections.FieldReference(None, field_type=float),
       top_k=50,
       top_p=1.0,
       guidance_scale=1.0 if small else (15.0 if masked else 3.0),

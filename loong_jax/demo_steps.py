@@ -295,6 +295,7 @@ def inference_config(config, run: str, reencode: bool) -> ml_collections.ConfigD
   out.inference = dict(
       decoder=defaults.decoder, masked=defaults.masked.to_dict(),
       temperature=g.temperature, top_k=g.top_k, top_p=1.0, guidance_scale=g.guidance_scale,
+      continuation_temperature=g.get("continuation_temperature", None),
       clip_latent_frames=g.clip_latent_frames, cond_latent_frames=g.cond_latent_frames,
       reencode=reencode, height=config.data.resolution, width=config.data.resolution,
       fps=float(config.data.fps), max_text_len=stage.data.max_text_len, prompt_multiple=16,

@@ -23,6 +23,7 @@ import flax.linen as nn
 import imageio.v2 as imageio
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import tqdm
 from absl import flags, logging
@@ -171,6 +172,11 @@ def generate_videos(config, params, prompts: Sequence[str], seconds: float, seed
   inf = config.inference
   model = transformer.Transformer(transformer.LMConfig.from_config(config.lm))
   decoder = make_decoder(config, model, vocab, mesh, rules)
+  continue_decoder = None
+  if inf.get("continuation_temperature") is not None:  # the clips after the first
+    later = ml_collections.ConfigDict(config.to_dict())
+    later.inference.temperature = float(inf.continuation_temperature)
+    continue_decoder = make_decoder(later, model, vocab, mesh, rules)
   if any(p.strip() for p in prompts) and encode_text is None:
     raise RuntimeError("a non-empty prompt needs a text tokenizer")
   text_ids = [encode_prompt(p, encode_text, inf.max_text_len, vocab) for p in prompts]
@@ -181,7 +187,8 @@ def generate_videos(config, params, prompts: Sequence[str], seconds: float, seed
   total = len(long_video.clip_schedule(frames, clip_config, codec.temporal_stride))
   with tqdm.tqdm(total=total, unit="clip", desc=f"{frames} frames") as bar:
     return long_video.generate(decoder, params, text_ids, frames, codec, clip_config,
-                               jax.random.key(seed), on_clip=lambda done, _: bar.update(1))
+                               jax.random.key(seed), on_clip=lambda done, _: bar.update(1),
+                               continue_decoder=continue_decoder)
 
 
 def write_video(path: str, video: np.ndarray, fps: float) -> list[str]:

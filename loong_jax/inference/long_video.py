@@ -111,7 +111,8 @@ class LongVideo:
 
 def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray | None],
              num_frames: int, codec: VideoCodec, config: LongVideoConfig, key: jax.Array,
-             on_clip: Callable[[int, int], None] | None = None) -> LongVideo:
+             on_clip: Callable[[int, int], None] | None = None,
+             continue_decoder: decode_lib.Decoder | None = None) -> LongVideo:
   """Generate one video per prompt.
 
   Args:
@@ -125,6 +126,8 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
     config: clip lengths, context, re-encoding, size.
     key: PRNG key; clip c samples with `fold_in(key, c)`.
     on_clip: called as `on_clip(clips_done, clips_total)` after each clip.
+    continue_decoder: samples the clips after the first, e.g. the same model at a lower
+      temperature (`inference.continuation_temperature`); None: `decoder` samples every clip.
   Returns:
     the video (exactly `num_frames` frames) and its latent timeline.
   """
@@ -138,8 +141,9 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
     contexts = [None] * len(text_ids) if context is None else list(context)
     cond = [decode_lib.prompt_ids(vocab, t, x) for t, x in zip(text_ids, contexts)]
     uncond = [decode_lib.prompt_ids(vocab, None, x) for x in contexts]
-    ids = decoder(params, cond, decode_lib.frame_plan(vocab, n_new, h * w, frame_width=w),
-                  jax.random.fold_in(key, c), uncond_prompts=uncond)
+    sample = decoder if context is None or continue_decoder is None else continue_decoder
+    ids = sample(params, cond, decode_lib.frame_plan(vocab, n_new, h * w, frame_width=w),
+                 jax.random.fold_in(key, c), uncond_prompts=uncond)
     new = frame_codes(ids, vocab, n_new, h, w)
     clip = new if context is None else np.concatenate([context, new], axis=1)
     pixels = np.asarray(codec.decode(clip))

@@ -102,3 +102,20 @@ def test_bad_context_length_is_rejected(lm, vocab, stand_in_codec):
   with pytest.raises(ValueError, match="cond_latent_frames"):
     long_video.generate(decoder, params, [[1]], 20, stand_in_codec.codec(), config,
                         jax.random.key(0))
+
+
+def test_continue_decoder_samples_every_clip_after_the_first(lm, vocab, stand_in_codec):
+  """`continue_decoder` (e.g. a lower continuation temperature) samples clips 2.., the first
+  decoder clip 1; a greedy continuation of the same model gives the same clips 2.. whatever the
+  first decoder's seed-dependent draws were, given the same context."""
+  first, params = make_decoder(lm, vocab)
+  later, _ = make_decoder(lm, vocab, temperature=0.0)
+  first_rec, later_rec = RecordingDecoder(first), RecordingDecoder(later)
+  out = long_video.generate(first_rec, params, [[1, 2]], 22, stand_in_codec.codec(), CONFIG,
+                            jax.random.key(4), continue_decoder=later_rec)
+  assert len(first_rec.prompts) == 1 and len(later_rec.prompts) == 2
+  # Greedy continuation: re-running clip 2 from its recorded context gives the same codes.
+  (cond, uncond), = later_rec.prompts[:1]
+  again = later(params, cond, decode.frame_plan(vocab, 2, 4, frame_width=2), jax.random.key(99),
+                uncond_prompts=uncond)
+  np.testing.assert_array_equal(long_video.frame_codes(again, vocab, 2, 2, 2), out.codes[:, 3:5])
