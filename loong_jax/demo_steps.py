@@ -427,12 +427,41 @@ def lm_text_gap(config, run: str, stage_number: int = 3) -> dict | None:
   text_model = text_lib.TextTokenizer(os.path.join(run, "text.model"))
   n = config.evaluate.text_gap_items
   # Sources of 4n items: clips whose motion has no opposite to swap to are passed over.
+  clips = synthetic_source(config, (17,), 4 * n, "heldout")
   out = text_gap.measure(logits_fn, vocab, encode_video, text_model.encode,
-                         synthetic_source(config, (1,), 4 * n, "heldout"),
-                         synthetic_source(config, (17,), 4 * n, "heldout"), n,
+                         synthetic_source(config, (1,), 4 * n, "heldout"), clips, n,
                          stage.data.max_text_len, batch)
   print(f"evaluate: text gap of stage {stage_number} on {n} held-out items: colour "
         f"{out['color']:.3f} nats, motion {out['motion']:.3f} nats", flush=True)
+  if stage_number == 3:
+    out["continuation"] = lm_continuation(config, stage, model, params, logits_fn, vocab,
+                                          encode_video, text_model.encode, clips, mesh, rules)
+  return out
+
+
+def lm_continuation(config, stage, model, params, logits_fn, vocab, encode_video, encode_text,
+                    clips, mesh, rules) -> dict:
+  """`loong_jax.eval.continuation.measure` on `config.evaluate.text_gap_items` held-out
+  17-frame clips: does the LM start the object in the frame after 2 true latent frames?"""
+  from loong_jax.eval import continuation, objects, text_gap  # noqa: PLC0415
+  from loong_jax.inference import decode as decode_lib, sampling as sampling_lib  # noqa: PLC0415
+
+  n, batch = config.evaluate.text_gap_items, config.pretokenize.batch_size
+  videos = np.stack([clips[i]["video"] for i in range(n)])
+  codes = np.concatenate([
+      np.asarray(encode_video(videos[b:b + batch].astype(np.float32) / 127.5 - 1.0))
+      for b in range(0, n, batch)])
+  spatial = videos.shape[2] // codes.shape[2]
+  masks = np.stack([text_gap.object_tokens(objects.object_masks(clips, i)[0], spatial=spatial)
+                    for i in range(n)])
+  greedy = decode_lib.Decoder(model, vocab, sampling_lib.SamplingConfig(temperature=0.0),
+                              mesh=mesh, rules=rules)
+  out = continuation.measure(logits_fn, greedy, greedy.place_params(params), vocab,
+                             [encode_text(clips[i]["caption"]) for i in range(n)], codes, masks,
+                             stage.data.max_text_len)
+  print(f"evaluate: continuation on {n} held-out clips: object codes right "
+        f"{out['teacher_forced']:.2f} teacher-forced, {out['free_running']:.2f} generated; "
+        f"object started in {out['object_started']:.2f}", flush=True)
   return out
 
 
