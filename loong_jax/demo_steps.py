@@ -474,9 +474,11 @@ def evaluate(config, run: str):
   # (lm.text_gap_by_stage), where its frame-0 training loss hides it.
   by_stage = {f"stage{k}": lm_text_gap(config, run, k) for k in (1, 2, 3)}
   if by_stage["stage3"] is not None:
+    measured = {"continuation": by_stage["stage3"].pop("continuation"),
+                "text_gap": by_stage["stage3"], "text_gap_by_stage": by_stage}
     tmp = os.path.join(run, f"lm_eval.json.tmp-{os.getpid()}")
     with open(tmp, "w") as f:
-      json.dump({"text_gap": by_stage["stage3"], "text_gap_by_stage": by_stage}, f, indent=1)
+      json.dump(measured, f, indent=1)
     os.replace(tmp, os.path.join(run, "lm_eval.json"))
 
   evaluate_lib.evaluate(run, probe_clips=config.evaluate.probe_clips,

@@ -31,7 +31,8 @@ Every input is optional; a section whose inputs are absent is skipped with a log
                     the direction reader's `still` threshold scales to the clip's length and
                     that speed (`probe.still_threshold`); without it, the whole-clip rule
     RUN/lm_eval.json          {"text_gap": {"color": nats, "motion": nats, ...}} measured on the
-                              LM (`eval/text_gap.py`) -> lm.text_gap.*
+                              LM (`eval/text_gap.py`) -> lm.text_gap.*; "continuation":
+                              {...} (`eval/continuation.py`) -> lm.continuation.*
     RUN/timings.json          {"step": seconds} of the run -> timings.<step>_s
 
 Clips are read by `--reader`: `probe` (the palette probe, `eval/probe.py`) or `blocks` (videos of
