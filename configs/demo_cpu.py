@@ -152,6 +152,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       clip_latent_frames=5,
       cond_latent_frames=2,
       temperature=1.0,
+      # The clips after the first of a long video (None: `temperature`). 0.7 on this LM: the
+      # same presence (its failures have the wrong colour from the first clip); on oracle codes
+      # presence held one window longer (0.4, 0.4, 0.2, 0, 0, 0 vs 0.4, 0, ...). Left at None.
       continuation_temperature=ml_collections.FieldReference(None, field_type=float),
       top_k=20,
       # Classifier-free guidance (text dropped for 10% of training examples): with the oracle
