@@ -10,7 +10,7 @@
     lm/stage{1,2,3}/       LM curriculum runs (metrics.jsonl, checkpoints)
     generated/             <prompt>_<mode>.{mp4,gif,npz,png}, clip_*.npz (faithfulness),
                            prompts.jsonl
-    lm_eval.json           the LM's text gap (loong_jax/eval/text_gap.py)
+    lm_eval.json           the LM's text gap and continuation (loong_jax/demo_lm_eval.py)
     report.json, long_video.{md,png}, *.png plots
 
 Each step resumes from its own outputs: the trainers from their checkpoints, pre-tokenization
@@ -399,83 +399,14 @@ def generate(config, run: str):
   os.replace(tmp, os.path.join(out_dir, "prompts.jsonl"))
 
 
-def lm_text_gap(config, run: str, stage_number: int = 3) -> dict | None:
-  """`loong_jax.eval.text_gap.measure` of the LM of stage `stage_number` on
-  `config.evaluate.text_gap_items` held-out images and 17-frame clips, encoded with the run's
-  video encoder and text model; None for the AR-DF variant (its loss is not next-token
-  prediction)."""
-  from loong_jax import generate as generate_lib  # noqa: PLC0415 -- see the module docstring
-  from loong_jax.eval import text_gap  # noqa: PLC0415
-
-  if config.lm.get("variant", "") == "ardf":
-    print("evaluate: text gap skipped (AR-DF trains masked frames, not next tokens)", flush=True)
-    return None
-  stage = lm_stage_config(config, run, stage_number)
-  vocab = tokens.Vocab(stage.vocab.text_size, stage.vocab.video_size)
-  mesh, rules = sharding_lib.make_mesh(stage.mesh), sharding_lib.rules(stage.sharding)
-  model = transformer.Transformer(transformer.LMConfig.from_config(stage.lm))
-  params = generate_lib.restore_params(os.path.join(run, "lm", f"stage{stage_number}"), model,
-                                       mesh, rules)
-  batch = config.pretokenize.batch_size
-  logits_fn = text_gap.model_logits(model, params, vocab, batch, stage.data.frame_width, mesh,
-                                    rules)
-  if tokenizer_kind(config) == "oracle":
-    encode_video = jax.jit(encoders.pooling_stand_in_encoder(vocab.video_size))
-  else:
-    encode_video = encoders.tokenizer_encoder(tokenizer_config(config).tokenizer,
-                                              os.path.join(run, "tokenizer"))
-  text_model = text_lib.TextTokenizer(os.path.join(run, "text.model"))
-  n = config.evaluate.text_gap_items
-  # Sources of 4n items: clips whose motion has no opposite to swap to are passed over.
-  clips = synthetic_source(config, (17,), 4 * n, "heldout")
-  out = text_gap.measure(logits_fn, vocab, encode_video, text_model.encode,
-                         synthetic_source(config, (1,), 4 * n, "heldout"), clips, n,
-                         stage.data.max_text_len, batch)
-  print(f"evaluate: text gap of stage {stage_number} on {n} held-out items: colour "
-        f"{out['color']:.3f} nats, motion {out['motion']:.3f} nats", flush=True)
-  if stage_number == 3:
-    out["continuation"] = lm_continuation(config, stage, model, params, logits_fn, vocab,
-                                          encode_video, text_model.encode, clips, mesh, rules)
-  return out
-
-
-def lm_continuation(config, stage, model, params, logits_fn, vocab, encode_video, encode_text,
-                    clips, mesh, rules) -> dict:
-  """`loong_jax.eval.continuation.measure` on `config.evaluate.text_gap_items` held-out
-  17-frame clips: does the LM start the object in the frame after 2 true latent frames?"""
-  from loong_jax.eval import continuation, objects, text_gap  # noqa: PLC0415
-  from loong_jax.inference import decode as decode_lib, sampling as sampling_lib  # noqa: PLC0415
-
-  n, batch = config.evaluate.text_gap_items, config.pretokenize.batch_size
-  videos = np.stack([clips[i]["video"] for i in range(n)])
-  codes = np.concatenate([
-      np.asarray(encode_video(videos[b:b + batch].astype(np.float32) / 127.5 - 1.0))
-      for b in range(0, n, batch)])
-  spatial = videos.shape[2] // codes.shape[2]
-  masks = np.stack([text_gap.object_tokens(objects.object_masks(clips, i)[0], spatial=spatial)
-                    for i in range(n)])
-  greedy = decode_lib.Decoder(model, vocab, sampling_lib.SamplingConfig(temperature=0.0),
-                              mesh=mesh, rules=rules)
-  out = continuation.measure(logits_fn, greedy, greedy.place_params(params), vocab,
-                             [encode_text(clips[i]["caption"]) for i in range(n)], codes, masks,
-                             stage.data.max_text_len)
-  print(f"evaluate: continuation on {n} held-out clips: object codes right "
-        f"{out['teacher_forced']:.2f} teacher-forced, {out['free_running']:.2f} generated; "
-        f"object started in {out['object_started']:.2f}", flush=True)
-  return out
-
-
 def evaluate(config, run: str):
-  """The LM's text gap (RUN/lm_eval.json), then `loong_jax.evaluate` over the run: report.json,
-  long_video.{md,png}."""
-  from loong_jax import evaluate as evaluate_lib  # noqa: PLC0415 -- see the module docstring
+  """The LM's diagnostics (`loong_jax/demo_lm_eval.py`: RUN/lm_eval.json), then
+  `loong_jax.evaluate` over the run: report.json, long_video.{md,png}."""
+  from loong_jax import demo_lm_eval  # noqa: PLC0415 -- see the module docstring
+  from loong_jax import evaluate as evaluate_lib  # noqa: PLC0415
 
-  # Every stage's final LM: a later stage that forgets what an earlier one learnt shows here
-  # (lm.text_gap_by_stage), where its frame-0 training loss hides it.
-  by_stage = {f"stage{k}": lm_text_gap(config, run, k) for k in (1, 2, 3)}
-  if by_stage["stage3"] is not None:
-    measured = {"continuation": by_stage["stage3"].pop("continuation"),
-                "text_gap": by_stage["stage3"], "text_gap_by_stage": by_stage}
+  measured = demo_lm_eval.measure(config, run)  # every stage's text gap, stage 3's continuation
+  if measured is not None:
     tmp = os.path.join(run, f"lm_eval.json.tmp-{os.getpid()}")
     with open(tmp, "w") as f:
       json.dump(measured, f, indent=1)

@@ -16,6 +16,7 @@ generates unconditionally (`<no_text>`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 
@@ -23,7 +24,6 @@ import flax.linen as nn
 import imageio.v2 as imageio
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import tqdm
 from absl import flags, logging
@@ -143,13 +143,16 @@ DECODERS = ("autoregressive", "masked")
 
 
 def make_decoder(config, model: transformer.Transformer, vocab: tokens.Vocab, mesh=None,
-                 rules=()) -> decode.Decoder:
+                 rules=(), temperature: float | None = None) -> decode.Decoder:
   """The decoder `config.inference.decoder` names: 'autoregressive' (token by token, causal
   models) or 'masked' (AR-DF frame-by-frame parallel decoding, `inference.masked` settings).
-  A config without the field (older runs) decodes token by token."""
+  A config without the field (older runs) decodes token by token. `temperature` replaces
+  `inference.temperature` when given."""
   inf = config.inference
   kind = inf.get("decoder", "autoregressive")
   sampling_config = sampling.SamplingConfig.from_config(inf)
+  if temperature is not None:
+    sampling_config = dataclasses.replace(sampling_config, temperature=float(temperature))
   if kind == "autoregressive":
     return decode.Decoder(model, vocab, sampling_config, mesh=mesh, rules=rules,
                           prompt_multiple=inf.prompt_multiple)
@@ -174,9 +177,8 @@ def generate_videos(config, params, prompts: Sequence[str], seconds: float, seed
   decoder = make_decoder(config, model, vocab, mesh, rules)
   continue_decoder = None
   if inf.get("continuation_temperature") is not None:  # the clips after the first
-    later = ml_collections.ConfigDict(config.to_dict())
-    later.inference.temperature = float(inf.continuation_temperature)
-    continue_decoder = make_decoder(later, model, vocab, mesh, rules)
+    continue_decoder = make_decoder(config, model, vocab, mesh, rules,
+                                    temperature=inf.continuation_temperature)
   if any(p.strip() for p in prompts) and encode_text is None:
     raise RuntimeError("a non-empty prompt needs a text tokenizer")
   text_ids = [encode_prompt(p, encode_text, inf.max_text_len, vocab) for p in prompts]

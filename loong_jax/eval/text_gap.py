@@ -168,6 +168,17 @@ def held_out_items(data: synthetic.SyntheticVideos, count: int, kind: str):
   return np.stack(videos), captions, swapped, np.stack(masks)
 
 
+def encode_items(encode_video, videos: np.ndarray, masks: np.ndarray,
+                 batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """`(codes [N, F_lat, h, w], object token masks [N, F_lat, h, w] bool)` of uint8 videos
+  `[N, T, H, W, 3]` and their pixel masks `[N, T, H, W]`, encoded `batch_size` at a time."""
+  codes = np.concatenate([
+      np.asarray(encode_video(videos[b:b + batch_size].astype(np.float32) / 127.5 - 1.0))
+      for b in range(0, len(videos), batch_size)])
+  spatial = videos.shape[2] // codes.shape[2]
+  return codes, np.stack([object_tokens(m, spatial=spatial) for m in masks])
+
+
 def measure(logits_fn: LogitsFn, vocab: tokens.Vocab, encode_video, encode_text,
             images: synthetic.SyntheticVideos, clips: synthetic.SyntheticVideos, count: int,
             max_text_len: int, batch_size: int = 8) -> dict[str, float]:
@@ -184,11 +195,7 @@ def measure(logits_fn: LogitsFn, vocab: tokens.Vocab, encode_video, encode_text,
   out = {}
   for kind, data in (("color", images), ("motion", clips)):
     videos, captions, swapped, masks = held_out_items(data, count, kind)
-    codes = np.concatenate([
-        np.asarray(encode_video(videos[b:b + batch_size].astype(np.float32) / 127.5 - 1.0))
-        for b in range(0, len(videos), batch_size)])
-    spatial = videos.shape[2] // codes.shape[2]
-    token_masks = np.stack([object_tokens(m, spatial=spatial) for m in masks])
+    codes, token_masks = encode_items(encode_video, videos, masks, batch_size)
     if kind == "color":
       token_masks[:, 1:] = False
     else:

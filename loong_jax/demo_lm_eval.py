@@ -1,0 +1,114 @@
+"""The CPU demo's LM diagnostics (`demo_steps.evaluate` writes them to RUN/lm_eval.json):
+
+  * `text_gap_by_stage.stage{k}` and `text_gap` (stage 3): does each stage's LM read the prompt's
+    colour and motion words (`loong_jax/eval/text_gap.py`)? A later stage that forgets what an
+    earlier one learnt shows here, where its frame-0 training loss hides it.
+  * `continuation` (stage 3): does the LM start the object in the frame after two true latent
+    frames (`loong_jax/eval/continuation.py`)?
+
+Measured on `config.evaluate.text_gap_items` held-out images and 17-frame clips, encoded with the
+run's video encoder (learned or oracle) and text model. Skipped for the AR-DF variant (its loss
+is not next-token prediction).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from loong_jax import demo_steps, generate as generate_lib, sharding as sharding_lib, tokens
+from loong_jax.data import encoders, text as text_lib
+from loong_jax.eval import continuation, objects, text_gap
+from loong_jax.inference import decode, sampling
+from loong_jax.llm import transformer
+
+
+@dataclasses.dataclass(frozen=True)
+class StageLM:
+  """One stage's trained LM and what the diagnostics feed it."""
+  stage: object                       # the stage's training config (demo_steps.lm_stage_config)
+  vocab: tokens.Vocab
+  model: transformer.Transformer
+  params: object
+  logits_fn: text_gap.LogitsFn
+  encode_video: Callable              # float [B, T, H, W, 3] in [-1, 1] -> codes [B, t, h, w]
+  encode_text: Callable               # str -> [N] text ids
+  mesh: object
+  rules: tuple
+
+
+def load_stage_lm(config, run: str, stage_number: int) -> StageLM:
+  """The final LM of curriculum stage `stage_number` of the demo run `run`."""
+  stage = demo_steps.lm_stage_config(config, run, stage_number)
+  vocab = tokens.Vocab(stage.vocab.text_size, stage.vocab.video_size)
+  mesh, rules = sharding_lib.make_mesh(stage.mesh), sharding_lib.rules(stage.sharding)
+  model = transformer.Transformer(transformer.LMConfig.from_config(stage.lm))
+  params = generate_lib.restore_params(os.path.join(run, "lm", f"stage{stage_number}"), model,
+                                       mesh, rules)
+  logits_fn = text_gap.model_logits(model, params, vocab, config.pretokenize.batch_size,
+                                    stage.data.frame_width, mesh, rules)
+  if demo_steps.tokenizer_kind(config) == "oracle":
+    encode_video = jax.jit(encoders.pooling_stand_in_encoder(vocab.video_size))
+  else:
+    encode_video = encoders.tokenizer_encoder(demo_steps.tokenizer_config(config).tokenizer,
+                                              os.path.join(run, "tokenizer"))
+  text_model = text_lib.TextTokenizer(os.path.join(run, "text.model"))
+  return StageLM(stage, vocab, model, params, logits_fn, encode_video, text_model.encode, mesh,
+                 rules)
+
+
+def held_out_clips(config):
+  """The held-out 17-frame clips of the diagnostics (4n items: clips whose motion has no
+  opposite to swap to are passed over by the text gap)."""
+  return demo_steps.synthetic_source(config, (17,), 4 * config.evaluate.text_gap_items, "heldout")
+
+
+def lm_text_gap(config, lm: StageLM, stage_number: int) -> dict:
+  """`loong_jax.eval.text_gap.measure` of `lm` on held-out images and 17-frame clips."""
+  n = config.evaluate.text_gap_items
+  out = text_gap.measure(lm.logits_fn, lm.vocab, lm.encode_video, lm.encode_text,
+                         demo_steps.synthetic_source(config, (1,), 4 * n, "heldout"),
+                         held_out_clips(config), n, lm.stage.data.max_text_len,
+                         config.pretokenize.batch_size)
+  print(f"evaluate: text gap of stage {stage_number} on {n} held-out items: colour "
+        f"{out['color']:.3f} nats, motion {out['motion']:.3f} nats", flush=True)
+  return out
+
+
+def lm_continuation(config, lm: StageLM) -> dict:
+  """`loong_jax.eval.continuation.measure` of `lm` on held-out 17-frame clips: does it start the
+  object in the frame after 2 true latent frames?"""
+  n, batch = config.evaluate.text_gap_items, config.pretokenize.batch_size
+  clips = held_out_clips(config)
+  videos = np.stack([clips[i]["video"] for i in range(n)])
+  masks = np.stack([objects.object_masks(clips, i)[0] for i in range(n)])
+  codes, token_masks = text_gap.encode_items(lm.encode_video, videos, masks, batch)
+  greedy = decode.Decoder(lm.model, lm.vocab, sampling.SamplingConfig(temperature=0.0),
+                          mesh=lm.mesh, rules=lm.rules)
+  out = continuation.measure(lm.logits_fn, greedy, greedy.place_params(lm.params), lm.vocab,
+                             [lm.encode_text(clips[i]["caption"]) for i in range(n)], codes,
+                             token_masks, lm.stage.data.max_text_len)
+  print(f"evaluate: continuation on {n} held-out clips: object codes right "
+        f"{out['teacher_forced']:.2f} teacher-forced, {out['free_running']:.2f} generated; "
+        f"object started in {out['object_started']:.2f}", flush=True)
+  return out
+
+
+def measure(config, run: str) -> dict | None:
+  """`{"text_gap", "text_gap_by_stage", "continuation"}` of the run's LMs (module docstring);
+  None for the AR-DF variant."""
+  if config.lm.get("variant", "") == "ardf":
+    print("evaluate: LM diagnostics skipped (AR-DF trains masked frames, not next tokens)",
+          flush=True)
+    return None
+  by_stage, final = {}, None
+  for k in (1, 2, 3):
+    lm = load_stage_lm(config, run, k)
+    by_stage[f"stage{k}"] = lm_text_gap(config, lm, k)
+    final = lm
+  return {"text_gap": by_stage["stage3"], "text_gap_by_stage": by_stage,
+          "continuation": lm_continuation(config, final)}
