@@ -118,7 +118,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       variant="",                 # '' Loong; 'mmrope' | 'ardf' [Lumos] (configs/lm/llama.py)
       # Overrides of configs/lm/llama.py:tiny. Width 128 read the prompt 3x more than 64 at the
       # same samples (colour-swap gap 0.52 vs 0.17 nats after 12.8k images) for 1.5x the time.
-      model=dict(d_model=128, head_dim=32, mlp_dim=256),
+      model=dict(d_model=128, head_dim=32, mlp_dim=256, prev_frame_input=False),
       # Video ids as FSQ digits (llm/code_digits.py): embeddings and logits built from per-digit
       # rows, so codes that share digits share what is learnt. Learned codes, stage 1 (450 x 32
       # images): final loss 2.58 vs 3.37 nats, colour gap 0.12 vs 0.00 nats.

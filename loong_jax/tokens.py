@@ -181,6 +181,43 @@ def frame_index(sequence, vocab: Vocab) -> np.ndarray:
   return np.where(inside, starts - 1, -1).astype(np.int32)
 
 
+def previous_frame_source(sequence, vocab: Vocab) -> np.ndarray:
+  """For every input slot, where its *target* sat one latent frame earlier: `[..., L]` int32.
+
+  Slot i predicts slot i + 1. When slot i + 1 is the video id at offset o of latent frame f >= 1
+  of a video, the result is the slot of the video id at offset o of frame f - 1 of the same video
+  (always < i + 1, so reading it is causal); otherwise -1. Whether slot i + 1 is a video id is read
+  from slot i alone (a `<boi>` or a video id whose frame-mate one frame earlier is a video id), so
+  the last slot of an input array is covered too, and a planned layout whose future slots are
+  fillers (`inference/decode.py`) gives the same answer as the finished sequence.
+  Used by `config.lm.prev_frame_input` (`llm/transformer.py`).
+  """
+  seq = np.asarray(sequence)
+  length = seq.shape[-1]
+  index = np.broadcast_to(np.arange(length), seq.shape)
+  is_boi = seq == vocab.boi
+  boi_at = np.maximum.accumulate(np.where(is_boi, index, -1), axis=-1)
+  # The <boi> before each slot's own <boi>: at a <boi>, the last <boi> strictly before it.
+  before = np.concatenate([np.full(seq.shape[:-1] + (1,), -1), boi_at[..., :-1]], axis=-1)
+  prev_boi_at = np.maximum.accumulate(np.where(is_boi, before, -1), axis=-1)
+  videos = np.cumsum(seq == vocab.bov, axis=-1)
+  in_frame = (is_boi | vocab.is_video(seq)) & (boi_at >= 0)
+  source = prev_boi_at + 1 + (index - boi_at)  # the target's offset is index - boi_at
+  ok = in_frame & (prev_boi_at >= 0) & (source < boi_at)
+  safe = np.where(ok, source, 0)
+  ok &= vocab.is_video(np.take_along_axis(seq, safe, axis=-1))
+  ok &= np.take_along_axis(videos, safe, axis=-1) == videos
+  return np.where(ok, source, -1).astype(np.int32)
+
+
+def previous_frame_inputs(sequence, vocab: Vocab) -> np.ndarray:
+  """`[..., L]` int32: the id at `previous_frame_source` of each slot, -1 where there is none."""
+  seq = np.asarray(sequence)
+  source = previous_frame_source(seq, vocab)
+  return np.where(source >= 0, np.take_along_axis(seq, np.maximum(source, 0), axis=-1),
+                  -1).astype(np.int32)
+
+
 def mm_rope_positions(sequence, vocab: Vocab, frame_width: int,
                       scale: tuple[int, int, int] = (4, 8, 8)) -> np.ndarray:
   """3D rotary positions `[..., L, 3]` (t, h, w) for MM-RoPE [Lumos].

@@ -100,11 +100,14 @@ def data_source(config, vocab: tokens.Vocab, seed: int):
 
 def with_layout(batch, keys, vocab: tokens.Vocab, frame_width: int):
   """Keep the step's `keys`, adding the layout arrays the model needs: `input_frame` (latent
-  frame of each input) and `positions` (MM-RoPE `[B, L, 3]`), both derived from `inputs`."""
+  frame of each input), `positions` (MM-RoPE `[B, L, 3]`) and `input_prev` (previous-frame ids),
+  all derived from `inputs`."""
   if "input_frame" in keys:
     batch["input_frame"] = tokens.frame_index(batch["inputs"], vocab)
   if "positions" in keys:
     batch["positions"] = tokens.mm_rope_positions(batch["inputs"], vocab, frame_width)
+  if "input_prev" in keys:
+    batch["input_prev"] = tokens.previous_frame_inputs(batch["inputs"], vocab)
   return {k: batch[k] for k in keys}
 
 
@@ -164,6 +167,8 @@ def batch_keys(lm_config: transformer.LMConfig) -> tuple[str, ...]:
     keys += ("positions",)
   if lm_config.attention_mask in attn_lib.FRAME_MASKS:
     keys += ("input_frame",)
+  if lm_config.prev_frame_input:
+    keys += ("input_prev",)
   return keys
 
 

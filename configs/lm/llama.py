@@ -85,6 +85,9 @@ def lm_config(size: str, vocab: ml_collections.ConfigDict) -> ml_collections.Con
       # embeddings and logits are then built from per-digit rows. () = Loong's plain table.
       video_code_levels=(),
       video_offset=vocab.get_ref("text_size"),
+      # Previous-frame input (llm/transformer.py): each slot also embeds the id its target had one
+      # latent frame earlier. Off: Loong's LM; the demo measures it (configs/demo_cpu.py).
+      prev_frame_input=False,
   ))
 
 

@@ -69,13 +69,16 @@ def object_tokens(masks: np.ndarray, temporal: int = 4, spatial: int = 8) -> np.
 def model_logits(model, params, vocab: tokens.Vocab, batch_size: int, frame_width: int,
                  mesh=None, rules=()) -> LogitsFn:
   """`LogitsFn` of a `llm.transformer.Transformer` with `params`, as training calls it
-  (`positions` for MM-RoPE, `frame_ids` for frame-level masks, both from the inputs).
+  (`positions` for MM-RoPE, `frame_ids` for frame-level masks, `prev_ids` for previous-frame
+  inputs, all from the inputs).
 
   Inputs are padded to `batch_size` rows and a multiple of 64 positions, so that one shape
   compiles once; trailing `<pad>` inputs do not change the logits before them.
   """
-  apply = jax.jit(lambda p, x, pos, frame: model.apply({"params": p}, x, pos, frame_ids=frame))
+  apply = jax.jit(lambda p, x, pos, frame, prev: model.apply({"params": p}, x, pos,
+                                                             frame_ids=frame, prev_ids=prev))
   mm_rope = model.config.rope == "mm_rope"
+  prev_frame = model.config.prev_frame_input
 
   def logits_fn(inputs):
     b, length = inputs.shape
@@ -83,11 +86,12 @@ def model_logits(model, params, vocab: tokens.Vocab, batch_size: int, frame_widt
     padded[:b, :length] = inputs
     pos = tokens.mm_rope_positions(padded, vocab, frame_width) if mm_rope else None
     frames = tokens.frame_index(padded, vocab)
+    prev = tokens.previous_frame_inputs(padded, vocab) if prev_frame else None
     if mesh is None:
-      out = apply(params, padded, pos, frames)
+      out = apply(params, padded, pos, frames, prev)
     else:
       with sharding_lib.mesh_context(mesh, rules):
-        out = apply(params, padded, pos, frames)
+        out = apply(params, padded, pos, frames, prev)
     return np.asarray(out)[:b, :length]
 
   return logits_fn

@@ -116,16 +116,19 @@ class Layout(NamedTuple):
   `tokens [R, P]` int32 and `mask [R, P]` bool: the prompts, right-aligned. `positions
   [R, P + T]` (or `[R, P + T, 3]` for MM-RoPE) and `frames [R, P + T]` (latent frame of each
   slot, -1 outside frames): the rotary positions and frame ids of every prompt and plan slot.
+  `prev_source [R, P + T]` (`prev_frame` layouts only, else None): for each slot, the slot whose
+  id the model gets as its previous-frame input (`tokens.previous_frame_source`), -1 for none.
   """
 
   tokens: np.ndarray
   mask: np.ndarray
   positions: np.ndarray
   frames: np.ndarray
+  prev_source: np.ndarray | None = None
 
 
 def layout(vocab: tokens_lib.Vocab, prompts: Sequence[np.ndarray], plan: Plan, rope: str,
-           multiple: int = 1) -> Layout:
+           multiple: int = 1, prev_frame: bool = False) -> Layout:
   """Left-pad `prompts` and lay out each row's whole planned sequence with the training helpers.
 
   The planned sequence is the prompt followed by the plan, its sampled video slots standing for
@@ -140,6 +143,7 @@ def layout(vocab: tokens_lib.Vocab, prompts: Sequence[np.ndarray], plan: Plan, r
   total = width + len(filler)
   positions = np.zeros((len(prompts), total) + ((3,) if rope == "mm_rope" else ()), np.int32)
   frames = np.full((len(prompts), total), -1, np.int32)
+  prev_source = np.full((len(prompts), total), -1, np.int32) if prev_frame else None
   for i, p in enumerate(prompts):
     seq = np.concatenate([p, filler])
     if rope == "mm_rope":
@@ -151,7 +155,10 @@ def layout(vocab: tokens_lib.Vocab, prompts: Sequence[np.ndarray], plan: Plan, r
       pos = np.arange(len(seq), dtype=np.int32)
     positions[i, total - len(seq):] = pos
     frames[i, total - len(seq):] = tokens_lib.frame_index(seq, vocab)
-  return Layout(tokens, mask, positions, frames)
+    if prev_frame:
+      source = tokens_lib.previous_frame_source(seq, vocab)
+      prev_source[i, total - len(seq):] = np.where(source >= 0, source + total - len(seq), -1)
+  return Layout(tokens, mask, positions, frames, prev_source)
 
 
 def last_position_logits(next_fun, args, kwargs, context):
@@ -166,19 +173,33 @@ def last_position_logits(next_fun, args, kwargs, context):
 
 @functools.partial(jax.jit,
                    static_argnames=("model", "sampling", "video_range", "return_logits"))
-def _generate(params, tokens, mask, positions, forced, video_only, key, *, model, sampling,
-              video_range, return_logits):
-  """Prefill `tokens [R, P]` then run the plan; `positions [R, P + T(, 3)]` (`layout`).
-  Returns `ids [B, T]` (and `logits [B, T, V]`)."""
+def _generate(params, tokens, mask, positions, prev_source, forced, video_only, key, *, model,
+              sampling, video_range, return_logits):
+  """Prefill `tokens [R, P]` then run the plan; `positions [R, P + T(, 3)]` and `prev_source
+  [R, P + T]` or None (`layout`). Returns `ids [B, T]` (and `logits [B, T, V]`)."""
   rows, prompt_len = tokens.shape
   steps = forced.shape[0]
   batch = rows // 2 if sampling.guided else rows
+  # Every slot's id so far, for the previous-frame inputs (`prev_frame_input` models).
+  history = None
+  if prev_source is not None:
+    history = jnp.concatenate([tokens, jnp.zeros((rows, steps), tokens.dtype)], axis=1)
+
+  def prev_ids(history, slots):
+    """`[R, len(slots)]` previous-frame inputs of `slots`, read from `history` (None: unused)."""
+    if history is None:
+      return None
+    source = prev_source[:, slots]
+    read = jnp.take_along_axis(history, jnp.maximum(source, 0), axis=1)
+    return jnp.where(source >= 0, read, -1)
+
   # The last sampled token is never fed back, hence `steps - 1` slots after the prompt.
   cache = transformer.init_cache(model, rows, prompt_len + steps - 1)
   with nn.intercept_methods(last_position_logits):
     logits, state = model.apply({"params": params, "cache": cache}, tokens,
                                 positions=positions[:, :prompt_len], input_mask=mask,
-                                decode=True, mutable=["cache"])
+                                decode=True, mutable=["cache"],
+                                prev_ids=prev_ids(history, jnp.arange(prompt_len)))
 
   def choose(row_logits, t):
     """`[R, V]` logits of slot t -> (token `[B]`, the logits it was drawn from `[B, V]`)."""
@@ -191,17 +212,20 @@ def _generate(params, tokens, mask, positions, forced, video_only, key, *, model
     return jnp.where(forced[t] >= 0, forced[t], sampled), logits
 
   def step(carry, slot):
-    cache, row_logits = carry
+    cache, row_logits, history = carry
     t, position = slot
     token, used = choose(row_logits, t)
     fed = jnp.tile(token, rows // batch)[:, None]
+    if history is not None:
+      history = jax.lax.dynamic_update_slice(history, fed, (0, prompt_len + t))
     logits, state = model.apply({"params": params, "cache": cache}, fed,
-                                positions=position[:, None], decode=True, mutable=["cache"])
-    return (state["cache"], logits[:, -1]), (token, used if return_logits else None)
+                                positions=position[:, None], decode=True, mutable=["cache"],
+                                prev_ids=prev_ids(history, (prompt_len + t)[None]))
+    return (state["cache"], logits[:, -1], history), (token, used if return_logits else None)
 
   fed_positions = jnp.moveaxis(positions[:, prompt_len:prompt_len + steps - 1], 1, 0)
-  (_, row_logits), (ids, used) = jax.lax.scan(
-      step, (state["cache"], logits[:, -1]),
+  (_, row_logits, _), (ids, used) = jax.lax.scan(
+      step, (state["cache"], logits[:, -1], history),
       (jnp.arange(steps - 1, dtype=jnp.int32), fed_positions))
   last, last_used = choose(row_logits, steps - 1)
   ids = jnp.concatenate([ids, last[None]], axis=0).T
@@ -267,7 +291,8 @@ class Decoder:
     if self.sampling.guided:
       uncond = list(uncond_prompts)
       rows += uncond + [uncond[0]] * (padded - batch)
-    return layout(self.vocab, rows, plan, self.model.config.rope, self.prompt_multiple)
+    return layout(self.vocab, rows, plan, self.model.config.rope, self.prompt_multiple,
+                  prev_frame=self.model.config.prev_frame_input)
 
   def run(self, program, params, rows: Sequence[np.ndarray], *args, **kwargs):
     """`program(params, *rows, *args, **kwargs)` as host arrays; on the mesh, with the `[R, ...]`
@@ -275,7 +300,8 @@ class Decoder:
     if self.mesh is None:
       return jax.device_get(program(params, *rows, *args, **kwargs))
     with sharding_lib.mesh_context(self.mesh, self.rules):
-      rows = [jax.device_put(x, sharding_lib.batch_sharding(self.mesh, x.ndim)) for x in rows]
+      rows = [None if x is None else
+              jax.device_put(x, sharding_lib.batch_sharding(self.mesh, x.ndim)) for x in rows]
       return jax.device_get(program(params, *rows, *args, **kwargs))
 
   def __call__(self, params, prompts: Sequence[np.ndarray], plan: Plan, key: jax.Array,
@@ -293,7 +319,8 @@ class Decoder:
       `ids [B, T]` int32 numpy (and `logits [B, T, V_pad]` float32).
     """
     rows = self.batch_layout(prompts, plan, uncond_prompts)
-    out = self.run(_generate, params, rows[:3], plan.forced, plan.video_only, key,
+    out = self.run(_generate, params, rows[:3] + (rows.prev_source,), plan.forced,
+                   plan.video_only, key,
                    model=self.model, sampling=self.sampling, return_logits=return_logits,
                    video_range=(self.vocab.video_offset, self.vocab.special_offset))
     batch = len(prompts)

@@ -262,7 +262,7 @@ class MaskedDecoder(decode.Decoder):
     num_frames, n = frame_structure(plan, self.vocab)
     rows = self.batch_layout(prompts, plan, uncond_prompts)
     v = self.vocab
-    out = self.run(_generate_masked, params, rows, key, model=self.model,
+    out = self.run(_generate_masked, params, rows[:4], key, model=self.model,
                    sampling=self.sampling, masked=self.masked, num_frames=num_frames,
                    tokens_per_frame=n, return_trace=return_trace,
                    ids=(v.video_offset, v.special_offset, v.mask, v.boi, v.eoi))

@@ -13,6 +13,8 @@ Parameter tree (scanned layers carry a leading `[num_layers]` axis)::
   final_norm/scale                   [D]
   lm_head/kernel                     [D, V_pad]            ('embed', 'vocab')
 
+With `prev_frame_input` one more: `prev_frame_embed/embedding [V_pad, D]` ('vocab', 'embed').
+
 With `video_code_levels` (digit-factorised video codes, llm/code_digits.py) two more::
 
   video_digits                       [sum(levels), D]      (None, 'embed')
@@ -69,6 +71,11 @@ class LMConfig:
   # added to the head's (llm/code_digits.py). () = one free row per id (Loong).
   video_code_levels: tuple[int, ...] = ()
   video_offset: int = 0
+  # Optional (default: off). Previous-frame input: each input slot also gets the embedding (its own
+  # table) of the id its target had one latent frame earlier (`tokens.previous_frame_inputs`), so
+  # that carrying the scene over from the previous frame is a lookup, not a long-range attention
+  # pattern to discover. Causal models only (the target is the next slot).
+  prev_frame_input: bool = False
 
   @classmethod
   def from_config(cls, config) -> "LMConfig":
@@ -109,6 +116,9 @@ class LMConfig:
     need(self.attention_mask in attn_lib.MASK_KINDS, "attention_mask",
          f"{self.attention_mask!r} not in {sorted(attn_lib.MASK_KINDS)}")
     need(self.remat in REMAT_POLICIES, "remat", f"{self.remat!r} not in {sorted(REMAT_POLICIES)}")
+    need(not self.prev_frame_input or self.attention_mask == "causal", "prev_frame_input",
+         f"needs attention_mask='causal' (the target is the next slot), got "
+         f"{self.attention_mask!r}")
     need(self.attention_impl in (None, "xla", "cudnn"), "attention_impl",
          f"{self.attention_impl!r} not in (None, 'xla', 'cudnn')")
     if self.video_code_levels:
@@ -178,14 +188,16 @@ class Transformer(nn.Module):
   `positions` are rotary positions: `[B, L]`, or `[B, L, 3]` (t, h, w) for `rope='mm_rope'`
   (`tokens.mm_rope_positions`). `frame_ids [B, L]` (`tokens.frame_index`: each token's latent frame,
   -1 outside frames) are needed by frame-level masks (`attention_mask='frame_bidirectional'`); in
-  decode mode they are cached with the keys.
+  decode mode they are cached with the keys. `prev_ids [B, L]` (`tokens.previous_frame_inputs`:
+  the id each slot's target had one latent frame earlier, -1 for none) are required by
+  `prev_frame_input` models.
   """
 
   config: LMConfig
 
   @nn.compact
   def __call__(self, tokens, positions=None, input_mask=None, frame_ids=None,
-               decode: bool = False):
+               decode: bool = False, prev_ids=None):
     cfg = self.config
     batch, length = tokens.shape
     mask = cache_index = None
@@ -213,6 +225,8 @@ class Transformer(nn.Module):
       x = self._digit_embed(embed, digits, tokens)
     else:
       x = embed(tokens)
+    if cfg.prev_frame_input:
+      x = x + self._prev_frame_embed(tokens, prev_ids)
     x = shard(x, ("activation_batch", "activation_length", "activation_embed"))
 
     block = Block
@@ -258,6 +272,22 @@ class Transformer(nn.Module):
     video = jnp.einsum("blk,kd->bld", jnp.take(digits, tokens, axis=0).astype(cfg.dtype),
                        jnp.asarray(digit_table, cfg.dtype))
     return jnp.where(is_video[..., None], video, embed(tokens))
+
+  def _prev_frame_embed(self, tokens, prev_ids):
+    """`[B, L, D]`: the previous-frame ids' rows of their own table, zero where the id is -1."""
+    cfg = self.config
+    if prev_ids is None:
+      if not self.is_initializing():
+        raise ValueError("config.lm.prev_frame_input=True: the model needs prev_ids "
+                         "(tokens.previous_frame_inputs of its inputs)")
+      prev_ids = jnp.full(tokens.shape, -1, jnp.int32)
+    table = nn.Embed(cfg.padded_vocab_size, cfg.d_model, dtype=cfg.dtype,
+                     param_dtype=cfg.param_dtype,
+                     embedding_init=nn.with_logical_partitioning(
+                         nn.initializers.normal(cfg.init_std), ("vocab", "embed")),
+                     name="prev_frame_embed")
+    rows = table(jnp.maximum(prev_ids, 0))
+    return jnp.where((prev_ids >= 0)[..., None], rows, jnp.zeros((), rows.dtype))
 
   def _decode_mask(self, tokens, input_mask, frame_ids):
     """Advance the slot counter; return the `[B, 1, L, max_len]` mask and the chunk's first slot."""

@@ -5,7 +5,8 @@ A batch is a dict of `[B, L]` arrays:
   (0 for padding and for tokens that are conditioning only; see SPEC §4 for the re-weighting),
   optionally `frame` int32: the latent frame of each target (-1 outside frames), for the
   first-frame vs later-frame loss metrics; `positions` (`[B, L, 3]` for MM-RoPE) and
-  `input_frame` (latent frame of each input, for frame-level attention masks), passed to the model.
+  `input_frame` (latent frame of each input, for frame-level attention masks) and `input_prev` (the
+  id each target had one latent frame earlier, for `prev_frame_input` models), passed to the model.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ BATCH_KEYS = ("inputs", "targets", "weights")
 
 def _logits(apply_fn, params, batch):
   return apply_fn({"params": params}, batch["inputs"], batch.get("positions"),
-                  frame_ids=batch.get("input_frame"))
+                  frame_ids=batch.get("input_frame"), prev_ids=batch.get("input_prev"))
 
 
 def weighted_cross_entropy(logits, targets, weights, z_loss: float = 0.0, denominator=None):
