@@ -109,6 +109,10 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
     if name not in out.lm:
       raise ValueError(f"config.lm.model.{name}: not a field of the LM config {sorted(out.lm)}")
     out.lm[name] = value
+  if out.lm.get("prev_frame_input") and out.lm.attention_mask != "causal":
+    # The previous-frame input feeds each slot its *next* slot's frame-mate: causal models only.
+    # A frame-bidirectional variant (ardf) is trained without it.
+    out.lm.prev_frame_input = False
   if "text_dropout" in lm:
     out.data.text_dropout = float(lm.text_dropout)
   if "mixes" in lm:  # per stage {source: weight}; the stage's own sources, reweighted

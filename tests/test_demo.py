@@ -87,6 +87,7 @@ def test_lm_variant_ardf_trains_ardf_stages_and_decodes_masked(tmp_path):
   assert config.lm.variant == ""   # Loong by default
   loong = demo_steps.inference_config(config, run, reencode=True)
   assert loong.inference.decoder == "autoregressive" and loong.lm.rope == "rope_1d"
+  assert loong.lm.prev_frame_input   # the demo's causal LM embeds the previous frame's codes
   config.lm.variant = "ardf"
   for stage in (1, 2, 3):
     stage_config = demo_steps.lm_stage_config(config, run, stage)
@@ -94,6 +95,7 @@ def test_lm_variant_ardf_trains_ardf_stages_and_decodes_masked(tmp_path):
     assert stage_config.train.objective == "ardf"
     assert stage_config.lm.rope == "mm_rope"
     assert stage_config.lm.attention_mask == "frame_bidirectional"
+    assert not stage_config.lm.prev_frame_input   # causal models only
     assert stage_config.train.steps == config.lm.steps[stage - 1]   # the demo's overrides
   ic = demo_steps.inference_config(config, run, reencode=False)
   assert ic.lm.to_dict() == stage_config.lm.to_dict()
