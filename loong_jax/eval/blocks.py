@@ -133,10 +133,10 @@ def read(video: np.ndarray, still_px: float) -> probe.Reading:
 def window_checks(video: np.ndarray, fps: float, attributes: dict,
                   window_s: float = 10.0) -> list[dict[str, bool]]:
   """Per window of a long uint8 `[T, H, W, 3]` oracle video (`consistency.windows`):
-  `{"presence", "motion"}` for the prompt's `attributes` (`color`, `motion`).
+  `{"presence", "frames", "motion"}` for the prompt's `attributes` (`color`, `motion`).
 
   presence: in at least half the window's frames the most off-background block reads as the
-  prompted colour; motion: present, and `still` moves under 5% of the side, a direction moves
+  prompted colour; frames: the fraction of frames in which it does; motion: present, and `still` moves under 5% of the side, a direction moves
   over 1.5% of the side towards it (`consistency`'s scale-free window rules; bouncing, growing
   and shrinking are not read from blocks and never hold).
   """
@@ -148,12 +148,13 @@ def window_checks(video: np.ndarray, fps: float, attributes: dict,
   side = max(video.shape[1:3])
   out = []
   for start, stop in consistency.windows(len(video), fps, window_s):
-    here = bool(right[start:stop].mean() >= 0.5)
+    frames_right = float(right[start:stop].mean())
+    here = frames_right >= 0.5
     move = displacement(right[start:stop], centers[start:stop])
     distance = float(np.linalg.norm(move)) / side
     if attributes["motion"] == "still":
       moves = distance < 0.05
     else:
       moves = distance > 0.015 and probe.direction_of(move) == attributes["motion"]
-    out.append({"presence": here, "motion": here and moves})
+    out.append({"presence": here, "frames": frames_right, "motion": here and moves})
   return out

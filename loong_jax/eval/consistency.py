@@ -5,6 +5,8 @@ The object is the blob holding most of the prompted colour (`probe.track`). For 
 
 - presence: in at least half the frames, the blob holds at least `probe.MIN_AREA_FRACTION` of
   the frame in the prompted colour;
+- frames: the fraction of the window's frames in which it does (a number, not a yes / no: an
+  object that flickers in and out of frames shows here before presence fails);
 - shape: present, and the probe's shape reading over the window is the prompted shape;
 - motion: present, and the window's motion agrees with the prompt. The dataset spreads a motion
   over a whole clip, so a window of a minute-long video moves slowly; the rules are scale-free:
@@ -28,7 +30,7 @@ from loong_jax import demo_plots
 from loong_jax.data import synthetic
 from loong_jax.eval import probe
 
-CHECKS = ("presence", "shape", "motion")
+CHECKS = ("presence", "frames", "shape", "motion")
 MODES = {True: "reencode", False: "no_reencode"}
 
 
@@ -86,8 +88,9 @@ def motion_holds(tr: probe.Track, motion: str) -> bool:
 
 def window_checks(video: np.ndarray, fps: float, attributes: dict,
                   window_s: float = 10.0) -> list[dict[str, bool]]:
-  """Per window of a uint8 `[T, H, W, 3]` video: `{"presence", "shape", "motion"}` booleans for
-  the prompt's `attributes` (`color`, `shape`, `motion`)."""
+  """Per window of a uint8 `[T, H, W, 3]` video: `{"presence", "shape", "motion"}` booleans and
+  `"frames"` (fraction of frames holding the object) for the prompt's `attributes` (`color`,
+  `shape`, `motion`)."""
   color = attributes["color"]
   if color not in probe.OBJECT_COLORS:
     raise ValueError(f"prompt colour {color!r} unknown; known: {probe.OBJECT_COLORS}")
@@ -95,8 +98,9 @@ def window_checks(video: np.ndarray, fps: float, attributes: dict,
   out = []
   for start, stop in windows(len(video), fps, window_s):
     win = tr.window(start, stop)
-    present = bool(win.present().mean() >= 0.5)
-    out.append({"presence": present,
+    frames = float(win.present().mean())
+    present = frames >= 0.5
+    out.append({"presence": present, "frames": frames,
                 "shape": present and probe.read_shape(win) == attributes["shape"],
                 "motion": present and motion_holds(win, attributes["motion"])})
   return out

@@ -45,6 +45,7 @@ def test_a_vanishing_object_and_a_wrong_motion_are_caught():
   video[240:] = video[0, 0, 0]  # the background's corner colour from 30 s on
   checks = consistency.window_checks(video, 8, attrs)
   assert [c["presence"] for c in checks] == [True, True, True, False, False, False]
+  assert [c["frames"] for c in checks] == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
   wrong = dict(attrs, motion="growing" if attrs["motion"] != "growing" else "shrinking")
   assert not any(c["motion"] for c in consistency.window_checks(sample["video"], 8, wrong))
 
@@ -66,7 +67,20 @@ def test_a_stray_pixel_beside_another_object_is_not_presence():
   video[:, 36, 36] = (220, 40, 40)  # one red pixel touching it
   checks = consistency.window_checks(video, 8, {"color": "red", "shape": "square",
                                                 "motion": "still"})
-  assert checks == [{"presence": False, "shape": False, "motion": False}]
+  assert checks == [{"presence": False, "frames": 0.0, "shape": False, "motion": False}]
+
+
+def test_frames_count_a_flickering_object():
+  # The object drawn in every other group of 4 frames: present in half of each window's frames.
+  sample = _long_samples(1)[0]
+  attrs = helpers.first_object(sample)
+  video = sample["video"].copy()
+  for start in range(4, len(video), 8):
+    video[start:start + 4] = video[0, 0, 0]
+  checks = consistency.window_checks(video, 8, attrs)
+  np.testing.assert_allclose([c["frames"] for c in checks[:5]], 0.5, atol=0.05)
+  result = consistency.consistency([(video, 8, attrs, True)])
+  np.testing.assert_allclose(result["frames"]["reencode"][:5], 0.5, atol=0.05)
 
 
 def test_table_and_plot(tmp_path):
