@@ -105,6 +105,8 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
   out.optim.warmup_steps = int(_per_stage(lm.warmup_steps, k))
   if "reset_optimizer" in lm:
     out.init.reset_optimizer = bool(_per_stage(lm.reset_optimizer, k))
+  if "seed" in lm:  # the LM's initialisation and data order, every stage
+    out.train.seed = int(lm.seed)
   for name, value in lm.get("model", {}).items():  # e.g. num_layers, d_model (configs/lm/llama.py)
     if name not in out.lm:
       raise ValueError(f"config.lm.model.{name}: not a field of the LM config {sorted(out.lm)}")

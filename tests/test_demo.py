@@ -79,6 +79,16 @@ def test_config_variants_hold_every_number():
     cli.load_config_file(os.path.join(REPO, "configs", "demo_cpu.py") + ":huge")
 
 
+def test_lm_seed_reaches_every_stage(tmp_path):
+  from loong_jax import demo_steps
+  config = _quick_config()
+  seeds = lambda: [demo_steps.lm_stage_config(config, str(tmp_path), k).train.seed
+                   for k in (1, 2, 3)]
+  assert seeds() == [0, 0, 0]
+  config.lm.seed = 7
+  assert seeds() == [7, 7, 7]
+
+
 def test_lm_variant_ardf_trains_ardf_stages_and_decodes_masked(tmp_path):
   from loong_jax import demo_steps, generate, tokens
   from loong_jax.inference import masked_decode
@@ -96,6 +106,7 @@ def test_lm_variant_ardf_trains_ardf_stages_and_decodes_masked(tmp_path):
     assert stage_config.lm.rope == "mm_rope"
     assert stage_config.lm.attention_mask == "frame_bidirectional"
     assert not stage_config.lm.prev_frame_input   # causal models only
+    assert stage_config.train.seed == 0
     assert stage_config.train.steps == config.lm.steps[stage - 1]   # the demo's overrides
   ic = demo_steps.inference_config(config, run, reencode=False)
   assert ic.lm.to_dict() == stage_config.lm.to_dict()
