@@ -131,13 +131,13 @@ def read(video: np.ndarray, still_px: float) -> probe.Reading:
 
 
 def window_checks(video: np.ndarray, fps: float, attributes: dict,
-                  window_s: float = 10.0) -> list[dict[str, bool]]:
+                  window_s: float = 10.0) -> list[dict[str, bool | float]]:
   """Per window of a long uint8 `[T, H, W, 3]` oracle video (`consistency.windows`):
   `{"presence", "frames", "motion"}` for the prompt's `attributes` (`color`, `motion`).
 
   presence: in at least half the window's frames the most off-background block reads as the
-  prompted colour; frames: the fraction of frames in which it does; motion: present, and `still` moves under 5% of the side, a direction moves
-  over 1.5% of the side towards it (`consistency`'s scale-free window rules; bouncing, growing
+  prompted colour; frames: the fraction of frames in which it does; motion: present, and
+  `still` moves under 5% of the side, a direction moves over 1.5% of the side towards it (`consistency`'s scale-free window rules; bouncing, growing
   and shrinking are not read from blocks and never hold).
   """
   if attributes["color"] not in probe.OBJECT_COLORS:

@@ -87,7 +87,7 @@ def motion_holds(tr: probe.Track, motion: str) -> bool:
 
 
 def window_checks(video: np.ndarray, fps: float, attributes: dict,
-                  window_s: float = 10.0) -> list[dict[str, bool]]:
+                  window_s: float = 10.0) -> list[dict[str, bool | float]]:
   """Per window of a uint8 `[T, H, W, 3]` video: `{"presence", "shape", "motion"}` booleans and
   `"frames"` (fraction of frames holding the object) for the prompt's `attributes` (`color`,
   `shape`, `motion`)."""
