@@ -75,7 +75,8 @@ def lm_text_gap(config, lm: StageLM, stage_number: int) -> dict:
                          held_out_clips(config), n, lm.stage.data.max_text_len,
                          config.pretokenize.batch_size)
   print(f"evaluate: text gap of stage {stage_number} on {n} held-out items: colour "
-        f"{out['color']:.3f} nats, motion {out['motion']:.3f} nats", flush=True)
+        f"{out['color']:.3f} nats, motion {out['motion']:.3f} nats (latent frame 1: "
+        f"{out['motion_frame1']:.3f})", flush=True)
   return out
 
 

@@ -54,6 +54,8 @@ def synthetic_source(config, frames: tuple[int, ...], num: int, split: str = "tr
   """The built-in dataset at the demo's resolution, frame rate and object count."""
   data = config.data
   world = {k: tuple(data[k]) for k in WORLD_FIELDS if k in data}  # runs from before the fields
+  if data.get("speed"):
+    world["speed"] = float(data.speed)
   return synthetic.SyntheticVideos(synthetic.SyntheticConfig(
       seed=data.seed, resolution=data.resolution, num_frames=tuple(frames), fps=(data.fps,),
       max_objects=data.max_objects, num_train=num, num_heldout=num, **world), split)
@@ -392,9 +394,11 @@ def generate(config, run: str):
             "attributes": {"color": p["color"], "shape": p["shape"], "motion": p["motion"]}}
 
   # The LM learned motions at the speeds of every clip length it saw; the slowest (longest clip)
-  # sets the direction reader's `still` threshold (`probe.still_threshold`).
-  speed = max(frames for _, frames in SOURCES)
-  entries = [dict(common(p), file=name + ".npz", kind="clip", speed_frames=speed)
+  # sets the direction reader's `still` threshold (`probe.still_threshold`); a constant-speed
+  # world (config.data.speed) sets it from its one speed.
+  speed = ({"speed": float(config.data.speed)} if config.data.get("speed")
+           else {"speed_frames": max(frames for _, frames in SOURCES)})
+  entries = [dict(common(p), file=name + ".npz", kind="clip", **speed)
              for p, name in zip(clips, clip_names)]
   for i, p in enumerate(prompts):
     entries.extend(dict(common(p), file=video_name(i, p, r) + ".npz", kind="long", reencode=r)

@@ -30,6 +30,9 @@ Every input is optional; a section whose inputs are absent is skipped with a log
         speed_frames  (clip, optional) the longest clip length the model learned motion from:
                     the direction reader's `still` threshold scales to the clip's length and
                     that speed (`probe.still_threshold`); without it, the whole-clip rule
+        speed       (clip, optional) a constant-speed world's speed (side fraction per frame,
+                    `synthetic.SyntheticConfig.speed`): the `still` threshold is half the
+                    clip's travel at it; replaces speed_frames
     RUN/lm_eval.json          {"text_gap": {"color": nats, "motion": nats, ...}} measured on the
                               LM (`eval/text_gap.py`) -> lm.text_gap.*; "continuation":
                               {...} (`eval/continuation.py`) -> lm.continuation.*
@@ -164,15 +167,18 @@ def load_video(run: str, entry: dict) -> tuple[np.ndarray, float]:
   return video, float(entry.get("fps", fps))
 
 
-def clip_reader(kind: str, speed_frames: int | None) -> faithfulness.Reader:
+def clip_reader(kind: str, speed_frames: int | None,
+                speed: float | None = None) -> faithfulness.Reader:
   """The reader of generated clips: `probe.read` or `blocks.read` with the `still` threshold of
-  the clip's length at the speed of `speed_frames`-frame clips (None: the whole-clip rule, 0.08
-  of the side)."""
+  the clip's length at the speed of `speed_frames`-frame clips, or at a constant `speed` (side
+  fraction per frame) (both None: the whole-clip rule, 0.08 of the side)."""
   if kind not in READERS:
     raise ValueError(f"evaluate: reader {kind!r} unknown; known: {READERS}")
 
   def still_px(video):
     side = max(video.shape[1:3])
+    if speed:
+      return probe.still_threshold(len(video), side, speed=speed)
     if speed_frames is None:
       return 0.08 * side
     return probe.still_threshold(len(video), side, speed_frames)
@@ -213,14 +219,14 @@ def evaluate(run: str, i3d_checkpoint: str = "", probe_clips: int = 200, window_
           flush=True)
   clips = [e for e in entries if e["kind"] == "clip"]
   if clips:
-    speeds = {e.get("speed_frames") for e in clips}
+    speeds = {(e.get("speed_frames"), e.get("speed")) for e in clips}
     if len(speeds) > 1:
-      raise ValueError(f"{clips[0]['where']}: clips of one run share one speed_frames, got "
-                       f"{sorted(speeds, key=str)}")
+      raise ValueError(f"{clips[0]['where']}: clips of one run share one speed_frames and speed, "
+                       f"got {sorted(speeds, key=str)}")
     items = ((load_video(run, e)[0], e["attributes"], e["split"]) for e in clips)
     keys = ("color", "direction") if reader == "blocks" else tuple(faithfulness.ATTRIBUTES)
     result["faithfulness"] = timed("faithfulness", faithfulness.faithfulness, items,
-                                   clip_reader(reader, speeds.pop()), keys)
+                                   clip_reader(reader, *speeds.pop()), keys)
   elif entries:
     logging.warning("evaluate: no generated clips (kind 'clip'); faithfulness skipped")
   longs = [e for e in entries if e["kind"] == "long"]

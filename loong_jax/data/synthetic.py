@@ -66,6 +66,11 @@ class SyntheticConfig:
     motions, sizes, textures, background_colors: the world's choices (subsets of `MOTIONS`,
       `SIZES`, `synthetic_render.TEXTURES` and `BACKGROUND_COLORS`); an easier world for a small
       budget (the CPU demo: plain backgrounds, five motions) keeps the held-out colour-shape pairs.
+    speed: 0: a straight motion travels a fraction of the side drawn from `TRAVEL` over its whole
+      clip, so a 65-frame clip moves 4x slower than a 17-frame one. > 0: every straight motion
+      moves `speed` of the side per frame whatever the clip's length (1/32: 2 px per frame at
+      64 px, one 8-px token block per 4-frame latent frame) and rests at the frame's edge once it
+      gets there; it starts where as much of its path as fits stays inside.
   """
 
   seed: int = 0
@@ -79,6 +84,7 @@ class SyntheticConfig:
   sizes: tuple[str, ...] = tuple(SIZES)
   textures: tuple[str, ...] = render_lib.TEXTURES
   background_colors: tuple[str, ...] = tuple(render_lib.BACKGROUND_COLORS)
+  speed: float = 0.0
 
   def __post_init__(self):
     for name, known in (("motions", MOTIONS), ("sizes", tuple(SIZES)),
@@ -95,6 +101,9 @@ class SyntheticConfig:
       raise ValueError(f"SyntheticConfig.max_objects={self.max_objects} must be 1, 2 or 3")
     if self.resolution < 16:
       raise ValueError(f"SyntheticConfig.resolution={self.resolution} must be at least 16")
+    if not 0.0 <= self.speed < 0.5:
+      raise ValueError(f"SyntheticConfig.speed={self.speed} must be in [0, 0.5) of the side per "
+                       "frame (0: the whole-clip travel of `TRAVEL`)")
 
   @classmethod
   def from_config(cls, config) -> "SyntheticConfig":
@@ -112,8 +121,10 @@ def long_clip_frames(fps: int, seconds: float = 60.0) -> int:
   return 1 + 4 * int(np.ceil(seconds * fps / 4))
 
 
-def _trajectory(motion: str, size: str, num_frames: int, side: int, rng: np.random.Generator):
-  """`(centers [T, 2], radii [T])` in pixels, staying inside the frame."""
+def _trajectory(motion: str, size: str, num_frames: int, side: int, rng: np.random.Generator,
+                speed: float = 0.0):
+  """`(centers [T, 2], radii [T])` in pixels, staying inside the frame (`speed`: see
+  `SyntheticConfig`)."""
   r0 = SIZES[size] * side
   t = np.linspace(0.0, 1.0, num_frames)[:, None] if num_frames > 1 else np.zeros((1, 1))
   radii = np.full(num_frames, r0)
@@ -123,7 +134,15 @@ def _trajectory(motion: str, size: str, num_frames: int, side: int, rng: np.rand
     radii = r0 * (1.4 - 0.8 * t[:, 0])
   margin = radii.max()
   lo, hi = margin, side - margin
-  if motion in DIRECTIONS:
+  if motion in DIRECTIONS and speed > 0:
+    step = np.asarray(DIRECTIONS[motion], np.float64)
+    frames = np.arange(num_frames, dtype=np.float64)[:, None]
+    # The part of the path that fits: every axis it moves along has hi - lo of room.
+    fits = min(speed * side * (num_frames - 1), hi - lo)
+    start = np.array([rng.uniform(lo - min(p, 0.0), max(hi - max(p, 0.0), lo - min(p, 0.0)))
+                      for p in step * fits])
+    centers = np.clip(start + frames * speed * side * step, lo, hi)
+  elif motion in DIRECTIONS:
     step = np.asarray(DIRECTIONS[motion], np.float64)
     travel = rng.uniform(*TRAVEL) * side
     path = step * travel
@@ -212,7 +231,7 @@ class SyntheticVideos:
                for i in range(int(rng.integers(1, cfg.max_objects + 1)))]
     for obj in objects:
       obj["centers"], obj["radii"] = _trajectory(obj["motion"], obj["size"], num_frames,
-                                                 cfg.resolution, rng)
+                                                 cfg.resolution, rng, cfg.speed)
     texture = str(rng.choice(list(cfg.textures)))
     bg_color = str(rng.choice(list(cfg.background_colors)))
     text = caption(objects, bg_color, texture, video, rng)

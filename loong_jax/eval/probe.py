@@ -214,17 +214,25 @@ def direction_of(vector: np.ndarray) -> str:
   return names[int(np.argmax(steps @ vector))]
 
 
-def still_threshold(num_frames: int, side: int, speed_frames: int) -> float:
+def still_threshold(num_frames: int, side: int, speed_frames: int = 0,
+                    speed: float = 0.0) -> float:
   """Pixels under which a `num_frames` window's displacement reads as `still`: half the
-  displacement of the dataset's slowest straight motion (`synthetic.TRAVEL[0]` of the side over
-  a clip of `speed_frames` frames, the longest clip the model learned from) over the window.
+  displacement of the dataset's slowest straight motion over the window.
 
-  Whole clips of their own speed (`num_frames == speed_frames`): 8 px at 64 px; the first 17
-  frames of a 65-frame clip: 2 px (they move 4-7 px, under the whole-clip 0.08 side).
+  `speed` > 0: a constant-speed world (`synthetic.SyntheticConfig.speed`, side fraction per
+  frame): half of `speed * side * (num_frames - 1)` (17 frames at 1/32 of 64 px: 16 px).
+  Otherwise the slowest motion travels `synthetic.TRAVEL[0]` of the side over a clip of
+  `speed_frames` frames (the longest clip the model learned from). Whole clips of their own speed
+  (`num_frames == speed_frames`): 8 px at 64 px; the first 17 frames of a 65-frame clip: 2 px
+  (they move 4-7 px, under the whole-clip 0.08 side).
   """
-  if num_frames < 2 or speed_frames < 2:
-    raise ValueError(f"still_threshold: num_frames={num_frames} and speed_frames={speed_frames} "
-                     "must be at least 2")
+  if num_frames < 2:
+    raise ValueError(f"still_threshold: num_frames={num_frames} must be at least 2")
+  if speed > 0:
+    return 0.5 * speed * side * (num_frames - 1)
+  if speed_frames < 2:
+    raise ValueError(f"still_threshold: speed_frames={speed_frames} must be at least 2 "
+                     "(or give a constant speed)")
   return 0.5 * synthetic.TRAVEL[0] * side * (num_frames - 1) / (speed_frames - 1)
 
 

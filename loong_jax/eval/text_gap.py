@@ -9,6 +9,9 @@ prompt's use directly, teacher-forced on held-out items:
   the next colour of `synthetic_render.COLORS` (`swap_color`).
 - `motion`: latent frames 1.. of held-out clips (the first frame shows no motion); the motion
   phrase swapped for one of the opposite motion (`swap_motion`, `OPPOSITE`).
+- `motion_frame1`: the same on latent frame 1 alone, the one frame whose motion only the prompt
+  can tell: teacher-forced, later frames can read the direction off the frames before them, so
+  a model that reads the motion word shows it here first.
 
 *Object tokens* are the video tokens whose 8x8 block overlaps the object's mask (the union of
 all objects' masks; the demo draws one object per item) in any pixel frame the latent frame
@@ -186,7 +189,8 @@ def encode_items(encode_video, videos: np.ndarray, masks: np.ndarray,
 def measure(logits_fn: LogitsFn, vocab: tokens.Vocab, encode_video, encode_text,
             images: synthetic.SyntheticVideos, clips: synthetic.SyntheticVideos, count: int,
             max_text_len: int, batch_size: int = 8) -> dict[str, float]:
-  """`{"color": nats, "motion": nats, "items": count}` on `count` held-out images and clips.
+  """`{"color", "motion", "motion_frame1": nats, "items": count}` on `count` held-out images and
+  clips.
 
   Args:
     logits_fn: the (stage-3) LM, `inputs [B, L] -> logits [B, L, V]`.
@@ -204,8 +208,12 @@ def measure(logits_fn: LogitsFn, vocab: tokens.Vocab, encode_video, encode_text,
       token_masks[:, 1:] = False
     else:
       token_masks[:, 0] = False
-    out[kind] = gap(logits_fn, vocab, [encode_text(c) for c in captions],
-                    [encode_text(c) for c in swapped], codes, token_masks, max_text_len,
+    true_ids, swapped_ids = [encode_text(c) for c in captions], [encode_text(c) for c in swapped]
+    out[kind] = gap(logits_fn, vocab, true_ids, swapped_ids, codes, token_masks, max_text_len,
                     batch_size)
+    if kind == "motion":
+      token_masks[:, 2:] = False
+      out["motion_frame1"] = gap(logits_fn, vocab, true_ids, swapped_ids, codes, token_masks,
+                                 max_text_len, batch_size)
   out["items"] = count
   return out

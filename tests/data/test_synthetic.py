@@ -151,3 +151,43 @@ def test_default_world_keeps_the_samples_of_before():
       "a grey checkered background",
       "on a black background, a medium purple diamond rises and a small brown circle drifts to "
       "the right"]
+
+
+@pytest.mark.parametrize("frames", [17, 65])
+def test_constant_speed_moves_one_speed_and_rests_at_the_edge(frames):
+  # speed > 0: every straight motion moves `speed * side` px per frame, whatever the clip's
+  # length, along its direction only; a path longer than the frame ends resting at the edge.
+  speed, side = 1 / 32, 64
+  data = synthetic.SyntheticVideos(synthetic.SyntheticConfig(
+      resolution=side, num_frames=(frames,), motions=("left", "right", "up", "down-left"),
+      speed=speed))
+  for i in range(40):
+    for obj in data.attributes(i)[0]["objects"]:
+      centers, radius = obj["centers"], obj["radii"].max()
+      direction = np.asarray(synthetic.DIRECTIONS[obj["motion"]], float)
+      steps = np.diff(centers, axis=0)
+      moving = np.abs(steps).max(axis=1) > 1e-4
+      # Moving frames step `speed * side` along each axis of the direction (the last step before
+      # the edge may be shorter), and not at all across it.
+      axes = direction != 0
+      along = steps[moving][:, axes] * direction[axes]
+      np.testing.assert_allclose(along[:-1], speed * side, atol=1e-3)
+      assert 0 < along[-1].min() and along[-1].max() <= speed * side + 1e-3
+      np.testing.assert_allclose(steps[:, ~axes], 0.0, atol=1e-4)
+      assert moving[0]  # it starts moving
+      # Once it stops it has reached the edge, and stays.
+      assert not moving[np.argmin(moving):].any() if not moving.all() else True
+      assert centers.min() >= radius - 1e-3 and centers.max() <= side - radius + 1e-3
+      if frames == 17:
+        assert moving.all()  # a 17-frame path (32 px) fits in the frame
+      else:
+        at_edge = (np.isclose(centers[-1], radius, atol=1e-3) |
+                   np.isclose(centers[-1], side - radius, atol=1e-3))
+        assert at_edge[direction != 0].all()
+
+
+def test_speed_is_validated():
+  with pytest.raises(ValueError, match="speed"):
+    synthetic.SyntheticConfig(speed=0.6)
+  with pytest.raises(ValueError, match="speed"):
+    synthetic.SyntheticConfig(speed=-0.1)

@@ -117,3 +117,19 @@ def test_still_threshold_scales_with_the_window():
   assert probe.still_threshold(17, 64, 65) == pytest.approx(2.0)
   with pytest.raises(ValueError, match="at least 2"):
     probe.still_threshold(1, 64, 65)
+  # A constant-speed world: half the window's travel at that speed, whatever the clip length.
+  assert probe.still_threshold(17, 64, speed=1 / 32) == pytest.approx(16.0)
+  assert probe.still_threshold(9, 64, 65, speed=1 / 32) == pytest.approx(8.0)
+  with pytest.raises(ValueError, match="speed_frames"):
+    probe.still_threshold(17, 64)
+
+
+@pytest.mark.parametrize("motion", ["left", "down", "still"])
+def test_constant_speed_clips_read_at_their_threshold(motion):
+  speed = 1 / 32
+  data = synthetic.SyntheticVideos(synthetic.SyntheticConfig(
+      resolution=helpers.RESOLUTION, num_frames=(17,), max_objects=1, motions=(motion,),
+      textures=("plain",), speed=speed), "heldout")
+  still_px = probe.still_threshold(17, helpers.RESOLUTION, speed=speed)
+  got = [probe.read(data.sample(i)["video"], still_px).motion for i in range(10)]
+  assert got == [motion] * 10

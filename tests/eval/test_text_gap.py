@@ -135,3 +135,34 @@ def test_model_logits_match_the_unpadded_forward():
   direct = model.apply({"params": params}, seq, pos, frame_ids=tokens.frame_index(seq, vocab))
   got = text_gap.model_logits(model, params, vocab, batch_size=3, frame_width=4)(seq)
   np.testing.assert_allclose(got, np.asarray(direct), atol=1e-4)
+
+
+def test_motion_frame1_counts_latent_frame_1_alone():
+  # A model that reads the caption only for frames 2.. (as a model could that reads the direction
+  # off the frames before) moves `motion` but not `motion_frame1`.
+  import jax
+  from loong_jax.data import encoders
+  vocab = tokens.Vocab(text_size=64, video_size=8192)
+
+  def encode_text(caption):
+    return np.asarray([sum(map(ord, w)) % 64 for w in caption.split()], np.int32)
+
+  def reads_text_late(inputs):
+    logits = np.zeros((*inputs.shape, vocab.padded_size), np.float32)
+    late = tokens.frame_index(inputs, vocab) >= 2
+    for b, row in enumerate(inputs):
+      text = row[(row >= 0) & (row < vocab.text_size)]
+      bonus = 4.0 * (1 + int(text.sum()) % 3)  # differs between most true / swapped captions
+      for pos in np.nonzero(late[b, :-1])[0]:
+        logits[b, pos, row[pos + 1]] = bonus   # favour the true next id
+    return logits
+
+  source = synthetic.SyntheticVideos(synthetic.SyntheticConfig(
+      seed=0, resolution=32, num_frames=(17,), max_objects=1, num_heldout=16), "heldout")
+  images = synthetic.SyntheticVideos(synthetic.SyntheticConfig(
+      seed=0, resolution=32, num_frames=(1,), max_objects=1, num_heldout=8), "heldout")
+  out = text_gap.measure(reads_text_late, vocab,
+                         jax.jit(encoders.pooling_stand_in_encoder(8192)), encode_text, images,
+                         source, 4, max_text_len=16, batch_size=4)
+  assert out["motion_frame1"] == pytest.approx(0.0, abs=1e-6)
+  assert abs(out["motion"]) > 0.1
