@@ -2,7 +2,8 @@
 
 Variants: `default` (20.5 minutes alone on 2 CPU cores from a fresh clone before the speed world
 and the longer tokenizer clip phase; with them 2,205 s measured while another run shared the
-cores, about 22 minutes alone by its phases, not re-measured alone) and `quick` (about 3 minutes, for CI and the notebook: the pipeline, nothing learns).
+cores, not re-measured alone) and `quick` (about 3 minutes, for CI and the notebook: the
+pipeline, nothing learns).
 Every number of the run is here; one block per step, each with the measurement behind it (issue 13;
 the README's table has the whole report):
 

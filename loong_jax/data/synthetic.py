@@ -134,21 +134,21 @@ def _trajectory(motion: str, size: str, num_frames: int, side: int, rng: np.rand
     radii = r0 * (1.4 - 0.8 * t[:, 0])
   margin = radii.max()
   lo, hi = margin, side - margin
-  if motion in DIRECTIONS and speed > 0:
+  if motion in DIRECTIONS:
     step = np.asarray(DIRECTIONS[motion], np.float64)
-    frames = np.arange(num_frames, dtype=np.float64)[:, None]
-    # The part of the path that fits: every axis it moves along has hi - lo of room.
-    fits = min(speed * side * (num_frames - 1), hi - lo)
-    start = np.array([rng.uniform(lo - min(p, 0.0), max(hi - max(p, 0.0), lo - min(p, 0.0)))
-                      for p in step * fits])
-    centers = np.clip(start + frames * speed * side * step, lo, hi)
-  elif motion in DIRECTIONS:
-    step = np.asarray(DIRECTIONS[motion], np.float64)
-    travel = rng.uniform(*TRAVEL) * side
+    if speed > 0:  # the part of the path that fits: every axis it moves along has hi - lo
+      travel = min(speed * side * (num_frames - 1), hi - lo)
+    else:
+      travel = rng.uniform(*TRAVEL) * side
     path = step * travel
-    # Start where the whole path stays inside [lo, hi].
-    start = np.array([rng.uniform(lo - min(p, 0.0), hi - max(p, 0.0)) for p in path])
-    centers = start + t * path
+    # Start where the path (the part that fits) stays inside [lo, hi].
+    start = np.array([rng.uniform(lo - min(p, 0.0), max(hi - max(p, 0.0), lo - min(p, 0.0)))
+                      for p in path])
+    if speed > 0:
+      frames = np.arange(num_frames, dtype=np.float64)[:, None]
+      centers = np.clip(start + frames * speed * side * step, lo, hi)
+    else:
+      centers = start + t * path
   elif motion == "bouncing":
     angle = rng.uniform(0, 2 * np.pi)
     distance = rng.uniform(1.0, 2.0) * side

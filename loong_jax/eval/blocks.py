@@ -137,8 +137,9 @@ def window_checks(video: np.ndarray, fps: float, attributes: dict,
 
   presence: in at least half the window's frames the most off-background block reads as the
   prompted colour; frames: the fraction of frames in which it does; motion: present, and
-  `still` moves under 5% of the side, a direction moves over 1.5% of the side towards it (`consistency`'s scale-free window rules; bouncing, growing
-  and shrinking are not read from blocks and never hold).
+  `still` moves under 5% of the side, a direction moves over 1.5% of the side towards it
+  (`consistency`'s scale-free window rules; bouncing, growing and shrinking are not read from
+  blocks and never hold).
   """
   if attributes["color"] not in probe.OBJECT_COLORS:
     raise ValueError(f"prompt colour {attributes['color']!r} unknown; known: "

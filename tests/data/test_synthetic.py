@@ -176,7 +176,8 @@ def test_constant_speed_moves_one_speed_and_rests_at_the_edge(frames):
       np.testing.assert_allclose(steps[:, ~axes], 0.0, atol=1e-4)
       assert moving[0]  # it starts moving
       # Once it stops it has reached the edge, and stays.
-      assert not moving[np.argmin(moving):].any() if not moving.all() else True
+      if not moving.all():
+        assert not moving[np.argmin(moving):].any()
       assert centers.min() >= radius - 1e-3 and centers.max() <= side - radius + 1e-3
       if frames == 17:
         assert moving.all()  # a 17-frame path (32 px) fits in the frame
