@@ -1,8 +1,8 @@
 """The CPU demo's LM diagnostics (`demo_steps.evaluate` writes them to RUN/lm_eval.json):
 
   * `text_gap_by_stage.stage{k}` and `text_gap` (stage 3): does each stage's LM read the prompt's
-    colour and motion words (`loong_jax/eval/text_gap.py`)? A later stage that forgets what an
-    earlier one learnt shows here, where its frame-0 training loss hides it.
+    colour, shape and motion words (`loong_jax/eval/text_gap.py`)? A later stage that forgets
+    what an earlier one learnt shows here, where its frame-0 training loss hides it.
   * `continuation` (stage 3): does the LM start the object in the frame after two true latent
     frames (`loong_jax/eval/continuation.py`)?
 
@@ -75,8 +75,8 @@ def lm_text_gap(config, lm: StageLM, stage_number: int) -> dict:
                          held_out_clips(config), n, lm.stage.data.max_text_len,
                          config.pretokenize.batch_size)
   print(f"evaluate: text gap of stage {stage_number} on {n} held-out items: colour "
-        f"{out['color']:.3f} nats, motion {out['motion']:.3f} nats (latent frame 1: "
-        f"{out['motion_frame1']:.3f})", flush=True)
+        f"{out['color']:.3f} nats, shape {out['shape']:.3f} nats, motion {out['motion']:.3f} "
+        f"nats (latent frame 1: {out['motion_frame1']:.3f})", flush=True)
   return out
 
 

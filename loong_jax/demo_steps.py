@@ -117,6 +117,7 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
     # The previous-frame input feeds each slot its *next* slot's frame-mate: causal models only.
     # A frame-bidirectional variant (ardf) is trained without it.
     out.lm.prev_frame_input = False
+    out.lm.prev_frame_radius = 0
   if "text_dropout" in lm:
     out.data.text_dropout = float(lm.text_dropout)
   if "mixes" in lm:  # per stage {source: weight}; the stage's own sources, reweighted

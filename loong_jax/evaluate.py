@@ -6,7 +6,8 @@ Every input is optional; a section whose inputs are absent is skipped with a log
 
     RUN/tokenizer_eval.npz    real, recon: uint8 [N, T, H, W, 3] held-out clips and their
                               reconstructions -> tokenizer.psnr, .ssim (+ .rfvd with
-                              --i3d_checkpoint); codes: int ids of any shape and codebook_size:
+                              --i3d_checkpoint), .read_through (each attribute of the
+                              real clip's reading kept by the reconstruction's); codes: int ids of any shape and codebook_size:
                               int -> tokenizer.codebook_usage, .codebook_perplexity (clips'
                               codes [N, F >= 3, h, w] also -> tokenizer.codes.*, their
                               temporal stability, `eval/codes.py`); masks:
@@ -82,8 +83,9 @@ _DEFAULT_FPS = 8.0
 _KINDS = ("clip", "long")
 
 
-def tokenizer_section(run: str, i3d_checkpoint: str = "") -> dict:
-  """Tokenizer figures from `tokenizer_eval.npz` and/or `tokenizer_eval.json` (empty if none)."""
+def tokenizer_section(run: str, i3d_checkpoint: str = "", reader: str = "probe") -> dict:
+  """Tokenizer figures from `tokenizer_eval.npz` and/or `tokenizer_eval.json` (empty if none);
+  `read_through` reads the reconstructions with `reader` (`clip_reader`)."""
   out = {}
   npz_path = os.path.join(run, "tokenizer_eval.npz")
   if os.path.exists(npz_path):
@@ -94,6 +96,8 @@ def tokenizer_section(run: str, i3d_checkpoint: str = "") -> dict:
       out["psnr"] = recon.psnr(real, fake)
       out["ssim"] = recon.ssim(real, fake)
       out["eval_clips"] = int(len(real))
+      keys = ("color", "direction") if reader == "blocks" else tuple(faithfulness.ATTRIBUTES)
+      out["read_through"] = faithfulness.read_through(real, fake, clip_reader(reader, None), keys)
       if i3d_checkpoint:
         out["rfvd"] = fvd.fvd(fvd.load_variables(i3d_checkpoint), real, fake)
       else:
@@ -199,7 +203,7 @@ def evaluate(run: str, i3d_checkpoint: str = "", probe_clips: int = 200, window_
     timings[f"evaluate_{name}_s"] = time.perf_counter() - start
     return value
 
-  tokenizer = timed("tokenizer", tokenizer_section, run, i3d_checkpoint)
+  tokenizer = timed("tokenizer", tokenizer_section, run, i3d_checkpoint, reader)
   if tokenizer:
     result["tokenizer"] = tokenizer
   lm_path = os.path.join(run, "lm_eval.json")

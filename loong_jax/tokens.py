@@ -181,7 +181,8 @@ def frame_index(sequence, vocab: Vocab) -> np.ndarray:
   return np.where(inside, starts - 1, -1).astype(np.int32)
 
 
-def previous_frame_source(sequence, vocab: Vocab) -> np.ndarray:
+def previous_frame_source(sequence, vocab: Vocab, frame_width: int = 0,
+                          radius: int = 0) -> np.ndarray:
   """For every input slot, where its *target* sat one latent frame earlier: `[..., L]` int32.
 
   Slot i predicts slot i + 1. When slot i + 1 is the video id at offset o of latent frame f >= 1
@@ -191,6 +192,12 @@ def previous_frame_source(sequence, vocab: Vocab) -> np.ndarray:
   the last slot of an input array is covered too, and a planned layout whose future slots are
   fillers (`inference/decode.py`) gives the same answer as the finished sequence.
   Used by `config.lm.prev_frame_input` (`llm/transformer.py`).
+
+  With `radius` r > 0 the result is `[..., L, (2r + 1)**2]`: the slots of the frame-mate's
+  neighbourhood, rows then columns from (-r, -r) to (r, r) in a frame `frame_width` ids wide
+  (the centre, index `(2r + 1)**2 // 2`, is the frame-mate itself); -1 for a neighbour outside
+  the frame, and for every neighbour of a slot without a frame-mate. A one-block move of an object
+  is then a choice among these inputs (`config.lm.prev_frame_radius`).
   """
   seq = np.asarray(sequence)
   length = seq.shape[-1]
@@ -202,20 +209,40 @@ def previous_frame_source(sequence, vocab: Vocab) -> np.ndarray:
   prev_boi_at = np.maximum.accumulate(np.where(is_boi, before, -1), axis=-1)
   videos = np.cumsum(seq == vocab.bov, axis=-1)
   in_frame = (is_boi | vocab.is_video(seq)) & (boi_at >= 0)
-  source = prev_boi_at + 1 + (index - boi_at)  # the target's offset is index - boi_at
-  ok = in_frame & (prev_boi_at >= 0) & (source < boi_at)
-  safe = np.where(ok, source, 0)
-  ok &= vocab.is_video(np.take_along_axis(seq, safe, axis=-1))
-  ok &= np.take_along_axis(videos, safe, axis=-1) == videos
-  return np.where(ok, source, -1).astype(np.int32)
+  offset = index - boi_at  # the target's offset in its frame
+
+  def read(source, ok):
+    """`source` where it is a video id of the previous frame of the same video, else -1."""
+    ok = ok & (source > prev_boi_at) & (source < boi_at)
+    safe = np.where(ok, source, 0)
+    ok &= vocab.is_video(np.take_along_axis(seq, safe, axis=-1))
+    ok &= np.take_along_axis(videos, safe, axis=-1) == videos
+    return np.where(ok, source, -1).astype(np.int32)
+
+  mate = read(prev_boi_at + 1 + offset, in_frame & (prev_boi_at >= 0))
+  if radius == 0:
+    return mate
+  if radius < 0 or frame_width <= 0:
+    raise ValueError(f"previous_frame_source: radius={radius} needs radius >= 0 and a positive "
+                     f"frame_width (got {frame_width})")
+  column = offset % frame_width
+  out = []
+  for dy in range(-radius, radius + 1):
+    for dx in range(-radius, radius + 1):
+      inside = (mate >= 0) & (column + dx >= 0) & (column + dx < frame_width)
+      out.append(read(mate + dy * frame_width + dx, inside))
+  return np.stack(out, axis=-1)
 
 
-def previous_frame_inputs(sequence, vocab: Vocab) -> np.ndarray:
-  """`[..., L]` int32: the id at `previous_frame_source` of each slot, -1 where there is none."""
+def previous_frame_inputs(sequence, vocab: Vocab, frame_width: int = 0,
+                          radius: int = 0) -> np.ndarray:
+  """`[..., L]` (radius 0) or `[..., L, (2r + 1)**2]` int32: the ids at `previous_frame_source`
+  of each slot, -1 where there is none."""
   seq = np.asarray(sequence)
-  source = previous_frame_source(seq, vocab)
-  return np.where(source >= 0, np.take_along_axis(seq, np.maximum(source, 0), axis=-1),
-                  -1).astype(np.int32)
+  source = previous_frame_source(seq, vocab, frame_width, radius)
+  flat = source.reshape(seq.shape[:-1] + (-1,))
+  ids = np.take_along_axis(seq, np.maximum(flat, 0), axis=-1).reshape(source.shape)
+  return np.where(source >= 0, ids, -1).astype(np.int32)
 
 
 def mm_rope_positions(sequence, vocab: Vocab, frame_width: int,

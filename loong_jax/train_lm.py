@@ -98,16 +98,17 @@ def data_source(config, vocab: tokens.Vocab, seed: int):
   raise ValueError(f"config.data.kind={config.data.kind!r}; known: 'token_stream', 'shards'")
 
 
-def with_layout(batch, keys, vocab: tokens.Vocab, frame_width: int):
+def with_layout(batch, keys, vocab: tokens.Vocab, frame_width: int, prev_radius: int = 0):
   """Keep the step's `keys`, adding the layout arrays the model needs: `input_frame` (latent
-  frame of each input), `positions` (MM-RoPE `[B, L, 3]`) and `input_prev` (previous-frame ids),
-  all derived from `inputs`."""
+  frame of each input), `positions` (MM-RoPE `[B, L, 3]`) and `input_prev` (previous-frame ids,
+  `[B, L, (2r + 1)**2]` for `prev_radius` r > 0), all derived from `inputs`."""
   if "input_frame" in keys:
     batch["input_frame"] = tokens.frame_index(batch["inputs"], vocab)
   if "positions" in keys:
     batch["positions"] = tokens.mm_rope_positions(batch["inputs"], vocab, frame_width)
   if "input_prev" in keys:
-    batch["input_prev"] = tokens.previous_frame_inputs(batch["inputs"], vocab)
+    batch["input_prev"] = tokens.previous_frame_inputs(batch["inputs"], vocab, frame_width,
+                                                       prev_radius)
   return {k: batch[k] for k in keys}
 
 
@@ -115,7 +116,8 @@ def _eval_fn(config, vocab, model, mesh):
   """Mean loss over `train.eval_batches` held-out batches (another seed of the data)."""
   keys = batch_keys(model.config)
   batches = data_source(config, vocab, config.train.seed + 1).map(
-      lambda b: with_layout(b, keys, vocab, config.data.frame_width))
+      lambda b: with_layout(b, keys, vocab, config.data.frame_width,
+                            model.config.prev_frame_radius))
   step = jax.jit(functools.partial(lm_step.eval_step, apply_fn=model.apply))
 
   def evaluate(state):
@@ -207,7 +209,8 @@ def train(config, workdir: str) -> loop.LoopResult:
       f.write(config.to_json_best_effort(indent=1))
   keys = batch_keys(model.config)
   data = iter(data_source(config, vocab, config.train.seed).map(
-      lambda b: with_layout(b, keys, vocab, config.data.frame_width)))
+      lambda b: with_layout(b, keys, vocab, config.data.frame_width,
+                            model.config.prev_frame_radius)))
   cfg = config.train
   checkpointer = checkpoint_lib.Checkpointer(
       os.path.join(workdir, "checkpoints"), save_every=cfg.checkpoint_every,

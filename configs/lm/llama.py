@@ -88,6 +88,12 @@ def lm_config(size: str, vocab: ml_collections.ConfigDict) -> ml_collections.Con
       # Previous-frame input (llm/transformer.py): each slot also embeds the id its target had one
       # latent frame earlier. Off: Loong's LM; the demo measures it (configs/demo_cpu.py).
       prev_frame_input=False,
+      # > 0: the frame-mate's (2r + 1) x (2r + 1) neighbourhood instead (a one-block move is then a
+      # choice among the inputs). 0 with prev_frame_input off.
+      prev_frame_radius=0,
+      # A copy head (llm/transformer.py): the next id from the vocabulary or copied from one of
+      # the previous-frame ids. Needs prev_frame_input.
+      copy_head=False,
   ))
 
 

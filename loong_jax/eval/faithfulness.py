@@ -63,6 +63,25 @@ def faithfulness(items: Iterable[tuple[np.ndarray, dict, str]], reader: Reader =
   return out
 
 
+def read_through(real: np.ndarray, recon: np.ndarray, reader: Reader = probe.read,
+                 keys: Sequence[str] = tuple(ATTRIBUTES)) -> dict[str, float]:
+  """Does a clip's reading survive the tokenizer? `{key: fraction}`: of the uint8 clips `real`
+  `[N, T, H, W, 3]`, those whose reconstruction `recon` (same shape) reads (`reader`) as the
+  probe reads the real clip, per attribute `keys`, and `"clips"`. Near 1 = what the prompt
+  names reaches the LM's tokens and back, so a miss in generated videos is the LM's."""
+  if real.shape != recon.shape or real.ndim != 5 or not len(real):
+    raise ValueError(f"read_through: real {real.shape} and recon {recon.shape} must be the same "
+                     "non-empty [N, T, H, W, 3]")
+  hits = {key: 0 for key in keys}
+  for clip, rebuilt in zip(real, recon):
+    want, got = probe.read(clip), reader(rebuilt)
+    for key in keys:
+      hits[key] += getattr(want, ATTRIBUTES[key]) == getattr(got, ATTRIBUTES[key])
+  out = {key: n / len(real) for key, n in hits.items()}
+  out["clips"] = len(real)
+  return out
+
+
 def judged_motions(motions: Sequence[str]) -> tuple[str, ...]:
   """The motions of `motions` that a short clip's direction is judged on: `still` and the
   straight directions (bouncing, growing and shrinking at the slow speed of long clips do not

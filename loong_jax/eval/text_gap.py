@@ -7,6 +7,8 @@ prompt's use directly, teacher-forced on held-out items:
 
 - `color`: first latent frame of held-out rendered images; the object's colour word swapped for
   the next colour of `synthetic_render.COLORS` (`swap_color`).
+- `shape`: the same images with the shape word swapped for the next shape of
+  `synthetic_render.SHAPES` (`swap_shape`).
 - `motion`: latent frames 1.. of held-out clips (the first frame shows no motion); the motion
   phrase swapped for one of the opposite motion (`swap_motion`, `OPPOSITE`).
 - `motion_frame1`: the same on latent frame 1 alone, the one frame whose motion only the prompt
@@ -42,14 +44,27 @@ OPPOSITE = {
 LogitsFn = Callable[[np.ndarray], np.ndarray]  # inputs [B, L] int32 -> logits [B, L, V]
 
 
-def swap_color(caption: str, color: str, shape: str) -> str:
-  """`caption` with "<color> <shape>" replaced by the next colour of `COLORS` and the shape."""
-  names = list(render_lib.COLORS)
-  other = names[(names.index(color) + 1) % len(names)]
+def _swap_pair(caption: str, color: str, shape: str, new_color: str, new_shape: str) -> str:
+  """`caption` with "<color> <shape>" replaced by "<new_color> <new_shape>"."""
   old = f"{color} {shape}"
   if old not in caption:
     raise ValueError(f"text gap: caption {caption!r} does not name {old!r}")
-  return caption.replace(old, f"{other} {shape}", 1)
+  return caption.replace(old, f"{new_color} {new_shape}", 1)
+
+
+def _next(names, name: str) -> str:
+  names = list(names)
+  return names[(names.index(name) + 1) % len(names)]
+
+
+def swap_color(caption: str, color: str, shape: str) -> str:
+  """`caption` with "<color> <shape>" replaced by the next colour of `COLORS` and the shape."""
+  return _swap_pair(caption, color, shape, _next(render_lib.COLORS, color), shape)
+
+
+def swap_shape(caption: str, color: str, shape: str) -> str:
+  """`caption` with "<color> <shape>" replaced by the colour and the next shape of `SHAPES`."""
+  return _swap_pair(caption, color, shape, color, _next(render_lib.SHAPES, shape))
 
 
 def swap_motion(caption: str, motion: str) -> str:
@@ -89,7 +104,9 @@ def model_logits(model, params, vocab: tokens.Vocab, batch_size: int, frame_widt
     padded[:b, :length] = inputs
     pos = tokens.mm_rope_positions(padded, vocab, frame_width) if mm_rope else None
     frames = tokens.frame_index(padded, vocab)
-    prev = tokens.previous_frame_inputs(padded, vocab) if prev_frame else None
+    prev = (tokens.previous_frame_inputs(padded, vocab, frame_width,
+                                         model.config.prev_frame_radius)
+            if prev_frame else None)
     if mesh is None:
       out = apply(params, padded, pos, frames, prev)
     else:
@@ -151,8 +168,8 @@ def gap(logits_fn: LogitsFn, vocab: tokens.Vocab, true_texts, swapped_texts, cod
 
 def held_out_items(data: synthetic.SyntheticVideos, count: int, kind: str):
   """`(videos uint8 [N, T, H, W, 3], captions, swapped captions, pixel masks [N, T, H, W])` of
-  the first `count` held-out items whose first object's words can be swapped (`kind` 'color' or
-  'motion'; motion needs a motion in `OPPOSITE`)."""
+  the first `count` held-out items whose first object's words can be swapped (`kind` 'color',
+  'shape' or 'motion'; motion needs a motion in `OPPOSITE`)."""
   videos, captions, swapped, masks = [], [], [], []
   for i in range(len(data)):
     if len(videos) == count:
@@ -161,6 +178,8 @@ def held_out_items(data: synthetic.SyntheticVideos, count: int, kind: str):
     obj = sample["attributes"]["objects"][0]
     if kind == "color":
       other = swap_color(sample["caption"], obj["color"], obj["shape"])
+    elif kind == "shape":
+      other = swap_shape(sample["caption"], obj["color"], obj["shape"])
     elif obj["motion"] in OPPOSITE:
       other = swap_motion(sample["caption"], obj["motion"])
     else:
@@ -189,8 +208,8 @@ def encode_items(encode_video, videos: np.ndarray, masks: np.ndarray,
 def measure(logits_fn: LogitsFn, vocab: tokens.Vocab, encode_video, encode_text,
             images: synthetic.SyntheticVideos, clips: synthetic.SyntheticVideos, count: int,
             max_text_len: int, batch_size: int = 8) -> dict[str, float]:
-  """`{"color", "motion", "motion_frame1": nats, "items": count}` on `count` held-out images and
-  clips.
+  """`{"color", "shape", "motion", "motion_frame1": nats, "items": count}` on `count` held-out
+  images and clips.
 
   Args:
     logits_fn: the (stage-3) LM, `inputs [B, L] -> logits [B, L, V]`.
@@ -201,10 +220,10 @@ def measure(logits_fn: LogitsFn, vocab: tokens.Vocab, encode_video, encode_text,
     images, clips: held-out single-frame and 17-frame sources (single object).
   """
   out = {}
-  for kind, data in (("color", images), ("motion", clips)):
+  for kind, data in (("color", images), ("shape", images), ("motion", clips)):
     videos, captions, swapped, masks = held_out_items(data, count, kind)
     codes, token_masks = encode_items(encode_video, videos, masks, batch_size)
-    if kind == "color":
+    if kind != "motion":
       token_masks[:, 1:] = False
     else:
       token_masks[:, 0] = False

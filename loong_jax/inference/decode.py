@@ -117,7 +117,8 @@ class Layout(NamedTuple):
   [R, P + T]` (or `[R, P + T, 3]` for MM-RoPE) and `frames [R, P + T]` (latent frame of each
   slot, -1 outside frames): the rotary positions and frame ids of every prompt and plan slot.
   `prev_source [R, P + T]` (`prev_frame` layouts only, else None): for each slot, the slot whose
-  id the model gets as its previous-frame input (`tokens.previous_frame_source`), -1 for none.
+  id the model gets as its previous-frame input (`tokens.previous_frame_source`), -1 for none;
+  `[R, P + T, (2r + 1)**2]`, the slots of its neighbourhood, for `prev_radius` r > 0.
   """
 
   tokens: np.ndarray
@@ -128,7 +129,7 @@ class Layout(NamedTuple):
 
 
 def layout(vocab: tokens_lib.Vocab, prompts: Sequence[np.ndarray], plan: Plan, rope: str,
-           multiple: int = 1, prev_frame: bool = False) -> Layout:
+           multiple: int = 1, prev_frame: bool = False, prev_radius: int = 0) -> Layout:
   """Left-pad `prompts` and lay out each row's whole planned sequence with the training helpers.
 
   The planned sequence is the prompt followed by the plan, its sampled video slots standing for
@@ -143,7 +144,8 @@ def layout(vocab: tokens_lib.Vocab, prompts: Sequence[np.ndarray], plan: Plan, r
   total = width + len(filler)
   positions = np.zeros((len(prompts), total) + ((3,) if rope == "mm_rope" else ()), np.int32)
   frames = np.full((len(prompts), total), -1, np.int32)
-  prev_source = np.full((len(prompts), total), -1, np.int32) if prev_frame else None
+  neighbours = ((2 * prev_radius + 1)**2,) if prev_radius else ()
+  prev_source = np.full((len(prompts), total) + neighbours, -1, np.int32) if prev_frame else None
   for i, p in enumerate(prompts):
     seq = np.concatenate([p, filler])
     if rope == "mm_rope":
@@ -156,7 +158,7 @@ def layout(vocab: tokens_lib.Vocab, prompts: Sequence[np.ndarray], plan: Plan, r
     positions[i, total - len(seq):] = pos
     frames[i, total - len(seq):] = tokens_lib.frame_index(seq, vocab)
     if prev_frame:
-      source = tokens_lib.previous_frame_source(seq, vocab)
+      source = tokens_lib.previous_frame_source(seq, vocab, plan.frame_width, prev_radius)
       prev_source[i, total - len(seq):] = np.where(source >= 0, source + total - len(seq), -1)
   return Layout(tokens, mask, positions, frames, prev_source)
 
@@ -189,8 +191,9 @@ def _generate(params, tokens, mask, positions, prev_source, forced, video_only, 
     """`[R, len(slots)]` previous-frame inputs of `slots`, read from `history` (None: unused)."""
     if history is None:
       return None
-    source = prev_source[:, slots]
-    read = jnp.take_along_axis(history, jnp.maximum(source, 0), axis=1)
+    source = prev_source[:, slots]  # [R, n] or [R, n, K] (a neighbourhood)
+    flat = jnp.maximum(source, 0).reshape(rows, -1)
+    read = jnp.take_along_axis(history, flat, axis=1).reshape(source.shape)
     return jnp.where(source >= 0, read, -1)
 
   # The last sampled token is never fed back, hence `steps - 1` slots after the prompt.
@@ -292,7 +295,8 @@ class Decoder:
       uncond = list(uncond_prompts)
       rows += uncond + [uncond[0]] * (padded - batch)
     return layout(self.vocab, rows, plan, self.model.config.rope, self.prompt_multiple,
-                  prev_frame=self.model.config.prev_frame_input)
+                  prev_frame=self.model.config.prev_frame_input,
+                  prev_radius=self.model.config.prev_frame_radius)
 
   def run(self, program, params, rows: Sequence[np.ndarray], *args, **kwargs):
     """`program(params, *rows, *args, **kwargs)` as host arrays; on the mesh, with the `[R, ...]`

@@ -1,5 +1,6 @@
 """Faithfulness: rendered ground truth matches its own prompt, shuffled prompts do not."""
 
+import numpy as np
 import pytest
 
 from loong_jax.data import synthetic
@@ -68,3 +69,17 @@ def test_reader_and_keys_are_the_callers():
                                     keys=("color", "direction"))
   assert set(blind) == {"color", "direction", "count", "num_videos"}
   assert blind["color"] == {"seen": 0.0, "heldout": 0.0} and blind["num_videos"] == 4
+
+
+def test_read_through_keeps_what_the_reconstruction_keeps():
+  videos = np.stack([video for video, _, _ in _items(4)])
+  same = faithfulness.read_through(videos, videos.copy())
+  assert same == {"color": 1.0, "shape": 1.0, "direction": 1.0, "clips": len(videos)}
+  # Reconstructions that lost the object (black frames) keep nothing; the shuffled clips keep
+  # only what their neighbours happen to share.
+  lost = faithfulness.read_through(videos, np.zeros_like(videos), keys=("color", "shape"))
+  assert lost == {"color": 0.0, "shape": 0.0, "clips": len(videos)}
+  shuffled = faithfulness.read_through(videos, np.roll(videos, 1, axis=0))
+  assert shuffled["color"] < 1.0
+  with pytest.raises(ValueError, match="same"):
+    faithfulness.read_through(videos, videos[:-1])

@@ -61,7 +61,7 @@ def test_object_tokens_follow_the_latent_frames():
   assert np.argwhere(out).tolist() == [[0, 0, 0], [1, 1, 1], [2, 0, 1]]
 
 
-def test_swaps_name_another_colour_and_the_opposite_motion():
+def test_swaps_name_another_colour_shape_and_the_opposite_motion():
   data = synthetic.SyntheticVideos(synthetic.SyntheticConfig(
       seed=2, resolution=32, num_frames=(17,), max_objects=1, num_heldout=20), "heldout")
   for i in range(20):
@@ -70,10 +70,15 @@ def test_swaps_name_another_colour_and_the_opposite_motion():
     swapped = text_gap.swap_color(caption, obj["color"], obj["shape"])
     assert swapped != caption and obj["shape"] in swapped
     assert f"{obj['color']} {obj['shape']}" not in swapped
+    reshaped = text_gap.swap_shape(caption, obj["color"], obj["shape"])
+    assert reshaped != caption and f"{obj['color']} " in reshaped
+    assert f"{obj['color']} {obj['shape']}" not in reshaped
     moved = text_gap.swap_motion(caption, obj["motion"])
     assert synthetic.MOTION_PHRASES[text_gap.OPPOSITE[obj["motion"]]][0] in moved
   with pytest.raises(ValueError, match="does not name"):
     text_gap.swap_color("a red circle", "blue", "circle")
+  with pytest.raises(ValueError, match="does not name"):
+    text_gap.swap_shape("a red circle", "red", "square")
 
 
 def test_measure_on_held_out_items_through_the_oracle_encoder():
@@ -94,8 +99,8 @@ def test_measure_on_held_out_items_through_the_oracle_encoder():
   out = text_gap.measure(ignores_text, vocab, jax.jit(encoders.pooling_stand_in_encoder(8192)),
                          encode_text, source(1), source(17), 4, max_text_len=16, batch_size=4)
   assert out["items"] == 4
-  assert out["color"] == pytest.approx(0.0, abs=1e-6)
-  assert out["motion"] == pytest.approx(0.0, abs=1e-6)
+  for kind in ("color", "shape", "motion", "motion_frame1"):
+    assert out[kind] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_object_loss_scores_each_masked_token_from_its_prefix():
