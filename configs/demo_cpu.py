@@ -148,11 +148,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # stage 2, latent frame 1: 0.53; before 0.00), free-running continuation 0.61 vs 0.02,
       # direction 47% / 47% vs 7% / 13%; but colour 73% / 73% vs 100% / 100% and the minute-long
       # videos lose the object within the first seconds (presence 0 in every window; continuation
-      # temperature 0.5: the same), copied background blocks eat it. On oracle codes the
-      # neighbourhood alone (no copy head) left later frames' object tokens at the first frame's
-      # loss (2.8-3.2 nats); with the copy head 1.0-1.4 from latent frame 2 on. Off by default
-      # until the long videos keep the object: `--config.lm.model.prev_frame_radius=1
-      # --config.lm.model.copy_head=True`.
+      # temperature 0.5, guidance 1, or temperature 0.7 with top-k 5: presence 0-0.4), copied
+      # background blocks eat it. On oracle codes the neighbourhood alone (no copy head) left
+      # later frames' object tokens at the first frame's loss (2.8-3.2 nats); with the copy head
+      # 1.0-1.4 from latent frame 2 on. Off by default until the long videos keep the object:
+      # `--config.lm.model.prev_frame_radius=1 --config.lm.model.copy_head=True`.
       model=dict(num_layers=3, d_model=128, head_dim=32, mlp_dim=256, prev_frame_input=True,
                  prev_frame_radius=0, copy_head=False),
       # Video ids as FSQ digits (llm/code_digits.py): embeddings and logits built from per-digit
