@@ -15,7 +15,8 @@ Parameter tree (scanned layers carry a leading `[num_layers]` axis)::
 
 With `prev_frame_input` one more: `prev_frame_embed/embedding [V_pad, D]` ('vocab', 'embed'),
 or with `prev_frame_radius` r > 0 (the neighbours embedded by `embed`) instead
-`prev_frame_mix/kernel [(2r + 1)**2 * D, D]` (None, 'embed').
+`prev_frame_mix/kernel [(2r + 1)**2 * D, D]` (None, 'embed'); with `copy_head` also
+`copy_select/kernel [D, 1 + (2r + 1)**2]` ('embed', None).
 
 With `video_code_levels` (digit-factorised video codes, llm/code_digits.py) two more::
 
@@ -80,9 +81,9 @@ class LMConfig:
   # pattern to discover. Causal models only (the target is the next slot).
   prev_frame_input: bool = False
   # With prev_frame_input: > 0 gives each slot the frame-mate's whole (2r + 1) x (2r + 1)
-  # neighbourhood (`tokens.previous_frame_inputs(..., radius=r)`), each neighbour's row of the
-  # table concatenated and projected to d_model, so that a one-block move in the prompted
-  # direction is a choice among the inputs. 0 = the frame-mate alone.
+  # neighbourhood (`tokens.previous_frame_inputs(..., radius=r)`), each neighbour embedded as
+  # inputs are, concatenated and projected to d_model, so that a one-block move in the prompted
+  # direction is a choice among the inputs. 0 = the frame-mate alone (its own table).
   prev_frame_radius: int = 0
   # With prev_frame_input: a copy head (`Transformer._copy_mixture`): the next id is drawn from
   # the vocabulary or copied from one of the previous-frame ids, chosen by a learnt softmax.
