@@ -118,6 +118,7 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
     # A frame-bidirectional variant (ardf) is trained without it.
     out.lm.prev_frame_input = False
     out.lm.prev_frame_radius = 0
+    out.lm.copy_head = False
   if "text_dropout" in lm:
     out.data.text_dropout = float(lm.text_dropout)
   if "mixes" in lm:  # per stage {source: weight}; the stage's own sources, reweighted

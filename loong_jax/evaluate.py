@@ -7,8 +7,9 @@ Every input is optional; a section whose inputs are absent is skipped with a log
     RUN/tokenizer_eval.npz    real, recon: uint8 [N, T, H, W, 3] held-out clips and their
                               reconstructions -> tokenizer.psnr, .ssim (+ .rfvd with
                               --i3d_checkpoint), .read_through (each attribute of the
-                              real clip's reading kept by the reconstruction's); codes: int ids of any shape and codebook_size:
-                              int -> tokenizer.codebook_usage, .codebook_perplexity (clips'
+                              real clip's reading kept by the reconstruction's); codes:
+                              int ids of any shape and codebook_size: int ->
+                              tokenizer.codebook_usage, .codebook_perplexity (clips'
                               codes [N, F >= 3, h, w] also -> tokenizer.codes.*, their
                               temporal stability, `eval/codes.py`); masks:
                               bool [N, T, H, W] object masks and backgrounds: uint8 [N, H, W, 3]

@@ -234,6 +234,12 @@ def previous_frame_source(sequence, vocab: Vocab, frame_width: int = 0,
   return np.stack(out, axis=-1)
 
 
+def neighbourhood_shape(radius: int) -> tuple[int, ...]:
+  """The trailing axis of `previous_frame_source` for `radius`: `()` at 0, else
+  `((2r + 1)**2,)`."""
+  return ((2 * radius + 1)**2,) if radius else ()
+
+
 def previous_frame_inputs(sequence, vocab: Vocab, frame_width: int = 0,
                           radius: int = 0) -> np.ndarray:
   """`[..., L]` (radius 0) or `[..., L, (2r + 1)**2]` int32: the ids at `previous_frame_source`

@@ -106,6 +106,7 @@ def test_lm_variant_ardf_trains_ardf_stages_and_decodes_masked(tmp_path):
     assert stage_config.lm.rope == "mm_rope"
     assert stage_config.lm.attention_mask == "frame_bidirectional"
     assert not stage_config.lm.prev_frame_input   # causal models only
+    assert not stage_config.lm.copy_head and not stage_config.lm.prev_frame_radius
     assert stage_config.train.seed == 0
     assert stage_config.train.steps == config.lm.steps[stage - 1]   # the demo's overrides
   ic = demo_steps.inference_config(config, run, reencode=False)

@@ -144,8 +144,8 @@ def layout(vocab: tokens_lib.Vocab, prompts: Sequence[np.ndarray], plan: Plan, r
   total = width + len(filler)
   positions = np.zeros((len(prompts), total) + ((3,) if rope == "mm_rope" else ()), np.int32)
   frames = np.full((len(prompts), total), -1, np.int32)
-  neighbours = ((2 * prev_radius + 1)**2,) if prev_radius else ()
-  prev_source = np.full((len(prompts), total) + neighbours, -1, np.int32) if prev_frame else None
+  prev_source = (np.full((len(prompts), total) + tokens_lib.neighbourhood_shape(prev_radius), -1,
+                         np.int32) if prev_frame else None)
   for i, p in enumerate(prompts):
     seq = np.concatenate([p, filler])
     if rope == "mm_rope":

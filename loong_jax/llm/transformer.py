@@ -35,6 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from loong_jax import tokens as tokens_lib
 from loong_jax.llm import attention as attn_lib
 from loong_jax.llm import code_digits
 from loong_jax.llm import rope as rope_lib
@@ -298,8 +299,7 @@ class Transformer(nn.Module):
   def _checked_prev_ids(self, tokens, prev_ids):
     """`prev_ids` of the shape the config wants (all -1 when initialising without them)."""
     cfg = self.config
-    want = tokens.shape + (((2 * cfg.prev_frame_radius + 1)**2,) if cfg.prev_frame_radius
-                           else ())
+    want = tokens.shape + tokens_lib.neighbourhood_shape(cfg.prev_frame_radius)
     if prev_ids is None:
       if not self.is_initializing():
         raise ValueError("config.lm.prev_frame_input=True: the model needs prev_ids "
@@ -336,33 +336,28 @@ class Transformer(nn.Module):
     return jnp.logaddexp(from_vocab, from_copy)
 
   def _prev_frame_embed(self, tokens, prev_ids, embed_ids):
-    """`[B, L, D]`: the previous-frame ids' rows of their own table, zero where the id is -1.
+    """`[B, L, D]`: the previous-frame ids' embeddings, zero where the id is -1.
 
-    `prev_ids [B, L]`, or `[B, L, K]` (K = (2r + 1)**2 neighbours, `prev_frame_radius` r > 0):
-    then the K ids are embedded *as inputs are* (`embed_ids`: `[B, N] -> [B, N, D]`), so
-    that what is learnt about a code carries over to the codes that share its digits, and the K
-    rows are concatenated and projected by `prev_frame_mix [K * D, D]`. (A table of its own per
-    id, as radius 0 has, must learn each of thousands of codes' copy separately: on oracle codes
-    that move one block per latent frame, object tokens of later frames stayed at the first
-    frame's loss, 2.8 nats.)
+    `prev_ids [B, L]`: rows of a table of their own (`prev_frame_embed`); or `[B, L, K]`
+    (K = (2r + 1)**2 neighbours, `prev_frame_radius` r > 0): the K ids embedded *as inputs are*
+    (`embed_ids`: `[B, N] -> [B, N, D]`), so that what is learnt about a code carries over to
+    the codes that share its digits, concatenated and projected by `prev_frame_mix [K * D, D]`.
+    (On the demo's oracle codes neither form let later frames' object tokens fall below the
+    first frame's loss, 2.8-3.2 nats; the copy head did, `_copy_mixture`.)
     """
     cfg = self.config
-    width = (2 * cfg.prev_frame_radius + 1)**2
     ids = jnp.maximum(prev_ids, 0)
-    if cfg.prev_frame_radius:
-      flat = ids.reshape(tokens.shape[0], -1)
-      rows = embed_ids(flat).reshape(prev_ids.shape + (cfg.d_model,))
-    else:
+    if not cfg.prev_frame_radius:
       rows = nn.Embed(cfg.padded_vocab_size, cfg.d_model, dtype=cfg.dtype,
                       param_dtype=cfg.param_dtype,
                       embedding_init=nn.with_logical_partitioning(
                           nn.initializers.normal(cfg.init_std), ("vocab", "embed")),
                       name="prev_frame_embed")(ids)
+      return jnp.where((prev_ids >= 0)[..., None], rows, jnp.zeros((), rows.dtype))
+    rows = embed_ids(ids.reshape(tokens.shape[0], -1)).reshape(prev_ids.shape + (cfg.d_model,))
     rows = jnp.where((prev_ids >= 0)[..., None], rows, jnp.zeros((), rows.dtype))
-    if not cfg.prev_frame_radius:
-      return rows
-    rows = rows.reshape(tokens.shape + (width * cfg.d_model,))
-    return _dense(cfg, cfg.d_model, (None, "embed"), "prev_frame_mix")(rows)
+    return _dense(cfg, cfg.d_model, (None, "embed"), "prev_frame_mix")(
+        rows.reshape(tokens.shape + (-1,)))
 
   def _decode_mask(self, tokens, input_mask, frame_ids):
     """Advance the slot counter; return the `[B, 1, L, max_len]` mask and the chunk's first slot."""
