@@ -77,6 +77,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # lm.text_gap.motion 0.001 nats: the motion word is still not read. Oracle codes in this
       # world: motion gap 0.003 (latent frame 1: 0.007), direction 20% / 27%.
       speed=1 / 32,
+      # Straight motions that may reach the frame's edge within a clip and rest there
+      # (synthetic.SyntheticConfig.wall_fraction), as every minute-long clip's object does.
+      wall_fraction=0.0,
   )
   config.tokenizer = dict(
       # 'learned': train the tokenizer below. 'oracle': the pooling codec (8x8-block colour means,

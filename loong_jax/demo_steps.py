@@ -56,6 +56,8 @@ def synthetic_source(config, frames: tuple[int, ...], num: int, split: str = "tr
   world = {k: tuple(data[k]) for k in WORLD_FIELDS if k in data}  # runs from before the fields
   if data.get("speed"):
     world["speed"] = float(data.speed)
+  if data.get("wall_fraction"):
+    world["wall_fraction"] = float(data.wall_fraction)
   return synthetic.SyntheticVideos(synthetic.SyntheticConfig(
       seed=data.seed, resolution=data.resolution, num_frames=tuple(frames), fps=(data.fps,),
       max_objects=data.max_objects, num_train=num, num_heldout=num, **world), split)

@@ -79,6 +79,18 @@ def test_config_variants_hold_every_number():
     cli.load_config_file(os.path.join(REPO, "configs", "demo_cpu.py") + ":huge")
 
 
+def test_world_settings_reach_the_demo_data():
+  # Every world field of config.data reaches the synthetic dataset the demo trains on.
+  from loong_jax import demo_steps
+  config = _quick_config()
+  config.data.speed, config.data.wall_fraction = 1 / 32, 0.25
+  source = demo_steps.synthetic_source(config, (17,), 4)
+  assert source.config.speed == 1 / 32 and source.config.wall_fraction == 0.25
+  assert source.config.motions == tuple(config.data.motions)
+  config.data.wall_fraction = 0.0
+  assert demo_steps.synthetic_source(config, (17,), 4).config.wall_fraction == 0.0
+
+
 def test_lm_seed_reaches_every_stage(tmp_path):
   from loong_jax import demo_steps
   config = _quick_config()

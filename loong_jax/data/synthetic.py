@@ -71,6 +71,10 @@ class SyntheticConfig:
       moves `speed` of the side per frame whatever the clip's length (1/32: 2 px per frame at
       64 px, one 8-px token block per 4-frame latent frame) and rests at the frame's edge once it
       gets there; it starts where as much of its path as fits stays inside.
+    wall_fraction: with `speed > 0`, the fraction of straight motions that start anywhere in the
+      frame instead, so that the object may reach the edge within the clip and rest there, as it
+      does in every minute-long clip (a model that never saw it carries the object out of the
+      frame). Drawn only when > 0, so 0 leaves every sample as it was.
   """
 
   seed: int = 0
@@ -85,6 +89,7 @@ class SyntheticConfig:
   textures: tuple[str, ...] = render_lib.TEXTURES
   background_colors: tuple[str, ...] = tuple(render_lib.BACKGROUND_COLORS)
   speed: float = 0.0
+  wall_fraction: float = 0.0
 
   def __post_init__(self):
     for name, known in (("motions", MOTIONS), ("sizes", tuple(SIZES)),
@@ -104,6 +109,11 @@ class SyntheticConfig:
     if not 0.0 <= self.speed < 0.5:
       raise ValueError(f"SyntheticConfig.speed={self.speed} must be in [0, 0.5) of the side per "
                        "frame (0: the whole-clip travel of `TRAVEL`)")
+    if not 0.0 <= self.wall_fraction <= 1.0:
+      raise ValueError(f"SyntheticConfig.wall_fraction={self.wall_fraction} must be in [0, 1]")
+    if self.wall_fraction and not self.speed:
+      raise ValueError("SyntheticConfig.wall_fraction needs speed > 0 (with speed 0 every "
+                       "straight path fits inside the frame)")
 
   @classmethod
   def from_config(cls, config) -> "SyntheticConfig":
@@ -122,9 +132,9 @@ def long_clip_frames(fps: int, seconds: float = 60.0) -> int:
 
 
 def _trajectory(motion: str, size: str, num_frames: int, side: int, rng: np.random.Generator,
-                speed: float = 0.0):
-  """`(centers [T, 2], radii [T])` in pixels, staying inside the frame (`speed`: see
-  `SyntheticConfig`)."""
+                speed: float = 0.0, wall_fraction: float = 0.0):
+  """`(centers [T, 2], radii [T])` in pixels, staying inside the frame (`speed`,
+  `wall_fraction`: see `SyntheticConfig`)."""
   r0 = SIZES[size] * side
   t = np.linspace(0.0, 1.0, num_frames)[:, None] if num_frames > 1 else np.zeros((1, 1))
   radii = np.full(num_frames, r0)
@@ -141,6 +151,8 @@ def _trajectory(motion: str, size: str, num_frames: int, side: int, rng: np.rand
     else:
       travel = rng.uniform(*TRAVEL) * side
     path = step * travel
+    if speed > 0 and wall_fraction > 0 and rng.random() < wall_fraction:
+      path = np.zeros_like(path)  # anywhere: the edge may come within the clip
     # Start where the path (the part that fits) stays inside [lo, hi].
     start = np.array([rng.uniform(lo - min(p, 0.0), max(hi - max(p, 0.0), lo - min(p, 0.0)))
                       for p in path])
@@ -231,7 +243,8 @@ class SyntheticVideos:
                for i in range(int(rng.integers(1, cfg.max_objects + 1)))]
     for obj in objects:
       obj["centers"], obj["radii"] = _trajectory(obj["motion"], obj["size"], num_frames,
-                                                 cfg.resolution, rng, cfg.speed)
+                                                 cfg.resolution, rng, cfg.speed,
+                                                 cfg.wall_fraction)
     texture = str(rng.choice(list(cfg.textures)))
     bg_color = str(rng.choice(list(cfg.background_colors)))
     text = caption(objects, bg_color, texture, video, rng)

@@ -30,7 +30,10 @@ def matches(video: np.ndarray, attributes: dict, reader: Reader = probe.read,
   missing = [ATTRIBUTES[k] for k in keys if ATTRIBUTES[k] not in attributes]
   if missing:
     raise KeyError(f"prompt attributes {attributes} lack the fields {missing}")
-  reading = reader(video)
+  return _compare(reader(video), attributes, keys)
+
+
+def _compare(reading: probe.Reading, attributes: dict, keys: Sequence[str]) -> dict[str, bool]:
   return {key: getattr(reading, ATTRIBUTES[key]) == attributes[ATTRIBUTES[key]] for key in keys}
 
 
@@ -44,22 +47,34 @@ def faithfulness(items: Iterable[tuple[np.ndarray, dict, str]], reader: Reader =
     items: `(video uint8 [T, H, W, 3], attributes, split)` with split "seen" or "heldout".
   Returns:
     `{"color": {"seen": f, "heldout": f}, ..., "count": {"seen": n, "heldout": n},
-    "num_videos": n}`; a split without videos is left out (its fractions would be undefined).
+    "num_videos": n, "confusion": {key: {prompted: {read: n}}}}`; a split without videos is
+    left out (its fractions would be undefined). `confusion` counts what was read for each
+    prompted value, both splits together ("none": no object found): it tells a model that draws
+    one shape for every prompt from one that draws random ones.
   """
   unknown = sorted(set(keys) - set(ATTRIBUTES))
   if unknown:
     raise ValueError(f"faithfulness: keys {unknown} unknown; known: {list(ATTRIBUTES)}")
   hits = {key: {split: 0 for split in SPLITS} for key in keys}
   count = {split: 0 for split in SPLITS}
+  confusion = {key: {} for key in keys}
   for video, attributes, split in items:
     if split not in SPLITS:
       raise ValueError(f"split {split!r} unknown; known: {SPLITS}")
+    missing = [ATTRIBUTES[k] for k in keys if ATTRIBUTES[k] not in attributes]
+    if missing:
+      raise KeyError(f"prompt attributes {attributes} lack the fields {missing}")
     count[split] += 1
-    for key, ok in matches(video, attributes, reader, keys).items():
+    reading = reader(video)
+    for key, ok in _compare(reading, attributes, keys).items():
       hits[key][split] += ok
+      row = confusion[key].setdefault(str(attributes[ATTRIBUTES[key]]), {})
+      read = str(getattr(reading, ATTRIBUTES[key]) or "none")
+      row[read] = row.get(read, 0) + 1
   out = {key: {s: hits[key][s] / count[s] for s in SPLITS if count[s]} for key in keys}
   out["count"] = {s: n for s, n in count.items() if n}
   out["num_videos"] = sum(count.values())
+  out["confusion"] = confusion
   return out
 
 

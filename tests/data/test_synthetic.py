@@ -192,3 +192,43 @@ def test_speed_is_validated():
     synthetic.SyntheticConfig(speed=0.6)
   with pytest.raises(ValueError, match="speed"):
     synthetic.SyntheticConfig(speed=-0.1)
+
+
+def test_wall_fraction_lets_short_clips_reach_the_edge_and_rest():
+  # With wall_fraction, some 17-frame straight motions start anywhere, reach the edge within the
+  # clip and rest there (as minute-long clips do); the others keep a path that fits. 0 draws
+  # nothing extra, so every sample is as before.
+  side, speed = 64, 1 / 32
+  kw = dict(resolution=side, num_frames=(17,), motions=("left", "right", "up", "down"),
+            speed=speed)
+  plain = synthetic.SyntheticVideos(synthetic.SyntheticConfig(**kw))
+  walls = synthetic.SyntheticVideos(synthetic.SyntheticConfig(**kw, wall_fraction=0.5))
+  rested, moved_all = 0, 0
+  for i in range(60):
+    for obj in walls.attributes(i)[0]["objects"]:
+      centers, radius = obj["centers"], obj["radii"].max()
+      assert centers.min() >= radius - 1e-3 and centers.max() <= side - radius + 1e-3
+      moving = np.abs(np.diff(centers, axis=0)).max(axis=1) > 1e-4
+      if moving.all():
+        moved_all += 1
+      else:  # stopped: at the edge on the side it moves to, and stays
+        assert not moving[np.argmin(moving):].any()
+        direction = np.asarray(synthetic.DIRECTIONS[obj["motion"]], float)
+        axis = np.flatnonzero(direction)[0]
+        edge = radius if direction[axis] < 0 else side - radius
+        np.testing.assert_allclose(centers[-1, axis], edge, atol=1e-3)
+        rested += 1
+  assert rested >= 10 and moved_all >= 10
+  for i in range(20):  # without it, every 17-frame path fits
+    for obj in plain.attributes(i)[0]["objects"]:
+      assert (np.abs(np.diff(obj["centers"], axis=0)).max(axis=1) > 1e-4).all()
+  zero = synthetic.SyntheticVideos(synthetic.SyntheticConfig(**kw, wall_fraction=0.0))
+  for i in range(5):
+    np.testing.assert_array_equal(zero.sample(i)["video"], plain.sample(i)["video"])
+
+
+def test_wall_fraction_is_validated():
+  with pytest.raises(ValueError, match="wall_fraction"):
+    synthetic.SyntheticConfig(speed=1 / 32, wall_fraction=1.5)
+  with pytest.raises(ValueError, match="needs speed"):
+    synthetic.SyntheticConfig(wall_fraction=0.3)

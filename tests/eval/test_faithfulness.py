@@ -34,6 +34,25 @@ def test_shuffled_prompts_are_not():
     assert max(result[key].values()) < 0.5, result
 
 
+def test_confusion_counts_what_was_read_per_prompted_value():
+  items = _items(6)
+  truth = faithfulness.faithfulness(items)["confusion"]
+  for key, field in faithfulness.ATTRIBUTES.items():
+    # Ground truth: every prompted value was read as itself, and the counts add up.
+    assert all(set(row) == {value} for value, row in truth[key].items())
+    values = [a[field] for _, a, _ in items]
+    assert {v: {v: values.count(v)} for v in values} == truth[key]
+  # A blank video reads as "none"; a red-circle prompt on a blue square reads blue / square.
+  blank = np.zeros_like(items[0][0])
+  attrs = dict(items[0][1], color="red", shape="circle")
+  got = faithfulness.faithfulness([(blank, attrs, "seen")])["confusion"]
+  assert got["color"] == {"red": {"none": 1}}
+  square = next((v, a) for v, a, _ in items if a["shape"] == "square" and a["color"] != "red")
+  got = faithfulness.faithfulness([(square[0], attrs, "seen")])["confusion"]
+  assert got["color"] == {"red": {square[1]["color"]: 1}}
+  assert got["shape"] == {"circle": {"square": 1}}
+
+
 def test_a_split_without_videos_is_left_out():
   result = faithfulness.faithfulness(_items(2)[:2])
   assert set(result["color"]) == {"seen"}
@@ -67,7 +86,8 @@ def test_reader_and_keys_are_the_callers():
   items = _items(2)
   blind = faithfulness.faithfulness(items, reader=lambda v: probe.Reading(None, None, None),
                                     keys=("color", "direction"))
-  assert set(blind) == {"color", "direction", "count", "num_videos"}
+  assert set(blind) == {"color", "direction", "count", "num_videos", "confusion"}
+  assert set(blind["confusion"]) == {"color", "direction"}
   assert blind["color"] == {"seen": 0.0, "heldout": 0.0} and blind["num_videos"] == 4
 
 
