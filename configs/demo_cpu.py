@@ -78,7 +78,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # world: motion gap 0.003 (latent frame 1: 0.007), direction 20% / 27%.
       speed=1 / 32,
       # Straight motions that may reach the frame's edge within a clip and rest there
-      # (synthetic.SyntheticConfig.wall_fraction), as every minute-long clip's object does.
+      # (synthetic.SyntheticConfig.wall_fraction), as every minute-long clip's object does. Off:
+      # the default LM does not move the object (direction 7% / 13%), so it never meets the edge.
+      # With the copy head (lm.model below) the object moves 2 px a frame and, never having seen
+      # an edge, leaves the 64-px frame within ~3 s (presence 0 in every window, measured by
+      # tracking it). 0.3 with the copy head, the same tokenizer: presence without re-encoding
+      # 0.2, 0.2, 0.6, 0.6, 0.6, 0.4 per window (was 0), with it 0.2 then 0; but direction 20% /
+      # 20% (was 47% / 47%; faithfulness.confusion reads the moving objects as shrinking or
+      # growing), motion gap 0.28 nats (was 1.63).
       wall_fraction=0.0,
   )
   config.tokenizer = dict(
