@@ -27,13 +27,13 @@ def matches(video: np.ndarray, attributes: dict, reader: Reader = probe.read,
             keys: Sequence[str] = tuple(ATTRIBUTES)) -> dict[str, bool]:
   """`{key: bool}` for `keys` of `ATTRIBUTES`: whether `reader`'s reading of a uint8
   `[T, H, W, 3]` video equals the prompt's `attributes` (`color`, `shape`, `motion`)."""
-  missing = [ATTRIBUTES[k] for k in keys if ATTRIBUTES[k] not in attributes]
-  if missing:
-    raise KeyError(f"prompt attributes {attributes} lack the fields {missing}")
   return _compare(reader(video), attributes, keys)
 
 
 def _compare(reading: probe.Reading, attributes: dict, keys: Sequence[str]) -> dict[str, bool]:
+  missing = [ATTRIBUTES[k] for k in keys if ATTRIBUTES[k] not in attributes]
+  if missing:
+    raise KeyError(f"prompt attributes {attributes} lack the fields {missing}")
   return {key: getattr(reading, ATTRIBUTES[key]) == attributes[ATTRIBUTES[key]] for key in keys}
 
 
@@ -61,9 +61,6 @@ def faithfulness(items: Iterable[tuple[np.ndarray, dict, str]], reader: Reader =
   for video, attributes, split in items:
     if split not in SPLITS:
       raise ValueError(f"split {split!r} unknown; known: {SPLITS}")
-    missing = [ATTRIBUTES[k] for k in keys if ATTRIBUTES[k] not in attributes]
-    if missing:
-      raise KeyError(f"prompt attributes {attributes} lack the fields {missing}")
     count[split] += 1
     reading = reader(video)
     for key, ok in _compare(reading, attributes, keys).items():
