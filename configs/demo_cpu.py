@@ -169,6 +169,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # rows, so codes that share digits share what is learnt. Learned codes, stage 1 (450 x 32
       # images): final loss 2.58 vs 3.37 nats, colour gap 0.12 vs 0.00 nats.
       digit_codes=True,
+      # Loss x this on video ids that differ from one latent frame earlier, the blocks where
+      # the object moves (data/loss_weights.changed_token_weights); 1: off.
+      changed_weight=1.0,
       # The LM's initialisation and data order (train.seed of every stage); other values
       # measure how much the recipe's figures depend on the draw.
       seed=0,

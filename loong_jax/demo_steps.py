@@ -123,6 +123,8 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
     out.lm.copy_head = False
   if "text_dropout" in lm:
     out.data.text_dropout = float(lm.text_dropout)
+  if "changed_weight" in lm:  # data/loss_weights.changed_token_weights
+    out.data.loss.changed_weight = float(lm.changed_weight)
   if "mixes" in lm:  # per stage {source: weight}; the stage's own sources, reweighted
     mix = dict(lm.mixes[k])
     known = {src["path"].rsplit("/", 1)[-1]: src for src in out.data.sources}

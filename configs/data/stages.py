@@ -42,7 +42,10 @@ def data_config(stage: int, root: str, demo: bool = False) -> ml_collections.Con
       max_text_len=32 if demo else 64,
       text_dropout=0.1,                # classifier-free guidance (SPEC §4)
       loss=dict(scheme="first_frame",  # uniform | first_frame | linear_decay | per_frame_mean
-                first_frame_weight=5.0, text_weight=0.0),
+                first_frame_weight=5.0, text_weight=0.0,
+                # x this for video ids that differ from one latent frame earlier (the moving
+                # parts; data/loss_weights.changed_token_weights); 1: off, as Loong.
+                changed_weight=1.0),
       seed=0,
       shuffle=True,
       worker_count=0,                  # grain worker processes (need absl flags parsed)

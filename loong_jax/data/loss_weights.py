@@ -15,6 +15,11 @@ sequence with F latent frames:
 Text-id targets get `text_weight` (default 0: text is conditioning, not a target); `<bov>`,
 `<no_text>` and `<pad>` targets get 0.
 
+On top of any scheme, `changed_token_weights` multiplies the video ids that differ from their
+frame-mate one latent frame earlier by `changed_weight` [ours]: in a clip of a small moving object
+on a still background, the few blocks where it moves carry all of the motion, and summed with the
+many copied blocks their loss is too small a share for a small LM to learn the prompted direction.
+
 Pure array code: works on NumPy arrays (the data pipeline) and on `jax.numpy` arrays inside a
 jitted step (pass `xp=jnp`).
 """
@@ -79,3 +84,23 @@ def frame_loss_weights(targets, vocab: tokens.Vocab, scheme: str = "first_frame"
     video = xp.ones(targets.shape, xp.float32) / xp.maximum(num_frames, 1.0)
   weights = xp.where(is_video, video, xp.where(is_text, xp.float32(text_weight), xp.float32(0.0)))
   return weights.astype(xp.float32)
+
+
+def changed_token_weights(inputs, targets, vocab: tokens.Vocab,
+                          changed_weight: float) -> np.ndarray:
+  """`[..., L]` float32 multipliers: `changed_weight` for each video-id target that differs from
+  its frame-mate one latent frame earlier (`tokens.previous_frame_inputs` of `inputs`), 1
+  elsewhere (latent frame 0, unchanged ids, non-video targets). NumPy only (the data pipeline).
+
+  Args:
+    inputs: `[..., L]` int32 model inputs (`sequence[:-1]`).
+    targets: `[..., L]` int32 next-token ids (`sequence[1:]`).
+    vocab: the id layout.
+    changed_weight: > 0; 1 leaves every weight as it is.
+  """
+  if not changed_weight > 0:
+    raise ValueError(f"changed_weight={changed_weight} must be > 0 (1: off)")
+  targets = np.asarray(targets)
+  before = tokens.previous_frame_inputs(inputs, vocab)
+  changed = (before >= 0) & vocab.is_video(targets) & (targets != before)
+  return np.where(changed, np.float32(changed_weight), np.float32(1.0)).astype(np.float32)

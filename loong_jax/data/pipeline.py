@@ -54,6 +54,7 @@ class ExampleSpec:
   scheme: str
   first_frame_weight: float
   text_weight: float
+  changed_weight: float = 1.0  # `loss_weights.changed_token_weights`; 1: off
 
   def __call__(self, record: dict, rng: np.random.Generator) -> dict:
     codes = record["video_ids"]
@@ -67,10 +68,13 @@ class ExampleSpec:
                        f"({len(seq) - 1} tokens); raise it or lower max_text_len / max_frames")
     padded = np.full(self.seq_len + 1, self.vocab.pad, np.int32)
     padded[: len(seq)] = seq
-    targets = padded[1:]
-    return {"inputs": padded[:-1], "targets": targets,
-            "weights": loss_weights.frame_loss_weights(
-                targets, self.vocab, self.scheme, self.first_frame_weight, self.text_weight),
+    inputs, targets = padded[:-1], padded[1:]
+    weights = loss_weights.frame_loss_weights(targets, self.vocab, self.scheme,
+                                              self.first_frame_weight, self.text_weight)
+    if self.changed_weight != 1.0:
+      weights = weights * loss_weights.changed_token_weights(inputs, targets, self.vocab,
+                                                             self.changed_weight)
+    return {"inputs": inputs, "targets": targets, "weights": weights,
             "frame": tokens.frame_index(targets, self.vocab)}
 
 
@@ -149,8 +153,11 @@ def make_pipeline(data_config, vocab: tokens.Vocab, *, process_index: int | None
   spec = ExampleSpec(vocab=vocab, seq_len=seq_len, max_text_len=cfg.max_text_len,
                      text_dropout=cfg.text_dropout, scheme=cfg.loss.scheme,
                      first_frame_weight=cfg.loss.first_frame_weight,
-                     text_weight=cfg.loss.text_weight)
+                     text_weight=cfg.loss.text_weight,
+                     changed_weight=float(cfg.loss.get("changed_weight", 1.0)))
   loss_weights.frame_loss_weights(np.zeros(1, np.int32), vocab, spec.scheme)  # validates scheme
+  loss_weights.changed_token_weights(np.zeros(1, np.int32), np.zeros(1, np.int32), vocab,
+                                     spec.changed_weight)  # validates changed_weight
   if num_epochs is None:
     mixed = grain.MapDataset.mix(datasets, weights) if len(datasets) > 1 else datasets[0]
   else:

@@ -75,3 +75,19 @@ def test_batched_and_jax_agree():
 def test_unknown_scheme():
   with pytest.raises(ValueError, match="scheme"):
     loss_weights.frame_loss_weights(np.zeros(3, int), VOCAB, "nope")
+
+
+def test_changed_tokens_get_changed_weight():
+  """Only the video ids that differ from one latent frame earlier are up-weighted."""
+  codes = np.array([[1, 2, 3], [1, 7, 3], [1, 7, 9]])  # frame 1 changes id 1, frame 2 id 2
+  seq = tokens.build_sequence(np.array([5, 6]), codes, VOCAB)
+  inputs, targets = seq[:-1], seq[1:]
+  got = loss_weights.changed_token_weights(inputs, targets, VOCAB, 4.0)
+  assert got.dtype == np.float32 and got.shape == targets.shape
+  changed = np.flatnonzero(got == 4.0)
+  np.testing.assert_array_equal(targets[changed], [7 + VOCAB.video_offset, 9 + VOCAB.video_offset])
+  assert np.all(got[np.setdiff1d(np.arange(len(got)), changed)] == 1.0)
+  np.testing.assert_array_equal(loss_weights.changed_token_weights(inputs, targets, VOCAB, 1.0),
+                                np.ones(len(targets)))
+  with pytest.raises(ValueError, match="changed_weight"):
+    loss_weights.changed_token_weights(inputs, targets, VOCAB, 0.0)

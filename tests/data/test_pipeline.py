@@ -70,6 +70,22 @@ def test_weights_follow_the_config(token_dirs):
   assert np.all(batch["weights"][(frame < 0) & ~eov] == 0)
 
 
+def test_changed_weight_reaches_the_batch(token_dirs):
+  """data.loss.changed_weight multiplies exactly the ids that differ from a frame earlier."""
+  config = data_config([(token_dirs["clips9"], 1.0, 9)], shuffle=False)
+  plain = _batches(config, 1)[0]
+  config.loss.changed_weight = 3.0
+  batch = _batches(config, 1)[0]
+  np.testing.assert_array_equal(batch["targets"], plain["targets"])
+  extra = pipeline.loss_weights.changed_token_weights(batch["inputs"], batch["targets"], VOCAB,
+                                                      3.0)
+  assert np.any(extra == 3.0)  # the stand-in encoder's codes change where the object moves
+  np.testing.assert_allclose(batch["weights"], plain["weights"] * extra)
+  config.loss.changed_weight = -1.0
+  with pytest.raises(ValueError, match="changed_weight"):
+    _batches(config, 1)
+
+
 def test_mixing_and_text_dropout(token_dirs):
   config = data_config([(token_dirs["images"], 0.25, 1), (token_dirs["clips9"], 0.75, 9)],
                        batch_size=8, text_dropout=0.5)
