@@ -1,9 +1,8 @@
 """The end-to-end CPU demo: `python -m loong_jax.demo --workdir DIR [--config FILE:variant]`.
 
-Variants: `default` (20.5 minutes alone on 2 CPU cores from a fresh clone before the speed world
-and the longer tokenizer clip phase; with them 2,205 s measured while another run shared the
-cores, not re-measured alone) and `quick` (about 3 minutes, for CI and the notebook: the
-pipeline, nothing learns).
+Variants: `default` (1,215 s alone on 2 CPU cores from a fresh clone of 44e6674; 1,307 s from a
+fresh clone of 02583eb, its first ~5 minutes sharing the cores with another run) and `quick`
+(about 3 minutes, for CI and the notebook: the pipeline, nothing learns).
 Every number of the run is here; one block per step, each with the measurement behind it (issue 13;
 the README's table has the whole report):
 
