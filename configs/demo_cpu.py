@@ -192,6 +192,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       batch_size=(8, 8, 4) if quick else (32, 16, 4),
       # Per stage {source: weight}. Images stay in every stage so that stage 2 and 3 do not
       # forget what stage 1 learnt (a stage-3 run without them lost the prompted colour).
+      # A source may be cut to its first frames, `name@frames` (demo_steps.stage_sources):
+      # `clips17@5` is two latent frames, the first frame and the one whose motion only the
+      # prompt tells.
       mixes=({"images": 1.0}, {"images": 0.4, "clips17": 0.6},
              {"images": 0.3, "clips17": 0.4, "clips65": 0.3}),
       log_every=5 if quick else 25,

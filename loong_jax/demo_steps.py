@@ -125,14 +125,8 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
     out.data.text_dropout = float(lm.text_dropout)
   if "changed_weight" in lm:  # data/loss_weights.changed_token_weights
     out.data.loss.changed_weight = float(lm.changed_weight)
-  if "mixes" in lm:  # per stage {source: weight}; the stage's own sources, reweighted
-    mix = dict(lm.mixes[k])
-    known = {src["path"].rsplit("/", 1)[-1]: src for src in out.data.sources}
-    unknown = sorted(set(mix) - set(known))
-    if unknown:
-      raise ValueError(f"config.lm.mixes[{k}]: unknown sources {unknown}; stage {stage} has "
-                       f"{sorted(known)}")
-    out.data.sources = [dict(known[name], weight=float(w)) for name, w in mix.items() if w > 0]
+  if "mixes" in lm:  # per stage {source[@frames]: weight} (stage_sources)
+    out.data.sources = stage_sources(out.data, dict(lm.mixes[k]), k, stage)
   out.vocab.video_size = video_vocab_size(config)
   if lm.get("digit_codes", False):  # llm/code_digits.py: the codec's codes as digits
     out.lm.video_code_levels = video_code_levels(config)
@@ -146,6 +140,31 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
   longest = max(src["max_frames"] for src in out.data.sources)
   out.train.seq_len = pipeline_lib.required_seq_len(out.data.max_text_len, longest,
                                                     out.data.frame_width**2)
+  return out
+
+
+def stage_sources(data, mix: dict, k: int, stage: int) -> list[dict]:
+  """The sources of one stage from `config.lm.mixes[k]` (`{name: weight}`): `name` is any token
+  folder of the demo (`SOURCES`: images, clips17, clips65), optionally
+  `name@frames`, its clips cut to their first `frames` frames (1 + 4n), e.g. `clips17@5`: the
+  first two latent frames of the 17-frame clips. `data` is the stage's `config.data`."""
+  template = dict(data.sources[0])
+  known = {name: dict(template, path=f"{data.root}/{name}", max_frames=frames)
+           for name, frames in SOURCES}
+  out = []
+  for key, weight in mix.items():
+    name, _, frames = key.partition("@")
+    if name not in known:
+      raise ValueError(f"config.lm.mixes[{k}] (stage {stage}): unknown source {name!r}; known: "
+                       f"{sorted(known)} (each may be cut as name@frames)")
+    src = dict(known[name], weight=float(weight))
+    if frames:
+      if not frames.isdigit() or (int(frames) - 1) % 4 or int(frames) > src["max_frames"]:
+        raise ValueError(f"config.lm.mixes[{k}]: {key!r}: frames must be 1 + 4n and at most "
+                         f"the source's {src['max_frames']}")
+      src["max_frames"] = int(frames)
+    if weight > 0:
+      out.append(src)
   return out
 
 

@@ -292,9 +292,19 @@ def test_lm_stage_config_takes_the_demo_recipe(tmp_path):
   config.lm.digit_codes = True
   # The sequence length follows the text budget and the longest clip of the stage.
   assert stages[2].train.seq_len == pipeline.required_seq_len(config.text.max_text_len, 65, 64)
-  config.lm.mixes = ({"clips17": 1.0},) * 3
-  with pytest.raises(ValueError, match=r"config.lm.mixes\[0\]: unknown sources \['clips17'\]"):
-    demo_steps.lm_stage_config(config, run, 1)
+  # Any token folder in any stage, optionally cut to its first frames (name@frames).
+  config.lm.mixes = ({"images": 0.5, "clips17@5": 0.5},) * 3
+  first = demo_steps.lm_stage_config(config, run, 1)
+  assert [(src["path"].rsplit("/", 1)[-1], src["max_frames"], src["weight"])
+          for src in first.data.sources] == [("images", 1, 0.5), ("clips17", 5, 0.5)]
+  assert first.train.seq_len == pipeline.required_seq_len(config.text.max_text_len, 5, 64)
+  for bad, message in (({"clips33": 1.0}, r"config.lm.mixes\[0\] \(stage 1\): unknown source "
+                                          r"'clips33'"),
+                       ({"clips17@6": 1.0}, "frames must be 1 \\+ 4n"),
+                       ({"clips17@21": 1.0}, "at most the source's 17")):
+    config.lm.mixes = (bad,) * 3
+    with pytest.raises(ValueError, match=message):
+      demo_steps.lm_stage_config(config, run, 1)
   config.lm.mixes = ({"images": 1.0},) * 3
   config.lm.model.widthh = 3
   with pytest.raises(ValueError, match="config.lm.model.widthh"):
