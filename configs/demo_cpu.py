@@ -194,7 +194,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # forget what stage 1 learnt (a stage-3 run without them lost the prompted colour).
       # A source may be cut to its first frames, `name@frames` (demo_steps.stage_sources):
       # `clips17@5` is two latent frames, the first frame and the one whose motion only the
-      # prompt tells.
+      # prompt tells. Measured (README, "Motion, next session"): stage 2 = images 0.3 +
+      # clips17@5 0.7 at 500-600 x 32 did not make the LM read the motion word (motion gap at
+      # latent frame 1: -0.006 learned, 0.007 oracle; direction 13% / 0% and 13% / 7%) and cost
+      # presence (0.8 in most windows); one stage from scratch on oracle clips17@5 alone (600 x
+      # 32) read it (0.29 nats). Not adopted.
       mixes=({"images": 1.0}, {"images": 0.4, "clips17": 0.6},
              {"images": 0.3, "clips17": 0.4, "clips65": 0.3}),
       log_every=5 if quick else 25,
