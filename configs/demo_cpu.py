@@ -197,8 +197,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # prompt tells. Measured (README, "Motion, next session"): stage 2 = images 0.3 +
       # clips17@5 0.7 at 500-600 x 32 did not make the LM read the motion word (motion gap at
       # latent frame 1: -0.006 learned, 0.007 oracle; direction 13% / 0% and 13% / 7%) and cost
-      # presence (0.8 in most windows); one stage from scratch on oracle clips17@5 alone (600 x
-      # 32) read it (0.29 nats). Not adopted.
+      # presence (0.8 in most windows). On oracle codes an LM from scratch on clips17@5 alone
+      # (600 x 32, lr 3e-3) read it in three runs (0.07-0.29 nats), not at lr 1e-2 nor started
+      # from the image stage (0.013); on learned codes not even so (-0.002). Not adopted. Oracle
+      # with stage 1 = clips17@5 only (600 x 32, lr 3e-3), stages 2-3 as here: direction 33% / 20%
+      # (was 7% / 0%), presence 0.6-0.8 per window (was 1.0), colour 100% / 80% (README).
       mixes=({"images": 1.0}, {"images": 0.4, "clips17": 0.6},
              {"images": 0.3, "clips17": 0.4, "clips65": 0.3}),
       log_every=5 if quick else 25,
