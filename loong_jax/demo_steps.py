@@ -126,7 +126,7 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
   if "changed_weight" in lm:  # data/loss_weights.changed_token_weights
     out.data.loss.changed_weight = float(lm.changed_weight)
   if "mixes" in lm:  # per stage {source[@frames]: weight} (stage_sources)
-    out.data.sources = stage_sources(out.data, dict(lm.mixes[k]), k, stage)
+    out.data.sources = stage_sources(out.data, dict(lm.mixes[k]), k)
   out.vocab.video_size = video_vocab_size(config)
   if lm.get("digit_codes", False):  # llm/code_digits.py: the codec's codes as digits
     out.lm.video_code_levels = video_code_levels(config)
@@ -143,28 +143,30 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
   return out
 
 
-def stage_sources(data, mix: dict, k: int, stage: int) -> list[dict]:
-  """The sources of one stage from `config.lm.mixes[k]` (`{name: weight}`): `name` is any token
-  folder of the demo (`SOURCES`: images, clips17, clips65), optionally
-  `name@frames`, its clips cut to their first `frames` frames (1 + 4n), e.g. `clips17@5`: the
-  first two latent frames of the 17-frame clips. `data` is the stage's `config.data`."""
-  template = dict(data.sources[0])
-  known = {name: dict(template, path=f"{data.root}/{name}", max_frames=frames)
-           for name, frames in SOURCES}
+def stage_sources(data, mix: dict, k: int) -> list[dict]:
+  """The sources of stage `k + 1` from `config.lm.mixes[k]` (`{name: weight}`): `name` is any
+  token folder of the demo (`SOURCES`: images, clips17, clips65), optionally `name@frames`, its
+  clips cut to their first `frames` frames (1 + 4n), e.g. `clips17@5`: the first two latent
+  frames of the 17-frame clips. `data` is the stage's `config.data`; weight 0 drops a source."""
+  known = dict(SOURCES)
   out = []
   for key, weight in mix.items():
     name, _, frames = key.partition("@")
     if name not in known:
-      raise ValueError(f"config.lm.mixes[{k}] (stage {stage}): unknown source {name!r}; known: "
+      raise ValueError(f"config.lm.mixes[{k}] (stage {k + 1}): unknown source {name!r}; known: "
                        f"{sorted(known)} (each may be cut as name@frames)")
-    src = dict(known[name], weight=float(weight))
+    max_frames = known[name]
     if frames:
-      if not frames.isdigit() or (int(frames) - 1) % 4 or int(frames) > src["max_frames"]:
+      try:  # tokens.latent_frames checks 1 + 4n
+        valid = tokens.latent_frames(int(frames)) and int(frames) <= max_frames
+      except ValueError:
+        valid = False
+      if not valid:
         raise ValueError(f"config.lm.mixes[{k}]: {key!r}: frames must be 1 + 4n and at most "
-                         f"the source's {src['max_frames']}")
-      src["max_frames"] = int(frames)
+                         f"the source's {max_frames}")
+      max_frames = int(frames)
     if weight > 0:
-      out.append(src)
+      out.append(dict(path=f"{data.root}/{name}", weight=float(weight), max_frames=max_frames))
   return out
 
 
