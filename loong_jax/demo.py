@@ -11,7 +11,8 @@ report.json) and draw the plots. Steps and outputs: `loong_jax/demo_steps.py`.
 Resumable: a finished step leaves `WORKDIR/steps/<step>.done` and is skipped when the command is
 run again; an interrupted step (Ctrl-C, a killed job) resumes from its own checkpoints. Wall time
 per step, summed over interrupted attempts, goes to `WORKDIR/timings.json` and report.json
-(`timings.<step>_s`).
+(`timings.<step>_s`). A changed config is checked against the run's (`loong_jax/demo_workdir.py`):
+`--from_step=STEP` redoes STEP and the later steps with it.
 """
 
 from __future__ import annotations
@@ -26,19 +27,23 @@ from collections.abc import Callable
 
 from absl import flags
 
-from loong_jax import cli
-from loong_jax.demo_steps import CONFIG_FILE, REPO, STEPS
+from loong_jax import cli, demo_workdir
+from loong_jax.demo_steps import REPO, STEPS
 
 # Flag holders, created by define_flags() when the module runs as a program.
-_CONFIG = _WORKDIR = None
+_CONFIG = _WORKDIR = _FROM_STEP = None
 
 
 def define_flags():
   """Define this entry point's flags (only when run as a program, so that modules that
   define flags of the same names can be imported side by side, e.g. by tests)."""
-  global _CONFIG, _WORKDIR
+  global _CONFIG, _WORKDIR, _FROM_STEP
   _CONFIG = cli.define_config_flag(os.path.join(REPO, "configs", "demo_cpu.py"))
   _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; re-run to resume).")
+  _FROM_STEP = flags.DEFINE_enum(
+      "from_step", None, list(STEPS), "Redo this step and every later one with this command's "
+      "config, keeping the earlier steps (their old outputs go to WORKDIR/replaced/<time>/); "
+      "needed when the config changed in a block that a finished step read.")
 
 StepRunner = Callable[[str, str], None]
 
@@ -80,12 +85,16 @@ def run_in_child(name: str, workdir: str):
 
 
 def run_pipeline(config, workdir: str, steps=tuple(STEPS),
-                 runner: StepRunner = run_in_child) -> dict[str, float]:
-  """Run the steps not yet done, in order; returns `{step: seconds}` (timings.json)."""
+                 runner: StepRunner = run_in_child,
+                 from_step: str | None = None) -> dict[str, float]:
+  """Run the steps not yet done, in order; returns `{step: seconds}` (timings.json).
+
+  Raises `demo_workdir.ConfigChanged` when `config` differs from the one the run's started
+  steps used, unless `from_step` says which step to redo from (`demo_workdir.prepare`).
+  """
   marks = os.path.join(workdir, "steps")
-  os.makedirs(marks, exist_ok=True)
-  with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-    f.write(config.to_json(indent=1))
+  for note in demo_workdir.prepare(config.to_json(indent=1), workdir, tuple(steps), from_step):
+    print(note, flush=True)
   timings_path = os.path.join(workdir, "timings.json")
   timings = _read_json(timings_path, {})
   began = time.time()
@@ -139,10 +148,10 @@ def main(argv):
   # default one, so they get Python's handler too.
   signal.signal(signal.SIGINT, signal.default_int_handler)
   try:
-    timings = run_pipeline(_CONFIG.value, workdir)
+    timings = run_pipeline(_CONFIG.value, workdir, from_step=_FROM_STEP.value)
   except KeyboardInterrupt:
     raise SystemExit("demo: interrupted; run the same command again to resume") from None
-  except StepFailed as e:
+  except (StepFailed, demo_workdir.ConfigChanged) as e:
     raise SystemExit(f"error: {e}") from None
   add_timings(workdir, timings)
 

@@ -34,6 +34,7 @@ import numpy as np
 from absl import logging
 
 from loong_jax import cli, demo_plots, tokens
+from loong_jax.demo_workdir import CONFIG_FILE
 from loong_jax import sharding as sharding_lib
 from loong_jax.data import encoders, pipeline as pipeline_lib, pretokenize as pretokenize_lib
 from loong_jax.data import synthetic
@@ -470,7 +471,6 @@ STEPS = {
     "evaluate": evaluate,
     "plots": plots,
 }
-CONFIG_FILE = "demo_config.json"
 
 
 def load_run_config(run: str) -> ml_collections.ConfigDict:
