@@ -91,6 +91,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # 'learned': train the tokenizer below. 'oracle': the pooling codec (8x8-block colour means,
       # `loong_jax/data/encoders.py`), nothing trained: trains and judges the LM half alone.
       kind="learned",
+      # The oracle's latent frame k >= 1 (encoders.pooling_stand_in_encoder): the 'mean' of its
+      # 4 frames (the tokenizer's causal grouping: a moving object is smeared over 4 positions
+      # in latent frame 1) or the 'last' one (every latent frame an exact one-block shift).
+      oracle_frames="mean",
       config=os.path.join(_CONFIGS, "tokenizer", "magvit2.py") + ":demo",
       # Recipe and measurements: configs/tokenizer/magvit2.py (module docstring, `demo_recipe`).
       # Image phase first: single frames, 8 per step, then inflation to the video model. quick:

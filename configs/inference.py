@@ -25,6 +25,7 @@ the run being loaded: override them as the run was trained, e.g. `--config.lm.nu
 | tokenizer_config   | video tokenizer config spec, e.g. 'configs/tokenizer/magvit2.py:loong_246m' |
 | tokenizer_dir      | the tokenizer's training run (orbax checkpoints under it)              |
 | tokenizer_kind     | 'learned' (the run above) or 'oracle' (pooling codec, no files)        |
+| oracle_frames      | the oracle's latent frame: 'mean' of its 4 frames or the 'last' one    |
 
 `tiny` matches `train_lm`'s built-in token stream: 4x4 tokens per latent frame (32x32 pixels),
 5 latent frames per clip.
@@ -81,5 +82,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       tokenizer_config="",
       tokenizer_dir="",
       tokenizer_kind="learned",
+      oracle_frames="mean",
   )
   return config

@@ -52,7 +52,7 @@ def load_stage_lm(config, run: str, stage_number: int) -> StageLM:
   logits_fn = text_gap.model_logits(model, params, vocab, config.pretokenize.batch_size,
                                     stage.data.frame_width, mesh, rules)
   if demo_steps.tokenizer_kind(config) == "oracle":
-    encode_video = jax.jit(encoders.pooling_stand_in_encoder(vocab.video_size))
+    encode_video = jax.jit(demo_steps.oracle_encoder(config, vocab.video_size))
   else:
     encode_video = encoders.tokenizer_encoder(demo_steps.tokenizer_config(config).tokenizer,
                                               os.path.join(run, "tokenizer"))

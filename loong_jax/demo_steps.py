@@ -211,6 +211,17 @@ def tokenizer_kind(config) -> str:
   return kind
 
 
+def oracle_encoder(config, size: int):
+  """The oracle's encoder (`encoders.pooling_stand_in_encoder`) with the demo's
+  `config.tokenizer.oracle_frames` ('mean' of a latent frame's 4 frames, or the 'last')."""
+  return encoders.pooling_stand_in_encoder(size, frames=oracle_frames(config))
+
+
+def oracle_frames(config) -> str:
+  """`config.tokenizer.oracle_frames` ('mean' for runs written before the field existed)."""
+  return config.tokenizer.get("oracle_frames", "mean")
+
+
 def video_size(config, run: str) -> int:
   """The LM's video vocabulary (the oracle codes fit it by construction)."""
   return int(lm_stage_config(config, run, 1).vocab.video_size)
@@ -247,7 +258,7 @@ def train_tokenizer(config, run: str):
   The oracle tokenizer trains nothing: its reconstructions fill tokenizer_eval.npz."""
   if tokenizer_kind(config) == "oracle":
     size = video_size(config, run)
-    encode = jax.jit(encoders.pooling_stand_in_encoder(size))
+    encode = jax.jit(oracle_encoder(config, size))
     decode = jax.jit(encoders.pooling_block_decoder(size))
 
     def oracle(video):
@@ -291,7 +302,7 @@ def pretokenize(config, run: str):
   vocab = tokens.Vocab(stage.vocab.text_size, stage.vocab.video_size)
   kind = tokenizer_kind(config)
   if kind == "oracle":
-    encode_fn = encoders.data_parallel(encoders.pooling_stand_in_encoder(vocab.video_size))
+    encode_fn = encoders.data_parallel(oracle_encoder(config, vocab.video_size))
   else:
     encode_fn = encoders.tokenizer_encoder(tokenizer_config(config).tokenizer,
                                            os.path.join(run, "tokenizer"))
@@ -338,7 +349,8 @@ def inference_config(config, run: str, reencode: bool) -> ml_collections.ConfigD
       # The tokenizer's own training config (demo overrides included), written by its run.
       text_model=os.path.join(run, "text.model"),
       tokenizer_config=os.path.join(run, "tokenizer", "config.json"),
-      tokenizer_dir=os.path.join(run, "tokenizer"), tokenizer_kind=tokenizer_kind(config))
+      tokenizer_dir=os.path.join(run, "tokenizer"), tokenizer_kind=tokenizer_kind(config),
+      oracle_frames=oracle_frames(config))
   return out
 
 
@@ -382,7 +394,8 @@ def generate(config, run: str):
       model = transformer.Transformer(transformer.LMConfig.from_config(ic.lm))
       params = generate_lib.restore_params(os.path.join(run, "lm", "stage3"), model, mesh, rules)
       codec = generate_lib.load_codec(ic.inference.tokenizer_config, ic.inference.tokenizer_dir,
-                                      ic.inference.tokenizer_kind, ic.vocab.video_size)
+                                      ic.inference.tokenizer_kind, ic.vocab.video_size,
+                                      ic.inference.oracle_frames)
       encode_text = generate_lib.load_text_encoder(ic.inference.text_model)
 
   clip_names = [clip_name(i, p) for i, p in enumerate(clips)]

@@ -96,23 +96,25 @@ def encode_prompt(prompt: str, encode_text: TextEncoder, max_len: int,
   return ids
 
 
-def oracle_codec(video_size: int) -> long_video.VideoCodec:
-  """The demo's oracle tokenizer as a codec: the pooling encoder and its block decoder
-  (`loong_jax.data.encoders`), whose re-encoding gives back the same codes."""
+def oracle_codec(video_size: int, frames: str = "mean") -> long_video.VideoCodec:
+  """The demo's oracle tokenizer as a codec: the pooling encoder (a latent frame's 4 frames
+  read as their `frames`: 'mean' or 'last') and its block decoder (`loong_jax.data.encoders`),
+  whose re-encoding gives back the same codes."""
   from loong_jax.data import encoders  # noqa: PLC0415 -- needs the tokenizer package
 
-  encode = jax.jit(encoders.pooling_stand_in_encoder(video_size))
+  encode = jax.jit(encoders.pooling_stand_in_encoder(video_size, frames=frames))
   decode_fn = jax.jit(encoders.pooling_block_decoder(video_size))
   return long_video.VideoCodec(lambda v: np.asarray(encode(v)), lambda i: np.asarray(decode_fn(i)),
                                4, 8)
 
 
 def load_codec(tokenizer_config: str, tokenizer_dir: str, kind: str = "learned",
-               video_size: int = 8_192) -> long_video.VideoCodec:
+               video_size: int = 8_192, oracle_frames: str = "mean") -> long_video.VideoCodec:
   """The video codec of `kind`: 'learned', the trained video tokenizer (EMA generator weights of
-  its latest checkpoint), or 'oracle' (`oracle_codec(video_size)`; no files read)."""
+  its latest checkpoint), or 'oracle' (`oracle_codec(video_size, oracle_frames)`; no files
+  read)."""
   if kind == "oracle":
-    return oracle_codec(video_size)
+    return oracle_codec(video_size, oracle_frames)
   if kind != "learned":
     raise ValueError(f"inference.tokenizer_kind={kind!r} unknown; known: 'learned', 'oracle'")
   if not tokenizer_config or not tokenizer_dir:
@@ -224,7 +226,8 @@ def main(argv):
   inf = config.inference
   try:
     codec = load_codec(inf.tokenizer_config, inf.tokenizer_dir,
-                       inf.get("tokenizer_kind", "learned"), config.vocab.video_size)
+                       inf.get("tokenizer_kind", "learned"), config.vocab.video_size,
+                       inf.get("oracle_frames", "mean"))
     encode_text = None
     if any(p.strip() for p in prompts):
       encode_text = load_text_encoder(inf.text_model or os.path.join(_WORKDIR.value,

@@ -29,6 +29,7 @@ from loong_jax.train import checkpoint as checkpoint_lib
 
 EncodeFn = Callable[[np.ndarray], np.ndarray]
 CODEC_KINDS = ("learned", "oracle")  # a trained tokenizer run, or the pooling codec below
+POOLING_FRAMES = ("mean", "last")  # how the pooling codec reads a latent frame's 4 frames
 
 
 def data_parallel(encode_fn: Callable, devices=None) -> EncodeFn:
@@ -48,22 +49,29 @@ def data_parallel(encode_fn: Callable, devices=None) -> EncodeFn:
   return run
 
 
-def pooling_stand_in_encoder(video_size: int, spatial: int = 8, temporal: int = 4) -> Callable:
+def pooling_stand_in_encoder(video_size: int, spatial: int = 8, temporal: int = 4,
+                             frames: str = "mean") -> Callable:
   """A TEST STAND-IN for the video tokenizer, not a learned model: causal average pooling
   quantised to codes.
 
   Latent frame 0 is frame 0, latent frame k the mean of frames 4k-3 .. 4k (the tokenizer's causal
-  grouping); each `spatial` x `spatial` patch's mean RGB is quantised to `b` bits per channel
+  grouping; `frames="last"`: frame 4k alone, so an object moving one block per latent frame
+  shifts its blocks exactly, latent frame 1 included, where the mean smears it over 4 positions);
+  each `spatial` x `spatial` patch's mean RGB is quantised to `b` bits per channel
   (3b <= log2(video_size)) and packed into one code. Deterministic, shapes as the real encoder's.
+  `pooling_block_decoder` inverts either form (it repeats a latent frame over its 4 frames).
   """
+  if frames not in POOLING_FRAMES:
+    raise ValueError(f"pooling encoder: frames={frames!r}, one of {POOLING_FRAMES}")
   levels = pooling_levels(video_size)
 
   def encode(video):
     b, t, h, w, c = video.shape
     first = video[:, :1]
-    rest = video[:, 1:].reshape(b, (t - 1) // temporal, temporal, h, w, c).mean(axis=2)
-    frames = jnp.concatenate([first, rest], axis=1)
-    pooled = frames.reshape(b, frames.shape[1], h // spatial, spatial, w // spatial, spatial,
+    rest = video[:, 1:].reshape(b, (t - 1) // temporal, temporal, h, w, c)
+    rest = rest.mean(axis=2) if frames == "mean" else rest[:, :, -1]
+    latent = jnp.concatenate([first, rest], axis=1)
+    pooled = latent.reshape(b, latent.shape[1], h // spatial, spatial, w // spatial, spatial,
                             c).mean(axis=(3, 5))
     q = jnp.clip(jnp.floor((pooled + 1.0) * 0.5 * levels), 0, levels - 1).astype(jnp.int32)
     return q[..., 0] + levels * q[..., 1] + levels * levels * q[..., 2]
