@@ -11,7 +11,8 @@ Every input is optional; a section whose inputs are absent is skipped with a log
                               int ids of any shape and codebook_size: int ->
                               tokenizer.codebook_usage, .codebook_perplexity (clips'
                               codes [N, F >= 3, h, w] also -> tokenizer.codes.*, their
-                              temporal stability, `eval/codes.py`); masks:
+                              temporal stability and, with masks, where they change
+                              when the object moves, `eval/codes.py`); masks:
                               bool [N, T, H, W] object masks and backgrounds: uint8 [N, H, W, 3]
                               -> tokenizer.object_psnr, .object_visible (`eval/objects.py`)
     RUN/tokenizer_eval.json   {"psnr": dB, "ssim": x, "codebook_usage": x, ...} measured by the
@@ -50,6 +51,7 @@ videos, RUN/long_video.md (table) and RUN/long_video.png (plot).
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 
@@ -114,6 +116,10 @@ def tokenizer_section(run: str, i3d_checkpoint: str = "", reader: str = "probe")
       out["codebook_usage"], out["codebook_perplexity"] = usage["usage"], usage["perplexity"]
       if arrays["codes"].ndim == 4 and arrays["codes"].shape[1] >= 3:  # clips' codes
         out["codes"] = codes_lib.stability(arrays["codes"])
+        if "masks" in arrays:
+          where = codes_lib.locality(arrays["codes"], arrays["masks"])
+          # NaN (no moving object, or no token far from it) is not a report number.
+          out["codes"].update({k: v for k, v in where.items() if math.isfinite(v)})
   json_path = os.path.join(run, "tokenizer_eval.json")
   if os.path.exists(json_path):
     with open(json_path) as f:

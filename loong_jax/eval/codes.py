@@ -17,11 +17,19 @@ differ in kind even for a still clip):
     (biased low when the pairs are few next to the codes they use; compare runs at equal N);
     the loss floor of an LM that only copies from the same position;
   * `entropy`: H(code) over those tokens, nats; `top_share`: the most common code's share.
+
+`locality(codes, masks)` says *where* codes change when the object moves (k >= 2 as above, only
+transitions whose object blocks moved): `changed_near`, the fraction of tokens within `radius`
+blocks of the object (in either frame) that change, and `changed_far`, the fraction of the
+others. A local code changes near the object only (oracle and local encoder: 0 far); the demo's
+default encoder changed 50% of the far tokens (and 94% of the near ones) on its 32 held-out clips,
+so on its codes a one-block move is a change of most of the frame, not a shift of a few tokens.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 
 def _entropy(values: np.ndarray) -> float:
@@ -49,4 +57,49 @@ def stability(codes: np.ndarray) -> dict[str, float]:
       "entropy": _entropy(cur),
       "top_share": float(counts.max() / counts.sum()),
       "pairs": int(cur.size),
+  }
+
+
+def block_occupancy(masks: np.ndarray, grid: tuple[int, int], temporal: int = 4) -> np.ndarray:
+  """bool `[N, F, h, w]`: the latent blocks an object covers in any pixel frame a latent frame
+  stands for (frame 0 for latent 0, frames 4k-3..4k for latent k), from pixel masks
+  `[N, T, H, W]` (T = 1 + 4(F - 1))."""
+  masks = np.asarray(masks, bool)
+  n, t, height, width = masks.shape
+  h, w = grid
+  if (t - 1) % temporal or height % h or width % w:
+    raise ValueError(f"block occupancy: masks {masks.shape} do not fit a {h}x{w} grid and "
+                     f"{temporal}-frame latent frames")
+  groups = [masks[:, :1]] + [masks[:, 1 + temporal * k:1 + temporal * (k + 1)]
+                             for k in range((t - 1) // temporal)]
+  frames = np.stack([g.any(axis=1) for g in groups], axis=1)  # [N, F, H, W]
+  return frames.reshape(n, len(groups), h, height // h, w, width // w).any(axis=(3, 5))
+
+
+def locality(codes: np.ndarray, masks: np.ndarray, radius: int = 2) -> dict[str, float]:
+  """`{"changed_near", "changed_far", "far_share", "moved_transitions"}` of int codes
+  `[N, F, h, w]` (F >= 3) and the clips' object masks `[N, T, H, W]` (module docstring);
+  NaN fractions when no object moved."""
+  codes = np.asarray(codes)
+  if codes.ndim != 4 or codes.shape[1] < 3:
+    raise ValueError(f"code locality: need codes [N, F >= 3, h, w], got shape {codes.shape}")
+  occupied = block_occupancy(masks, codes.shape[2:])
+  if occupied.shape[:2] != codes.shape[:2]:
+    raise ValueError(f"code locality: masks {np.shape(masks)} do not match codes {codes.shape}")
+  structure = np.ones((2 * radius + 1,) * 2, bool)
+  near_sum = far_sum = near_n = far_n = moved = 0
+  for i in range(codes.shape[0]):
+    for k in range(2, codes.shape[1]):
+      if np.array_equal(occupied[i, k], occupied[i, k - 1]):
+        continue
+      moved += 1
+      near = ndimage.binary_dilation(occupied[i, k] | occupied[i, k - 1], structure)
+      changed = codes[i, k] != codes[i, k - 1]
+      near_sum, near_n = near_sum + changed[near].sum(), near_n + near.sum()
+      far_sum, far_n = far_sum + changed[~near].sum(), far_n + (~near).sum()
+  return {
+      "changed_near": float(near_sum / near_n) if near_n else float("nan"),
+      "changed_far": float(far_sum / far_n) if far_n else float("nan"),
+      "far_share": float(far_n / (near_n + far_n)) if moved else float("nan"),
+      "moved_transitions": int(moved),
   }

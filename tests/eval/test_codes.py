@@ -54,3 +54,39 @@ def test_bad_shapes_are_reported():
     codes.stability(np.zeros((2, 2, 4, 4), int))
   with pytest.raises(ValueError, match="non-negative"):
     codes.stability(-np.ones((1, 3, 2, 2), int))
+
+
+def _moving_square(n=3, frames=9, side=32, block=8):
+  """Masks `[n, T, side, side]` of an 8-px square moving right 2 px a frame, from x = 0."""
+  masks = np.zeros((n, frames, side, side), bool)
+  for t in range(frames):
+    masks[:, t, 8:16, 2 * t:2 * t + 8] = True
+  return masks
+
+
+def test_block_occupancy_follows_the_latent_grouping():
+  occupied = codes.block_occupancy(_moving_square(), (4, 4))
+  assert occupied.shape == (3, 3, 4, 4)
+  np.testing.assert_array_equal(occupied[0, 0, 1], [True, False, False, False])  # frame 0
+  np.testing.assert_array_equal(occupied[0, 1, 1], [True, True, False, False])   # frames 1-4
+  np.testing.assert_array_equal(occupied[0, 2, 1], [False, True, True, False])   # frames 5-8
+  assert not occupied[:, :, [0, 2, 3]].any()
+  with pytest.raises(ValueError, match="do not fit"):
+    codes.block_occupancy(_moving_square()[:, :8], (4, 4))
+
+
+def test_locality_tells_local_codes_from_global_ones():
+  masks = np.zeros((2, 17, 64, 64), bool)
+  for t in range(17):
+    masks[:, t, 24:40, 2 * t:2 * t + 16] = True
+  occupied = codes.block_occupancy(masks, (8, 8))
+  local = np.where(occupied, 7, 0)                         # a code only where the object is
+  out = codes.locality(local, masks, radius=1)
+  assert out["changed_far"] == 0.0 and out["changed_near"] > 0.0
+  assert out["moved_transitions"] == 2 * 3
+  global_ = local + np.arange(5)[None, :, None, None] * 100  # every code depends on the frame
+  assert codes.locality(global_, masks, radius=1)["changed_far"] == 1.0
+  still = np.repeat(masks[:, :1], 17, axis=1)
+  assert np.isnan(codes.locality(local, still)["changed_far"])
+  with pytest.raises(ValueError, match="do not match"):
+    codes.locality(local[:, :4], masks)

@@ -72,6 +72,10 @@ def test_evaluate_measures_every_section(tmp_path):
   # Random codes: 1/32 of the tokens unchanged in expectation, 3 x 3 x 16 pairs counted.
   assert loaded["tokenizer"]["codes"]["pairs"] == 144
   assert loaded["tokenizer"]["codes"]["unchanged"] < 0.15
+  # ... and where the object moved, random codes change near it (no block is far on 4 x 4).
+  assert loaded["tokenizer"]["codes"]["moved_transitions"] > 0
+  assert loaded["tokenizer"]["codes"]["changed_near"] > 0.8
+  assert "changed_far" not in loaded["tokenizer"]["codes"]
   assert 35 < loaded["tokenizer"]["object_psnr"] < 45
   assert loaded["tokenizer"]["object_visible"] == 1.0
   # Slightly noisy reconstructions of rendered clips read as the clips do.
