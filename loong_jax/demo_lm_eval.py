@@ -5,6 +5,8 @@
     what an earlier one learnt shows here, where its frame-0 training loss hides it.
   * `continuation` (stage 3): does the LM start the object in the frame after two true latent
     frames (`loong_jax/eval/continuation.py`)?
+  * `motion_effect` (stage 3): does the motion word change the latent frame 1 it draws after a
+    true frame 0 (`loong_jax/eval/motion_effect.py`)?
 
 Measured on `config.evaluate.text_gap_items` held-out images and 17-frame clips, encoded with the
 run's video encoder (learned or oracle) and text model. Skipped for the AR-DF variant (its loss
@@ -22,7 +24,7 @@ import numpy as np
 
 from loong_jax import demo_steps, generate as generate_lib, sharding as sharding_lib, tokens
 from loong_jax.data import encoders, text as text_lib
-from loong_jax.eval import continuation, objects, text_gap
+from loong_jax.eval import continuation, motion_effect, objects, text_gap
 from loong_jax.inference import decode, sampling
 from loong_jax.llm import transformer
 
@@ -99,8 +101,31 @@ def lm_continuation(config, lm: StageLM) -> dict:
   return out
 
 
+def lm_motion_effect(config, lm: StageLM) -> dict:
+  """`loong_jax.eval.motion_effect.measure` of `lm` on held-out 17-frame clips: does the motion
+  word change the latent frame 1 it draws?"""
+  n, batch = config.evaluate.text_gap_items, config.pretokenize.batch_size
+  # The text gap's motion items: held-out clips, each caption with its motion phrase swapped.
+  videos, captions, swapped, masks = text_gap.held_out_items(held_out_clips(config), n, "motion")
+  codes, token_masks = text_gap.encode_items(lm.encode_video, videos, masks, batch)
+  greedy = decode.Decoder(lm.model, lm.vocab, sampling.SamplingConfig(temperature=0.0),
+                          mesh=lm.mesh, rules=lm.rules)
+  motions = [text_gap.caption_motion(c) for c in captions]
+  out = motion_effect.measure(
+      greedy, greedy.place_params(lm.params), lm.vocab, [lm.encode_text(c) for c in captions],
+      [lm.encode_text(c) for c in swapped], codes[:, :2], token_masks[:, :2],
+      lm.stage.data.max_text_len,
+      [lm.encode_text(text_gap.paraphrase_motion(c, m)) for c, m in zip(captions, motions)])
+  print(f"evaluate: motion effect on {n} held-out clips: the opposite motion word changes "
+        f"{out['changed']:.3f} of the greedy frame-1 tokens near the object "
+        f"({out['changed_far']:.3f} elsewhere; the same motion in other words: "
+        f"{out['changed_paraphrase']:.3f})", flush=True)
+  return out
+
+
 def measure(config, run: str) -> dict | None:
-  """`{"text_gap", "text_gap_by_stage", "continuation"}` of the run's LMs (module docstring);
+  """`{"text_gap", "text_gap_by_stage", "continuation", "motion_effect"}` of the run's LMs
+  (module docstring);
   None for the AR-DF variant."""
   if config.lm.get("variant", "") == "ardf":
     print("evaluate: LM diagnostics skipped (AR-DF trains masked frames, not next tokens)",
@@ -112,4 +137,5 @@ def measure(config, run: str) -> dict | None:
     by_stage[f"stage{k}"] = lm_text_gap(config, lm, k)
     final = lm
   return {"text_gap": by_stage["stage3"], "text_gap_by_stage": by_stage,
-          "continuation": lm_continuation(config, final)}
+          "continuation": lm_continuation(config, final),
+          "motion_effect": lm_motion_effect(config, final)}

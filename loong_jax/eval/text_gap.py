@@ -75,6 +75,27 @@ def swap_motion(caption: str, motion: str) -> str:
   raise ValueError(f"text gap: caption {caption!r} has no phrase of motion {motion!r}")
 
 
+def caption_motion(caption: str) -> str:
+  """The motion whose phrase (`synthetic.MOTION_PHRASES`) a one-object caption holds."""
+  found = {m for m, phrases in synthetic.MOTION_PHRASES.items() for p in phrases if p in caption}
+  if len(found) != 1:
+    raise ValueError(f"text gap: caption {caption!r} names {len(found)} motions, not one")
+  return found.pop()
+
+
+def paraphrase_motion(caption: str, motion: str) -> str:
+  """`caption` with its phrase of `motion` replaced by the next phrase of the same motion
+  (`synthetic.MOTION_PHRASES`, cyclic): the same meaning in other words, a control for
+  `swap_motion`."""
+  phrases = synthetic.MOTION_PHRASES[motion]
+  if len(phrases) < 2:
+    raise ValueError(f"text gap: motion {motion!r} has one phrase, nothing to paraphrase with")
+  for k, phrase in enumerate(phrases):
+    if phrase in caption:
+      return caption.replace(phrase, phrases[(k + 1) % len(phrases)], 1)
+  raise ValueError(f"text gap: caption {caption!r} has no phrase of motion {motion!r}")
+
+
 def object_tokens(masks: np.ndarray, temporal: int = 4, spatial: int = 8) -> np.ndarray:
   """Pixel masks `[T, H, W]` bool (T = 1 + temporal k) -> latent token masks
   `[1 + k, H/spatial, W/spatial]` bool: the block overlaps the mask in a frame of the latent."""
