@@ -54,13 +54,22 @@ def flatten(tree: dict, prefix: str = "") -> dict:
   return out
 
 
+def _same_file(value):
+  """A config file spec inside a clone (`/any/clone/configs/x.py:variant`) as the part from
+  `configs/` on, so that a run made by another clone of the repository compares equal."""
+  if isinstance(value, str) and os.path.isabs(value) and f"{os.sep}configs{os.sep}" in value:
+    return value[value.rindex(f"{os.sep}configs{os.sep}") + 1:]
+  return value
+
+
 def changes(old: dict, new: dict) -> dict[str, tuple]:
   """`{dotted key: (old value, new value)}` of the keys that differ (`<absent>` for a missing
-  one), both sides compared as JSON (a tuple equals the list it is saved as)."""
+  one), both sides compared as JSON (a tuple equals the list it is saved as) and config file
+  paths from `configs/` on (`_same_file`)."""
   old, new = flatten(json.loads(json.dumps(old))), flatten(json.loads(json.dumps(new)))
   return {key: (old.get(key, _ABSENT), new.get(key, _ABSENT))
           for key in sorted(old.keys() | new.keys())
-          if old.get(key, _ABSENT) != new.get(key, _ABSENT)}
+          if _same_file(old.get(key, _ABSENT)) != _same_file(new.get(key, _ABSENT))}
 
 
 def first_step(key: str, steps: tuple[str, ...]) -> str | None:

@@ -40,6 +40,11 @@ def test_changes_flattens_and_compares_as_json():
   assert demo_workdir.changes(old, new) == {
       "data.speed": (0.0, "<absent>"), "lm.model.copy_head": (False, True),
       "text.max_text_len": ("<absent>", 16)}
+  # The same config file in another clone of the repository is the same config.
+  assert demo_workdir.changes({"tokenizer": {"config": "/a/loong/configs/t.py:demo"}},
+                              {"tokenizer": {"config": "/b/c/configs/t.py:demo"}}) == {}
+  assert demo_workdir.changes({"tokenizer": {"config": "/a/configs/t.py:demo"}},
+                              {"tokenizer": {"config": "/a/configs/t.py:tiny"}})
   assert demo_workdir.first_step("lm.model.copy_head", STEPS) == "lm_stage1"
   assert demo_workdir.first_step("data.speed", STEPS) == "tokenizer"
 
