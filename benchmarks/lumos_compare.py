@@ -40,7 +40,7 @@ import jax
 import numpy as np
 
 from configs.lm import llama
-from loong_jax import demo_steps, tokens, train_lm
+from loong_jax import demo_steps, demo_workdir, tokens, train_lm
 from loong_jax import generate as generate_lib
 from loong_jax import sharding as sharding_lib
 from loong_jax.data import encoders, pipeline
@@ -208,7 +208,7 @@ def main():
                       "it (.json)")
   args = parser.parse_args()
   run = os.path.abspath(args.run)
-  config = demo_steps.load_run_config(run)
+  config = demo_workdir.load_run_config(run)
   workdir = os.path.abspath(args.workdir or os.path.join(run, "lumos_compare"))
   steps = parse_steps(args.steps, config)
   seconds = args.seconds or config.generate.faithfulness_frames / config.data.fps

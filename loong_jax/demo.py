@@ -17,7 +17,6 @@ per step, summed over interrupted attempts, goes to `WORKDIR/timings.json` and r
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -52,21 +51,6 @@ class StepFailed(RuntimeError):
   """A step's process exited with an error."""
 
 
-def _write_json(path: str, value):
-  """Atomically: a crash leaves the old file or the new one, never half of one."""
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=1)
-  os.replace(tmp, path)
-
-
-def _read_json(path: str, default):
-  if not os.path.exists(path):
-    return default
-  with open(path) as f:
-    return json.load(f)
-
-
 def run_in_child(name: str, workdir: str):
   """`python -m loong_jax.demo_steps NAME WORKDIR`; Ctrl-C is passed on and waited for, so the
   step stops where it can resume."""
@@ -96,7 +80,7 @@ def run_pipeline(config, workdir: str, steps=tuple(STEPS),
   for note in demo_workdir.prepare(config.to_json(indent=1), workdir, tuple(steps), from_step):
     print(note, flush=True)
   timings_path = os.path.join(workdir, "timings.json")
-  timings = _read_json(timings_path, {})
+  timings = demo_workdir.read_json(timings_path, {})
   began = time.time()
   for number, name in enumerate(steps, 1):
     head = f"demo [{number}/{len(steps)}] {name}"
@@ -105,20 +89,20 @@ def run_pipeline(config, workdir: str, steps=tuple(STEPS),
       print(f"{head}: done in an earlier run ({timings.get(name, 0.0):.0f} s), skipped",
             flush=True)
       continue
-    spent = _read_json(spent_path, 0.0)
+    spent = demo_workdir.read_json(spent_path, 0.0)
     print(f"{head}: {'resuming' if spent else 'starting'}", flush=True)
     start = time.time()
     try:
       runner(name, workdir)
     finally:
       spent += time.time() - start
-      _write_json(spent_path, spent)
+      demo_workdir.write_json(spent_path, spent)
     timings[name] = spent
-    _write_json(timings_path, timings)
-    _write_json(done_mark, {"seconds": spent, "finished": time.time()})
+    demo_workdir.write_json(timings_path, timings)
+    demo_workdir.write_json(done_mark, {"seconds": spent, "finished": time.time()})
     print(f"{head}: finished in {spent:.0f} s", flush=True)
   timings["total"] = sum(v for k, v in timings.items() if k != "total")
-  _write_json(timings_path, timings)
+  demo_workdir.write_json(timings_path, timings)
   print(f"demo: all {len(steps)} steps done ({time.time() - began:.0f} s in this run, "
         f"{timings['total']:.0f} s in all)", flush=True)
   return timings
@@ -129,7 +113,7 @@ def add_timings(workdir: str, timings: dict[str, float]):
   from loong_jax.eval import report  # noqa: PLC0415 -- keeps the demo's start-up light
 
   path = os.path.join(workdir, "report.json")
-  result = _read_json(path, {})
+  result = demo_workdir.read_json(path, {})
   for name, seconds in timings.items():
     report.set_key(result, f"timings.{name}_s", float(seconds))
   report.write(path, result)

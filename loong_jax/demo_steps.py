@@ -34,7 +34,7 @@ import numpy as np
 from absl import logging
 
 from loong_jax import cli, demo_plots, tokens
-from loong_jax.demo_workdir import CONFIG_FILE
+from loong_jax.demo_workdir import load_run_config
 from loong_jax import sharding as sharding_lib
 from loong_jax.data import encoders, pipeline as pipeline_lib, pretokenize as pretokenize_lib
 from loong_jax.data import synthetic
@@ -484,11 +484,6 @@ STEPS = {
     "evaluate": evaluate,
     "plots": plots,
 }
-
-
-def load_run_config(run: str) -> ml_collections.ConfigDict:
-  with open(os.path.join(run, CONFIG_FILE)) as f:
-    return ml_collections.ConfigDict(json.load(f))
 
 
 def main(argv: list[str]):

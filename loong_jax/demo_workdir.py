@@ -17,6 +17,10 @@ import os
 import shutil
 import time
 
+import ml_collections
+
+from loong_jax.eval.report import flatten
+
 # The config block each step reads first: a change there invalidates that step and every later
 # one ('variant' picks the prompts and the quick settings of every block).
 FIRST_STEP = {"variant": "tokenizer", "data": "tokenizer", "tokenizer": "tokenizer",
@@ -43,15 +47,25 @@ class ConfigChanged(ValueError):
   """The command's config differs from the one the run's started steps used."""
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-  """`{"a": {"b": 1}}` -> `{"a.b": 1}` (lists and tuples are leaves)."""
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict) and value:
-      out.update(flatten(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = value
-  return out
+def write_json(path: str, value):
+  """Atomically: a crash leaves the old file or the new one, never half of one."""
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=1)
+  os.replace(tmp, path)
+
+
+def read_json(path: str, default):
+  """`path`'s JSON value, or `default` when there is no such file."""
+  if not os.path.exists(path):
+    return default
+  with open(path) as f:
+    return json.load(f)
+
+
+def load_run_config(run: str) -> ml_collections.ConfigDict:
+  """The config a run's steps use (`RUN/demo_config.json`, saved by `prepare`)."""
+  return ml_collections.ConfigDict(read_json(os.path.join(run, CONFIG_FILE), None))
 
 
 def _same_file(value):
@@ -110,15 +124,10 @@ def move_aside(workdir: str, names: list[str]) -> str | None:
       shutil.move(src, os.path.join(dest, rel))
       moved = True
   timings_path = os.path.join(workdir, "timings.json")
-  if os.path.exists(timings_path):
-    with open(timings_path) as f:
-      timings = json.load(f)
-    kept = {k: v for k, v in timings.items() if k not in names and k != "total"}
-    if kept != timings:
-      tmp = f"{timings_path}.tmp-{os.getpid()}"
-      with open(tmp, "w") as f:
-        json.dump(kept, f, indent=1)
-      os.replace(tmp, timings_path)
+  timings = read_json(timings_path, {})
+  kept = {k: v for k, v in timings.items() if k not in names and k != "total"}
+  if kept != timings:
+    write_json(timings_path, kept)
   return dest if moved else None
 
 
@@ -146,10 +155,7 @@ def prepare(config_json: str, workdir: str, steps: tuple[str, ...],
   os.makedirs(os.path.join(workdir, "steps"), exist_ok=True)
   path = os.path.join(workdir, CONFIG_FILE)
   new = json.loads(config_json)
-  old = None
-  if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
+  old = read_json(path, None)
   done = started(workdir, steps)
   diff = changes(old, new) if old is not None else {}
   notes = []
@@ -174,8 +180,5 @@ def prepare(config_json: str, workdir: str, steps: tuple[str, ...],
           f"Re-run with --from_step={redo_from} to redo that step and the later ones with the "
           f"new config (their outputs are moved to {os.path.join(workdir, 'replaced')}), or "
           "use a new --workdir.")
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(config_json)
-  os.replace(tmp, path)
+  write_json(path, new)
   return notes

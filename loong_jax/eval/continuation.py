@@ -41,6 +41,17 @@ def _background(codes: np.ndarray) -> int:
   return int(values[np.argmax(counts)])
 
 
+def greedy_next_frame(decoder: decode.Decoder, params, vocab: tokens.Vocab,
+                      texts: Sequence[np.ndarray], codes: np.ndarray) -> np.ndarray:
+  """`[B, h, w]`: the latent frame a greedy `decoder` draws after the text ids and the true
+  frames `codes [B, F, h, w]`."""
+  h, w = codes.shape[2:]
+  prompts = [decode.prompt_ids(vocab, np.asarray(t), c) for t, c in zip(texts, codes)]
+  ids = decoder(params, prompts, decode.frame_plan(vocab, 1, h * w, frame_width=w),
+                jax.random.key(0))
+  return long_video.frame_codes(np.asarray(ids), vocab, 1, h, w)[:, 0]
+
+
 def measure(logits_fn: text_gap.LogitsFn, decoder: decode.Decoder, params, vocab: tokens.Vocab,
             texts: Sequence[np.ndarray], codes: np.ndarray, token_masks: np.ndarray,
             max_text_len: int, context: int = 2) -> dict[str, float]:
@@ -80,10 +91,7 @@ def measure(logits_fn: text_gap.LogitsFn, decoder: decode.Decoder, params, vocab
     truth, guess = s[end - h * w:end], predicted[i, end - h * w - 1:end - 1]
     teacher.append((guess == truth)[mask[i].reshape(-1)])
   # Free-running: greedy frame after the true context.
-  prompts = [decode.prompt_ids(vocab, t, c[:context]) for t, c in zip(texts, codes)]
-  ids = decoder(params, prompts, decode.frame_plan(vocab, 1, h * w, frame_width=w),
-                jax.random.key(0))
-  generated = long_video.frame_codes(np.asarray(ids), vocab, 1, h, w)[:, 0]
+  generated = greedy_next_frame(decoder, params, vocab, texts, codes[:, :context])
   true = codes[:, context]
   free = (generated == true)[mask]
   started = [bool((generated[i][mask[i]] != _background(codes[i])).any()) for i in range(b)]

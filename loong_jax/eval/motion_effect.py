@@ -29,23 +29,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jax
 import numpy as np
 from scipy import ndimage
 
 from loong_jax import tokens
-from loong_jax.inference import decode, long_video
-
-
-def greedy_next_frame(decoder: decode.Decoder, params, vocab: tokens.Vocab,
-                      texts: Sequence[np.ndarray], codes: np.ndarray) -> np.ndarray:
-  """`[B, h, w]`: the latent frame a greedy `decoder` draws after the text and the true
-  frames `codes [B, F, h, w]`."""
-  h, w = codes.shape[2:]
-  prompts = [decode.prompt_ids(vocab, np.asarray(t), c) for t, c in zip(texts, codes)]
-  ids = decoder(params, prompts, decode.frame_plan(vocab, 1, h * w, frame_width=w),
-                jax.random.key(0))
-  return long_video.frame_codes(np.asarray(ids), vocab, 1, h, w)[:, 0]
+from loong_jax.eval.continuation import greedy_next_frame
+from loong_jax.inference import decode
 
 
 def measure(decoder: decode.Decoder, params, vocab: tokens.Vocab,
