@@ -72,6 +72,10 @@ def lm_config(size: str, vocab: ml_collections.ConfigDict) -> ml_collections.Con
       num_layers=layers, d_model=d_model, num_heads=heads, num_kv_heads=kv_heads,
       head_dim=head_dim, mlp_dim=mlp,
       rope="rope_1d", rope_theta=10_000.0,
+      # With rope='mm_rope': 'groups' (Lumos: 4 t + 6 h + 6 w slots per 16) or 'slots' (the same
+      # shares interleaved slot by slot, llm/rope.py; for head_dim 32, where one group leaves w
+      # only slow frequencies).
+      mm_rope_layout="groups",
       attention_mask="causal",
       attention_impl=None,           # None: cuDNN flash on GPU when it applies, XLA elsewhere
       qk_norm=False,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def inverse_frequencies(head_dim: int, theta: float) -> jax.Array:
@@ -30,21 +31,46 @@ def rope_1d_angles(positions: jax.Array, head_dim: int, theta: float) -> jax.Arr
 # group 4 slots rotate with t, 6 with h and 6 with w, so each axis gets frequencies from the whole
 # spectrum (interleaved) rather than one band of it.
 MM_ROPE_GROUP = (0,) * 4 + (1,) * 6 + (2,) * 6
+# Layouts of the axes over the slots: 'groups' (Lumos) repeats MM_ROPE_GROUP; 'slots' [ours]
+# keeps its 4:6:6 shares but interleaves the axes slot by slot. With one group (head_dim 32, the
+# CPU models) 'groups' leaves w only the 6 slowest slots: at theta 1e4 one column (8 position
+# units) turns w's fastest slot by 0.025 rad, so attention cannot tell neighbouring columns apart.
+MM_ROPE_LAYOUTS = ("groups", "slots")
 
 
-def mm_rope_angles(positions: jax.Array, head_dim: int, theta: float) -> jax.Array:
+def mm_rope_axes(slots: int, layout: str = "groups") -> np.ndarray:
+  """`[slots]` int axis (0 t, 1 h, 2 w) of each frequency slot, fastest first.
+
+  'slots': at each slot the axis furthest behind its share of MM_ROPE_GROUP (ties: t, h, w
+  order), so every run of 8 consecutive slots holds every axis.
+  """
+  group = len(MM_ROPE_GROUP)
+  if slots % group:
+    raise ValueError(f"MM-RoPE needs head_dim / 2 = {slots} to be a multiple of {group}")
+  if layout == "groups":
+    return np.tile(np.asarray(MM_ROPE_GROUP), slots // group)
+  if layout != "slots":
+    raise ValueError(f"config.lm.mm_rope_layout={layout!r}; known: {MM_ROPE_LAYOUTS}")
+  share = np.bincount(MM_ROPE_GROUP, minlength=3) / group
+  taken = np.zeros(3)
+  out = np.zeros(slots, np.int64)
+  for i in range(slots):
+    axis = int(np.argmax(share * (i + 1) - taken + 1e-9 * np.array([3, 2, 1])))
+    out[i], taken[axis] = axis, taken[axis] + 1
+  return out
+
+
+def mm_rope_angles(positions: jax.Array, head_dim: int, theta: float,
+                   layout: str = "groups") -> jax.Array:
   """MM-RoPE. positions `[B, L, 3]` (t, h, w) -> angles `[B, L, head_dim // 2]` float32.
 
   A token whose three positions are equal (text and special tokens: t = h = w = its index) gets
-  exactly 1D RoPE. `[B, L]` positions are taken as such text positions.
+  exactly 1D RoPE. `[B, L]` positions are taken as such text positions. `layout`: see
+  MM_ROPE_LAYOUTS.
   """
-  slots = head_dim // 2
-  if slots % len(MM_ROPE_GROUP):
-    raise ValueError(f"config.lm.head_dim={head_dim}: MM-RoPE needs head_dim / 2 to be a "
-                     f"multiple of {len(MM_ROPE_GROUP)}")
   if positions.ndim == 2:
     positions = jnp.repeat(positions[..., None], 3, axis=-1)
-  axis_of_slot = jnp.tile(jnp.asarray(MM_ROPE_GROUP), slots // len(MM_ROPE_GROUP))
+  axis_of_slot = jnp.asarray(mm_rope_axes(head_dim // 2, layout))
   per_slot = jnp.take(positions.astype(jnp.float32), axis_of_slot, axis=-1)  # [B, L, slots]
   return per_slot * inverse_frequencies(head_dim, theta)
 
@@ -52,11 +78,16 @@ def mm_rope_angles(positions: jax.Array, head_dim: int, theta: float) -> jax.Arr
 ROPE_KINDS = {"rope_1d": rope_1d_angles, "mm_rope": mm_rope_angles}
 
 
-def rotary(kind: str, positions: jax.Array, head_dim: int, theta: float):
-  """Angles for the configured scheme -> `(sin, cos)`, each `[B, L, head_dim // 2]` float32."""
+def rotary(kind: str, positions: jax.Array, head_dim: int, theta: float,
+           mm_rope_layout: str = "groups"):
+  """Angles for the configured scheme -> `(sin, cos)`, each `[B, L, head_dim // 2]` float32
+  (`mm_rope_layout`: the axes' slots for 'mm_rope', MM_ROPE_LAYOUTS)."""
   if kind not in ROPE_KINDS:
     raise ValueError(f"config.lm.rope={kind!r}; known: {sorted(ROPE_KINDS)}")
-  angles = ROPE_KINDS[kind](positions, head_dim, theta)
+  if kind == "mm_rope":
+    angles = mm_rope_angles(positions, head_dim, theta, mm_rope_layout)
+  else:
+    angles = ROPE_KINDS[kind](positions, head_dim, theta)
   return jnp.sin(angles), jnp.cos(angles)
 
 

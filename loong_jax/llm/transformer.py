@@ -89,6 +89,10 @@ class LMConfig:
   # With prev_frame_input: a copy head (`Transformer._copy_mixture`): the next id is drawn from
   # the vocabulary or copied from one of the previous-frame ids, chosen by a learnt softmax.
   copy_head: bool = False
+  # With rope='mm_rope': how the axes share the frequency slots (rope.MM_ROPE_LAYOUTS): 'groups'
+  # (Lumos, 4 t + 6 h + 6 w per 16 slots) or 'slots' (the same shares interleaved slot by slot;
+  # with head_dim 32 'groups' leaves w only slow slots that barely tell columns apart).
+  mm_rope_layout: str = "groups"
 
   @classmethod
   def from_config(cls, config) -> "LMConfig":
@@ -126,6 +130,8 @@ class LMConfig:
          f"{self.rope!r} not in {sorted(rope_lib.ROPE_KINDS)}")
     need(self.rope != "mm_rope" or self.head_dim % 32 == 0, "head_dim",
          f"{self.head_dim}: MM-RoPE splits head_dim / 2 slots in groups of 16")
+    need(self.mm_rope_layout in rope_lib.MM_ROPE_LAYOUTS, "mm_rope_layout",
+         f"{self.mm_rope_layout!r} not in {rope_lib.MM_ROPE_LAYOUTS}")
     need(self.attention_mask in attn_lib.MASK_KINDS, "attention_mask",
          f"{self.attention_mask!r} not in {sorted(attn_lib.MASK_KINDS)}")
     need(self.remat in REMAT_POLICIES, "remat", f"{self.remat!r} not in {sorted(REMAT_POLICIES)}")
@@ -229,7 +235,8 @@ class Transformer(nn.Module):
       mask = attn_lib.make_mask(cfg.attention_mask, slots, slots, frame_ids, frame_ids)
     if positions is None:
       positions = jnp.broadcast_to(slots, (batch, length))
-    sin, cos = rope_lib.rotary(cfg.rope, positions, cfg.head_dim, cfg.rope_theta)
+    sin, cos = rope_lib.rotary(cfg.rope, positions, cfg.head_dim, cfg.rope_theta,
+                               cfg.mm_rope_layout)
 
     embed = nn.Embed(cfg.padded_vocab_size, cfg.d_model, dtype=cfg.dtype,
                      param_dtype=cfg.param_dtype,

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from loong_jax import tokens
 from loong_jax.llm import attention, rope, transformer
@@ -79,13 +80,19 @@ def test_frame_bidirectional_mask_sees_its_own_frame_and_no_later_frame():
   assert not mask[(f[q] < 0) & (k > q)].any()                              # text stays causal
 
 
-def _lumos_model():
+def _lumos_model(mm_rope_layout="groups"):
   return tiny_model(rope="mm_rope", attention_mask="frame_bidirectional", num_heads=2,
-                    num_kv_heads=1, head_dim=32)[0]
+                    num_kv_heads=1, head_dim=32, mm_rope_layout=mm_rope_layout)[0]
 
 
-def test_frame_at_a_time_decoding_matches_the_full_forward():
-  model = _lumos_model()
+def test_unknown_mm_rope_layout_is_named():
+  with pytest.raises(ValueError, match="config.lm.mm_rope_layout"):
+    _lumos_model("rows")
+
+
+@pytest.mark.parametrize("layout", ["groups", "slots"])
+def test_frame_at_a_time_decoding_matches_the_full_forward(layout):
+  model = _lumos_model(layout)
   vocab = tokens.Vocab(1_000, 256)
   rng = np.random.default_rng(0)
   seq = tokens.build_sequence(rng.integers(0, 1000, 3), rng.integers(0, 256, (3, 2, 2)), vocab)

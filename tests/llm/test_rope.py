@@ -30,3 +30,32 @@ def test_dot_product_depends_only_on_relative_position():
 def test_unknown_kind_is_named():
   with pytest.raises(ValueError, match="config.lm.rope='xpos'"):
     rope.rotary("xpos", jnp.zeros((1, 1)), 8, 10_000.0)
+
+
+def test_mm_rope_layouts_share_the_slots_four_six_six():
+  groups, slots = rope.mm_rope_axes(16, "groups"), rope.mm_rope_axes(16, "slots")
+  np.testing.assert_array_equal(groups, rope.MM_ROPE_GROUP)
+  np.testing.assert_array_equal(np.bincount(slots), [4, 6, 6])
+  np.testing.assert_array_equal(np.bincount(rope.mm_rope_axes(64, "slots")), [16, 24, 24])
+  for axis in range(3):  # 'slots': every axis among the three fastest slots, and in each half
+    assert axis in slots[:3] and axis in slots[8:11]
+  assert groups[:10].tolist().count(2) == 0  # 'groups' with one group: w has the slow end only
+  with pytest.raises(ValueError, match="mm_rope_layout='rows'"):
+    rope.mm_rope_axes(16, "rows")
+
+
+def test_mm_rope_slots_layout_tells_neighbouring_columns_apart():
+  """One column (8 position units) turns w's fastest slot by 0.025 rad under 'groups' at
+  head_dim 32, by over 1 rad under 'slots'; text positions stay 1D RoPE under both."""
+  pos = jnp.asarray([[[100, 100, 100], [100, 100, 108]]], jnp.float32)  # [1, 2, 3]: w + 8
+  fastest_w = {}
+  for layout in ("groups", "slots"):
+    angles = rope.mm_rope_angles(pos, 32, 1e4, layout)
+    axes = rope.mm_rope_axes(16, layout)
+    turn = np.asarray(angles[0, 1] - angles[0, 0])
+    np.testing.assert_allclose(turn[axes != 2], 0.0, atol=1e-4)
+    fastest_w[layout] = float(turn[axes == 2].max())
+    text = jnp.arange(5, dtype=jnp.float32)[None]
+    np.testing.assert_allclose(rope.mm_rope_angles(text, 32, 1e4, layout),
+                               rope.rope_1d_angles(text, 32, 1e4), rtol=1e-6)
+  assert fastest_w["groups"] < 0.03 < 1.0 < fastest_w["slots"]
