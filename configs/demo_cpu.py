@@ -170,7 +170,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # 1.0-1.4 from latent frame 2 on. Off by default until the long videos keep the object:
       # `--config.lm.model.prev_frame_radius=1 --config.lm.model.copy_head=True`.
       model=dict(num_layers=3, d_model=128, head_dim=32, mlp_dim=256, prev_frame_input=True,
-                 prev_frame_radius=0, copy_head=False, mm_rope_layout="groups"),
+                 prev_frame_radius=0, copy_head=False, mm_rope_layout="groups",
+                 text_summary_input=False),
       # Video ids as FSQ digits (llm/code_digits.py): embeddings and logits built from per-digit
       # rows, so codes that share digits share what is learnt. Learned codes, stage 1 (450 x 32
       # images): final loss 2.58 vs 3.37 nats, colour gap 0.12 vs 0.00 nats.

@@ -98,6 +98,9 @@ def lm_config(size: str, vocab: ml_collections.ConfigDict) -> ml_collections.Con
       # A copy head (llm/transformer.py): the next id from the vocabulary or copied from one of
       # the previous-frame ids. Needs prev_frame_input.
       copy_head=False,
+      # Caption summary input (llm/transformer.py): each slot also adds a projection of the mean
+      # embedding of the text ids so far. Off: Loong's LM; the demo measures it.
+      text_summary_input=False,
   ))
 
 

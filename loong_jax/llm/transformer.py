@@ -93,6 +93,11 @@ class LMConfig:
   # (Lumos, 4 t + 6 h + 6 w per 16 slots) or 'slots' (the same shares interleaved slot by slot;
   # with head_dim 32 'groups' leaves w only slow slots that barely tell columns apart).
   mm_rope_layout: str = "groups"
+  # Optional (default: off) [ours]. Caption summary input: each slot also adds a projection
+  # (`text_summary_proj`) of the mean embedding of the text ids (< video_offset) at or before it,
+  # so every video slot holds the prompt's words (a motion word included) without having to find
+  # them by attention. Causal (a running mean); the KV-cached decoder carries its sum and count.
+  text_summary_input: bool = False
 
   @classmethod
   def from_config(cls, config) -> "LMConfig":
@@ -254,6 +259,8 @@ class Transformer(nn.Module):
     else:
       embed_ids = embed
     x = embed_ids(tokens)
+    if cfg.text_summary_input:
+      x = x + self._text_summary(tokens, input_mask, embed, decode)
     if cfg.prev_frame_input:
       prev_ids = self._checked_prev_ids(tokens, prev_ids)
       x = x + self._prev_frame_embed(tokens, prev_ids, embed_ids)
@@ -302,6 +309,29 @@ class Transformer(nn.Module):
     video = jnp.einsum("blk,kd->bld", jnp.take(digits, tokens, axis=0).astype(cfg.dtype),
                        jnp.asarray(digit_table, cfg.dtype))
     return jnp.where(is_video[..., None], video, embed(tokens))
+
+  def _text_summary(self, tokens, input_mask, embed: nn.Embed, decode: bool):
+    """`[B, L, D]`: `text_summary_proj` of the running mean of the text ids' embeddings (ids
+    below `video_offset`; padding and special ids excluded) up to each slot; zero before the
+    first text id. In decode mode the running sum and count live in the 'cache' collection."""
+    cfg = self.config
+    is_text = tokens < cfg.video_offset
+    if input_mask is not None:
+      is_text = is_text & input_mask.astype(jnp.bool_)
+    rows = embed(tokens) * is_text[..., None].astype(cfg.dtype)
+    total = jnp.cumsum(rows.astype(jnp.float32), axis=1)                  # [B, L, D]
+    count = jnp.cumsum(is_text.astype(jnp.float32), axis=1)               # [B, L]
+    if decode:
+      batch = tokens.shape[0]
+      total_cache = self.variable("cache", "text_sum", jnp.zeros, (batch, cfg.d_model),
+                                  jnp.float32)
+      count_cache = self.variable("cache", "text_count", jnp.zeros, (batch,), jnp.float32)
+      total = total + total_cache.value[:, None]
+      count = count + count_cache.value[:, None]
+      if not self.is_initializing():
+        total_cache.value, count_cache.value = total[:, -1], count[:, -1]
+    mean = (total / jnp.maximum(count, 1.0)[..., None]).astype(cfg.dtype)
+    return _dense(cfg, cfg.d_model, ("embed", None), "text_summary_proj")(mean)
 
   def _checked_prev_ids(self, tokens, prev_ids):
     """`prev_ids` of the shape the config wants (all -1 when initialising without them)."""

@@ -223,15 +223,18 @@ def test_the_copy_head_mixes_the_vocabulary_with_the_previous_frame_ids():
   assert np.abs(np.asarray(grads["copy_select"]["kernel"])).sum() > 0
 
 
-@pytest.mark.parametrize("guidance_scale,radius,levels,copy", [
-    (1.0, 0, (), False), (3.0, 0, (), False), (3.0, 1, (2, 4, 4), False), (3.0, 1, (), True)])
+@pytest.mark.parametrize("guidance_scale,radius,levels,copy,summary", [
+    (1.0, 0, (), False, False), (3.0, 0, (), False, False), (3.0, 1, (2, 4, 4), False, False),
+    (3.0, 1, (), True, False), (3.0, 1, (2, 4, 4), True, True)])
 def test_cached_decoding_feeds_the_previous_frame_as_training_does(guidance_scale, radius,
-                                                                   levels, copy):
+                                                                   levels, copy, summary):
   # Guided rows have shorter (unconditional) prompts, left-padded; row 1 continues from a
   # context frame, so its first generated frame reads the prompt's codes. The neighbourhood
-  # case embeds the video ids as digits (the demo's LM); the last one copies.
+  # case embeds the video ids as digits (the demo's LM); the last two copy, and the last one
+  # also carries the caption summary (text_summary_input) through the cache.
   model, params = _model_and_params(prev_frame_radius=radius, video_code_levels=levels,
-                                    video_offset=VOCAB.video_offset, copy_head=copy)
+                                    video_offset=VOCAB.video_offset, copy_head=copy,
+                                    text_summary_input=summary)
   rng = np.random.default_rng(3)
   cond = rng.integers(0, VOCAB.video_size, (1, N))
   prompts = [decode.prompt_ids(VOCAB, rng.integers(0, VOCAB.text_size, 5)),
