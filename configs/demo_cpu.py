@@ -145,6 +145,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.lm = dict(
       size="tiny",
       variant="",                 # '' Loong; 'mmrope' | 'ardf' [Lumos] (configs/lm/llama.py)
+      # Measured (README, "Lumos-1 options"; seed 1, the rest as here): 'ardf' drew no objects at
+      # this budget (colour 0% / 0%); 'mmrope' stopped reading the colour word (oracle codes:
+      # colour gap 0.07 vs 1.69 nats) unless model.mm_rope_layout='slots' (1.49), and neither
+      # moved objects better than Loong's 1D RoPE (oracle direction 13% / 13% vs 0% / 20%).
       # Overrides of configs/lm/llama.py:tiny. Width 128 read the prompt 3x more than 64 at the
       # same samples (colour-swap gap 0.52 vs 0.17 nats after 12.8k images) for 1.5x the time.
       # prev_frame_input (llm/transformer.py): each slot also embeds the code its target had one
@@ -169,6 +173,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # later frames' object tokens at the first frame's loss (2.8-3.2 nats); with the copy head
       # 1.0-1.4 from latent frame 2 on. Off by default until the long videos keep the object:
       # `--config.lm.model.prev_frame_radius=1 --config.lm.model.copy_head=True`.
+      # text_summary_input (llm/transformer.py: every slot adds the caption's running mean
+      # embedding, so the motion word need not be found by attention), seed 1, stages re-run on
+      # the same tokens: shape 40% / 27% vs 27% / 13% (three sampling seeds: 25 vs 16 of 90
+      # clips), shape gap 0.39 vs 0.30 nats, motion gap 0.023 vs 0.001 (motion_effect 0.51 vs
+      # paraphrase 0.37; before 0.42 / 0.48), long-video motion 0.2-0.6 vs 0-0.2 per window; but
+      # colour 100% / 87% vs 100% / 93%, colour gap 0.60 vs 0.81, frames holding the object
+      # 0.79-0.87 vs 0.92-0.96 (presence 1.0 in every window in both); direction 7% / 7% vs
+      # 13% / 0%. With the copy head and walls (wall_fraction 0.3): motion gap 0.017 vs 0.004,
+      # direction 13% / 7% vs 7% / 7%. One training draw, mixed: off, an option.
       model=dict(num_layers=3, d_model=128, head_dim=32, mlp_dim=256, prev_frame_input=True,
                  prev_frame_radius=0, copy_head=False, mm_rope_layout="groups",
                  text_summary_input=False),
