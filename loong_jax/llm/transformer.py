@@ -260,7 +260,7 @@ class Transformer(nn.Module):
       embed_ids = embed
     x = embed_ids(tokens)
     if cfg.text_summary_input:
-      x = x + self._text_summary(tokens, input_mask, embed, decode)
+      x = x + self._text_summary(tokens, input_mask, x, decode)
     if cfg.prev_frame_input:
       prev_ids = self._checked_prev_ids(tokens, prev_ids)
       x = x + self._prev_frame_embed(tokens, prev_ids, embed_ids)
@@ -310,15 +310,16 @@ class Transformer(nn.Module):
                        jnp.asarray(digit_table, cfg.dtype))
     return jnp.where(is_video[..., None], video, embed(tokens))
 
-  def _text_summary(self, tokens, input_mask, embed: nn.Embed, decode: bool):
+  def _text_summary(self, tokens, input_mask, embedded, decode: bool):
     """`[B, L, D]`: `text_summary_proj` of the running mean of the text ids' embeddings (ids
     below `video_offset`; padding and special ids excluded) up to each slot; zero before the
-    first text id. In decode mode the running sum and count live in the 'cache' collection."""
+    first text id. `embedded [B, L, D]`: the input embeddings (a text id's is its `embed` row).
+    In decode mode the running sum and count live in the 'cache' collection."""
     cfg = self.config
     is_text = tokens < cfg.video_offset
     if input_mask is not None:
       is_text = is_text & input_mask.astype(jnp.bool_)
-    rows = embed(tokens) * is_text[..., None].astype(cfg.dtype)
+    rows = embedded * is_text[..., None].astype(embedded.dtype)
     total = jnp.cumsum(rows.astype(jnp.float32), axis=1)                  # [B, L, D]
     count = jnp.cumsum(is_text.astype(jnp.float32), axis=1)               # [B, L]
     if decode:
