@@ -182,6 +182,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # 0.79-0.87 vs 0.92-0.96 (presence 1.0 in every window in both); direction 7% / 7% vs
       # 13% / 0%. With the copy head and walls (wall_fraction 0.3): motion gap 0.017 vs 0.004,
       # direction 13% / 7% vs 7% / 7%. One training draw, mixed: off, an option.
+      # Copy head + summary with stage 1 = images 0.5 + clips17@9 0.5 (800 x 32), oracle `last`
+      # codes: the motion word is read (latent frame 1: 3.52 nats after stage 2, 1.13 after stage
+      # 3; continuation 0.87 vs 0.17 free-running; direction 40% / 40%), but colour 27% / 0%,
+      # the minute fills with copied noise (presence 0) and stage 1 costs ~4x. On learned codes
+      # with the default stages: 0.01 nats. README, "Motion, fifth round"; eval/shift_probe.py.
       model=dict(num_layers=3, d_model=128, head_dim=32, mlp_dim=256, prev_frame_input=True,
                  prev_frame_radius=0, copy_head=False, mm_rope_layout="groups",
                  text_summary_input=False),

@@ -19,13 +19,14 @@ It reports, on 64 fixed held-out clips, every `eval_every` steps:
 Teacher-forced, only the *first* changed block of frame 1 needs the word: the raster order gives
 the others away (frame 1's own earlier blocks show which way the square went). So an LM can drive
 `changed_loss` down without reading the word at all, and that is what the plain demo LM does.
-Measured on the 2-core CPU with this check's first version (the same clips and model; the
-caption's filler words differed; 3 layers, d_model 128, batch 16, lr 3e-3): after 300 steps the
-previous-frame-input LM has `changed_loss` 0.34 nats but `motion_gap` 0.003; the copy head
-(`prev_frame_radius=1, copy_head=True`) 0.03 and 5.6 nats; with `text_summary_input` as well
-3.1 nats already at step 200. The same held on the demo's own oracle tokens (`oracle_frames=last`,
-held-out clips): copy head 6.6 nats after 300 clip steps from scratch; after 1,000 stage-1 image
-steps and 300 steps of 60% clips, 0.57 nats, and 5.8 with `text_summary_input`.
+Measured with this module's defaults on the 2-core CPU (`--steps 300`): after 300 steps the
+previous-frame-input LM has `changed_loss` 1.07 nats and `motion_gap` 0.003; with the copy head
+(`prev_frame_radius=1, copy_head=True`) 0.14 and 3.83 nats; with `text_summary_input` as well
+0.29 and 5.13 (3.42 already at step 200). The same held on the demo's own
+oracle tokens (`oracle_frames=last`, 64 held-out clips of the run; this check's first version,
+pointed at the run's token shards): the copy head reached 6.6 nats after 300 clip steps from
+scratch; after 1,000 stage-1 image steps and 300 steps of 60% clips, 0.57 nats, and 5.8 with
+`text_summary_input` (README, "Motion, fifth round").
 """
 
 from __future__ import annotations
