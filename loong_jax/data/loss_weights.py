@@ -100,7 +100,14 @@ def changed_token_weights(inputs, targets, vocab: tokens.Vocab,
   """
   if not changed_weight > 0:
     raise ValueError(f"changed_weight={changed_weight} must be > 0 (1: off)")
+  changed = changed_targets(inputs, targets, vocab)
+  return np.where(changed, np.float32(changed_weight), np.float32(1.0)).astype(np.float32)
+
+
+def changed_targets(inputs, targets, vocab: tokens.Vocab) -> np.ndarray:
+  """`[..., L]` bool: the video-id targets that differ from their frame-mate one latent frame
+  earlier (`tokens.previous_frame_inputs` of `inputs`); False in latent frame 0 and for
+  non-video targets. NumPy only."""
   targets = np.asarray(targets)
   before = tokens.previous_frame_inputs(inputs, vocab)
-  changed = (before >= 0) & vocab.is_video(targets) & (targets != before)
-  return np.where(changed, np.float32(changed_weight), np.float32(1.0)).astype(np.float32)
+  return (before >= 0) & vocab.is_video(targets) & (targets != before)

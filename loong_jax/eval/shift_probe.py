@@ -44,6 +44,7 @@ from loong_jax import tokens
 from loong_jax.data import loss_weights
 from loong_jax.llm import transformer
 from loong_jax.train import lm_step
+from loong_jax.train import state as state_lib
 
 NUM_COLORS = 8
 MOTIONS = {"still": (0, 0), "left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}
@@ -126,8 +127,8 @@ def _held_out(world: World, lm: transformer.LMConfig, count: int = 64):
     swapped.append(tokens.build_sequence(caption, codes, world.vocab))
   true, swapped = make_batch(true, world, lm), make_batch(swapped, world, lm)
   frame = loss_weights.target_frame_index(true["targets"], world.vocab)
-  mate = tokens.previous_frame_inputs(true["inputs"], world.vocab, world.width, 0)
-  changed = (frame == 1) & (mate >= 0) & (mate != true["targets"])
+  changed = (frame == 1) & loss_weights.changed_targets(true["inputs"], true["targets"],
+                                                        world.vocab)
   return true, swapped, changed
 
 
@@ -144,30 +145,26 @@ def run(overrides: dict, *, world: World = World(), steps: int = 300, batch_size
                        for _ in range(batch_size)], world, lm)
 
   first = train_batch()
-  params = model.init(jax.random.key(seed), first["inputs"])["params"]
-  tx = optax.adamw(optax.warmup_constant_schedule(0.0, learning_rate, 20), weight_decay=0.1)
-  opt = tx.init(params)
-
-  def per_token(p, b):
-    logits = model.apply({"params": p}, b["inputs"], prev_ids=b.get("input_prev"))
-    return lm_step.weighted_cross_entropy(logits, b["targets"], b["weights"])
+  state = state_lib.TrainState.create(
+      apply_fn=model.apply, params=model.init(jax.random.key(seed), first["inputs"])["params"],
+      tx=optax.adamw(optax.warmup_constant_schedule(0.0, learning_rate, 20), weight_decay=0.1))
+  step = jax.jit(lm_step.train_step)
 
   @jax.jit
-  def step(p, o, b):
-    (loss, _), grads = jax.value_and_grad(per_token, has_aux=True)(p, b)
-    updates, o = tx.update(grads, o, p)
-    return optax.apply_updates(p, updates), o, loss
+  def ce(params, batch):
+    logits = model.apply({"params": params}, batch["inputs"], prev_ids=batch.get("input_prev"))
+    return optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
 
-  ce = jax.jit(lambda p, b: per_token(p, b)[1]["ce_per_token"])
   true, swapped, changed = _held_out(world, lm)
   curve = []
   for i in range(steps + 1):
     if i % eval_every == 0 or i == steps:
-      ce_true, ce_swapped = np.asarray(ce(params, true)), np.asarray(ce(params, swapped))
+      ce_true = np.asarray(ce(state.params, true))
+      ce_swapped = np.asarray(ce(state.params, swapped))
       curve.append(dict(step=i, changed_loss=float(ce_true[changed].mean()),
                         motion_gap=float((ce_swapped - ce_true)[changed].mean())))
     if i < steps:
-      params, opt, _ = step(params, opt, first if i == 0 else train_batch())
+      state, _ = step(state, first if i == 0 else train_batch())
   return curve
 
 
