@@ -40,10 +40,10 @@ import jax
 import numpy as np
 
 from configs.lm import llama
-from loong_jax import demo_steps, demo_workdir, tokens, train_lm
+from loong_jax import demo_codec, demo_steps, demo_workdir, tokens, train_lm
 from loong_jax import generate as generate_lib
 from loong_jax import sharding as sharding_lib
-from loong_jax.data import encoders, pipeline
+from loong_jax.data import pipeline
 from loong_jax.data import pretokenize as pretokenize_lib
 from loong_jax.data import text as text_lib
 from loong_jax.eval import faithfulness
@@ -94,8 +94,7 @@ def heldout_shards(config, run: str, workdir: str, clips: int) -> str:
   out_dir = os.path.join(workdir, "heldout", "clips17")
   stage = demo_steps.lm_stage_config(config, run, 1)
   vocab = tokens.Vocab(stage.vocab.text_size, stage.vocab.video_size)
-  encode_fn = encoders.tokenizer_encoder(demo_steps.tokenizer_config(config).tokenizer,
-                                         os.path.join(run, "tokenizer"))
+  encode_fn = demo_codec.video_encoder(config, run, vocab.video_size)
   source = demo_steps.synthetic_source(config, (HELDOUT_FRAMES,), clips, "heldout")
   pretokenize_lib.pretokenize(
       source, encode_fn, text_lib.TextTokenizer(os.path.join(run, "text.model")), out_dir,
@@ -153,7 +152,8 @@ def generate_and_score(config, run: str, ic, workdir: str, seconds: float, seed:
   mesh, rules = sharding_lib.make_mesh(ic.mesh), sharding_lib.rules(ic.sharding)
   params = generate_lib.restore_params(workdir, model, mesh, rules)
   codec = generate_lib.load_codec(ic.inference.tokenizer_config, ic.inference.tokenizer_dir,
-                                  ic.inference.tokenizer_kind, ic.vocab.video_size)
+                                  ic.inference.tokenizer_kind, ic.vocab.video_size,
+                                  ic.inference.oracle_frames, ic.inference.flat_codes)
   encode_text = generate_lib.load_text_encoder(ic.inference.text_model)
   prompts = list(config.generate.prompts)
   run_once = lambda: generate_lib.generate_videos(ic, params, [p["prompt"] for p in prompts],

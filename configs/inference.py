@@ -13,6 +13,7 @@ the run being loaded: override them as the run was trained, e.g. `--config.lm.nu
 | masked.history_mask_ratio | share of a finished frame masked in the cache [Lumos: 0.7]     |
 | temperature, top_k, top_p | sampling (`inference/sampling.py`); top-k 50 [ours]            |
 | continuation_temperature | temperature of the clips after the first (None: `temperature`) [ours] |
+| frame_temperature  | temperature of every latent frame after the video's first (None: off) [ours] |
 | guidance_scale     | classifier-free guidance s; 1.0 turns the unconditional branch off     |
 | clip_latent_frames | latent frames per clip: 17 = 65 frames = 10 s [Loong]                  |
 | cond_latent_frames | context carried into the next clip [ours: 4]                           |
@@ -26,6 +27,7 @@ the run being loaded: override them as the run was trained, e.g. `--config.lm.nu
 | tokenizer_dir      | the tokenizer's training run (orbax checkpoints under it)              |
 | tokenizer_kind     | 'learned' (the run above) or 'oracle' (pooling codec, no files)        |
 | oracle_frames      | the oracle's latent frame: 'mean' of its 4 frames or the 'last' one    |
+| flat_codes         | re-encoding's flat-block canonicalisation, as the LM's tokens had it (`data/flat_codes.py`) |
 
 `tiny` matches `train_lm`'s built-in token stream: 4x4 tokens per latent frame (32x32 pixels),
 5 latent frames per clip.
@@ -67,6 +69,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # Sampling temperature of the clips after the first (None: `temperature`): a continuation
       # mostly copies its context, and sampling noise compounds from clip to clip.
       continuation_temperature=ml_collections.FieldReference(None, field_type=float),
+      # Temperature of every latent frame after the video's first (None: `temperature`), which
+      # the previous frame mostly decides (long_video.LongVideoConfig.frame_temperature).
+      frame_temperature=ml_collections.FieldReference(None, field_type=float),
       top_k=50,
       top_p=1.0,
       guidance_scale=1.0 if small else (15.0 if masked else 3.0),
@@ -83,5 +88,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       tokenizer_dir="",
       tokenizer_kind="learned",
       oracle_frames="mean",
+      flat_codes=dict(enabled=False, tolerance=4.0, margin=1),
   )
   return config

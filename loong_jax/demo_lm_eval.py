@@ -22,8 +22,8 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from loong_jax import demo_steps, generate as generate_lib, sharding as sharding_lib, tokens
-from loong_jax.data import encoders, text as text_lib
+from loong_jax import demo_codec, demo_steps, generate as generate_lib, sharding as sharding_lib, tokens
+from loong_jax.data import text as text_lib
 from loong_jax.eval import continuation, motion_effect, objects, text_gap
 from loong_jax.inference import decode, sampling
 from loong_jax.llm import transformer
@@ -55,9 +55,8 @@ def load_stage_lm(config, run: str, stage_number: int) -> StageLM:
                                     stage.data.frame_width, mesh, rules)
   if demo_steps.tokenizer_kind(config) == "oracle":
     encode_video = jax.jit(demo_steps.oracle_encoder(config, vocab.video_size))
-  else:
-    encode_video = encoders.tokenizer_encoder(demo_steps.tokenizer_config(config).tokenizer,
-                                              os.path.join(run, "tokenizer"))
+  else:  # the trained tokenizer, with the LM's flat-block canonicalisation
+    encode_video = demo_codec.video_encoder(config, run, vocab.video_size)
   text_model = text_lib.TextTokenizer(os.path.join(run, "text.model"))
   return StageLM(stage, vocab, model, params, logits_fn, encode_video, text_model.encode, mesh,
                  rules)

@@ -38,8 +38,12 @@ from loong_jax.demo_workdir import load_run_config
 from loong_jax import sharding as sharding_lib
 from loong_jax.data import encoders, pipeline as pipeline_lib, pretokenize as pretokenize_lib
 from loong_jax.data import synthetic
+from loong_jax import demo_codec
+from loong_jax.demo_codec import (flat_config, oracle_encoder, oracle_frames, tokenizer_config,
+                                  tokenizer_kind)
 from loong_jax.data import text as text_lib
 from loong_jax.llm import transformer
+from loong_jax.tokenizer import autoencoder
 from loong_jax.train import tokenizer_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,29 +63,11 @@ def synthetic_source(config, frames: tuple[int, ...], num: int, split: str = "tr
     world["speed"] = float(data.speed)
   if data.get("wall_fraction"):
     world["wall_fraction"] = float(data.wall_fraction)
+  if data.get("grid"):
+    world["grid"] = int(data.grid)
   return synthetic.SyntheticVideos(synthetic.SyntheticConfig(
       seed=data.seed, resolution=data.resolution, num_frames=tuple(frames), fps=(data.fps,),
       max_objects=data.max_objects, num_train=num, num_heldout=num, **world), split)
-
-
-def tokenizer_config(config) -> ml_collections.ConfigDict:
-  """`config.tokenizer.config` with the demo's training overrides."""
-  t = config.tokenizer
-  out = cli.load_config_file(t.config)
-  out.train.steps, out.train.batch_size = t.steps, t.batch_size
-  out.train.log_every, out.train.checkpoint_every = t.log_every, t.checkpoint_every
-  out.data.frames, out.data.resolution = t.frames, config.data.resolution
-  out.loss.disc_start = t.disc_start
-  out.optim.ema_decay = t.ema_decay
-  out.optim.warmup_steps = t.warmup_steps
-  out.optim.learning_rate = t.get("learning_rate", out.optim.learning_rate)
-  out.image_phase.update(t.get("image_phase", {}))
-  for name, value in t.get("model", {}).items():  # e.g. local_encoder (configs/tokenizer/magvit2.py)
-    if name not in out.tokenizer:
-      raise ValueError(f"config.tokenizer.model.{name}: not a field of the tokenizer config "
-                       f"{sorted(out.tokenizer)}")
-    out.tokenizer[name] = value
-  return out
 
 
 def lm_variant_options(config) -> list[str]:
@@ -202,26 +188,6 @@ def _to_uint8(video: np.ndarray) -> np.ndarray:
   return np.clip(np.round((np.asarray(video) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def tokenizer_kind(config) -> str:
-  """`config.tokenizer.kind`: 'learned' (trained here; also runs written before the field
-  existed) or 'oracle' (the pooling codec of `loong_jax.data.encoders`, nothing trained)."""
-  kind = config.tokenizer.get("kind", "learned")
-  if kind not in encoders.CODEC_KINDS:
-    raise ValueError(f"config.tokenizer.kind={kind!r}: one of {encoders.CODEC_KINDS}")
-  return kind
-
-
-def oracle_encoder(config, size: int):
-  """The oracle's encoder (`encoders.pooling_stand_in_encoder`) with the demo's
-  `config.tokenizer.oracle_frames` ('mean' of a latent frame's 4 frames, or the 'last')."""
-  return encoders.pooling_stand_in_encoder(size, frames=oracle_frames(config))
-
-
-def oracle_frames(config) -> str:
-  """`config.tokenizer.oracle_frames` ('mean' for runs written before the field existed)."""
-  return config.tokenizer.get("oracle_frames", "mean")
-
-
 def video_size(config, run: str) -> int:
   """The LM's video vocabulary (the oracle codes fit it by construction)."""
   return int(lm_stage_config(config, run, 1).vocab.video_size)
@@ -282,8 +248,11 @@ def train_tokenizer(config, run: str):
   print(f"tokenizer: {tc.image_phase.steps} image + {tc.train.steps} clip steps (this run from "
         f"clip step {result.start_step}) in {time.time() - tick:.0f} s", flush=True)
   recon_fn = jax.jit(functools.partial(tokenizer_step.reconstruct, config=tc))
-  write_tokenizer_eval(config, run, lambda v: recon_fn(state.ema_params, state.codebook_stats, v),
-                       tc.train.batch_size, tc.tokenizer.quantizer.codebook_size)
+  reconstruct = demo_codec.canonical_reconstruct(
+      config, autoencoder.make_tokenizer(tc.tokenizer), state.ema_params,
+      lambda v: recon_fn(state.ema_params, state.codebook_stats, v))
+  write_tokenizer_eval(config, run, reconstruct, tc.train.batch_size,
+                       tc.tokenizer.quantizer.codebook_size)
 
 
 def train_text(config, run: str):
@@ -301,11 +270,7 @@ def pretokenize(config, run: str):
   stage = lm_stage_config(config, run, 1)
   vocab = tokens.Vocab(stage.vocab.text_size, stage.vocab.video_size)
   kind = tokenizer_kind(config)
-  if kind == "oracle":
-    encode_fn = encoders.data_parallel(oracle_encoder(config, vocab.video_size))
-  else:
-    encode_fn = encoders.tokenizer_encoder(tokenizer_config(config).tokenizer,
-                                           os.path.join(run, "tokenizer"))
+  encode_fn = demo_codec.video_encoder(config, run, vocab.video_size)
   text_tokenizer = text_lib.TextTokenizer(os.path.join(run, "text.model"))
   p = config.pretokenize
   for name, frames in SOURCES:
@@ -343,6 +308,7 @@ def inference_config(config, run: str, reencode: bool) -> ml_collections.ConfigD
       decoder=defaults.decoder, masked=defaults.masked.to_dict(),
       temperature=g.temperature, top_k=g.top_k, top_p=1.0, guidance_scale=g.guidance_scale,
       continuation_temperature=g.get("continuation_temperature", None),
+      frame_temperature=g.get("frame_temperature", None),
       clip_latent_frames=g.clip_latent_frames, cond_latent_frames=g.cond_latent_frames,
       reencode=reencode, height=config.data.resolution, width=config.data.resolution,
       fps=float(config.data.fps), max_text_len=stage.data.max_text_len, prompt_multiple=16,
@@ -350,7 +316,7 @@ def inference_config(config, run: str, reencode: bool) -> ml_collections.ConfigD
       text_model=os.path.join(run, "text.model"),
       tokenizer_config=os.path.join(run, "tokenizer", "config.json"),
       tokenizer_dir=os.path.join(run, "tokenizer"), tokenizer_kind=tokenizer_kind(config),
-      oracle_frames=oracle_frames(config))
+      oracle_frames=oracle_frames(config), flat_codes=flat_config(config).__dict__)
   return out
 
 
@@ -395,7 +361,7 @@ def generate(config, run: str):
       params = generate_lib.restore_params(os.path.join(run, "lm", "stage3"), model, mesh, rules)
       codec = generate_lib.load_codec(ic.inference.tokenizer_config, ic.inference.tokenizer_dir,
                                       ic.inference.tokenizer_kind, ic.vocab.video_size,
-                                      ic.inference.oracle_frames)
+                                      ic.inference.oracle_frames, ic.inference.flat_codes)
       encode_text = generate_lib.load_text_encoder(ic.inference.text_model)
 
   clip_names = [clip_name(i, p) for i, p in enumerate(clips)]

@@ -109,10 +109,12 @@ def oracle_codec(video_size: int, frames: str = "mean") -> long_video.VideoCodec
 
 
 def load_codec(tokenizer_config: str, tokenizer_dir: str, kind: str = "learned",
-               video_size: int = 8_192, oracle_frames: str = "mean") -> long_video.VideoCodec:
+               video_size: int = 8_192, oracle_frames: str = "mean",
+               flat_codes=None) -> long_video.VideoCodec:
   """The video codec of `kind`: 'learned', the trained video tokenizer (EMA generator weights of
-  its latest checkpoint), or 'oracle' (`oracle_codec(video_size, oracle_frames)`; no files
-  read)."""
+  its latest checkpoint; `flat_codes`, a `data/flat_codes.py` config, canonicalises its flat
+  blocks as pre-tokenization did), or 'oracle' (`oracle_codec(video_size, oracle_frames)`; no
+  files read)."""
   if kind == "oracle":
     return oracle_codec(video_size, oracle_frames)
   if kind != "learned":
@@ -129,10 +131,15 @@ def load_codec(tokenizer_config: str, tokenizer_dir: str, kind: str = "learned",
                        "checkout") from e
   config = cli.load_config_file(tokenizer_config).tokenizer
   model, params = encoders.restore_tokenizer(config, tokenizer_dir, "inference.tokenizer_dir")
+  from loong_jax.data import flat_codes as flat_lib  # noqa: PLC0415 -- as above
+
   encode = jax.jit(lambda v: model.apply({"params": params}, v, method="encode"))
   decode_fn = jax.jit(lambda i: model.apply({"params": params}, i, method="decode"))
   auto = autoencoder.AutoencoderConfig.from_config(config)
-  return long_video.VideoCodec(lambda v: np.asarray(encode(v)), lambda i: np.asarray(decode_fn(i)),
+  encode_fn = flat_lib.canonical_encoder(lambda v: np.asarray(encode(v)),
+                                         flat_lib.FlatCodesConfig.from_config(flat_codes),
+                                         auto.temporal_factor, auto.spatial_factor)
+  return long_video.VideoCodec(encode_fn, lambda i: np.asarray(decode_fn(i)),
                                auto.temporal_factor, auto.spatial_factor)
 
 
@@ -186,7 +193,8 @@ def generate_videos(config, params, prompts: Sequence[str], seconds: float, seed
   text_ids = [encode_prompt(p, encode_text, inf.max_text_len, vocab) for p in prompts]
   clip_config = long_video.LongVideoConfig(
       clip_latent_frames=inf.clip_latent_frames, cond_latent_frames=inf.cond_latent_frames,
-      reencode=inf.reencode, height=inf.height, width=inf.width)
+      reencode=inf.reencode, height=inf.height, width=inf.width,
+      frame_temperature=inf.get("frame_temperature", None))
   frames = num_frames(seconds, inf.fps)
   total = len(long_video.clip_schedule(frames, clip_config, codec.temporal_stride))
   with tqdm.tqdm(total=total, unit="clip", desc=f"{frames} frames") as bar:
@@ -227,7 +235,7 @@ def main(argv):
   try:
     codec = load_codec(inf.tokenizer_config, inf.tokenizer_dir,
                        inf.get("tokenizer_kind", "learned"), config.vocab.video_size,
-                       inf.get("oracle_frames", "mean"))
+                       inf.get("oracle_frames", "mean"), inf.get("flat_codes", None))
     encode_text = None
     if any(p.strip() for p in prompts):
       encode_text = load_text_encoder(inf.text_model or os.path.join(_WORKDIR.value,

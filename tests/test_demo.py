@@ -326,3 +326,21 @@ def test_tokenizer_model_overrides_reach_training_and_generation(tmp_path):
   config.tokenizer.model.no_such_field = 1
   with pytest.raises(ValueError, match="config.tokenizer.model.no_such_field"):
     demo_steps.tokenizer_config(config)
+
+
+def test_flat_codes_setting_reaches_pretokenization_evaluation_and_generation(tmp_path):
+  """`config.tokenizer.flat_codes` is the LM's codes' canonicalisation: the same setting builds
+  the encoder of every place that makes LM codes (`demo_codec.video_encoder`), and generation's
+  re-encoding gets it; a misspelt key fails."""
+  from loong_jax import demo_codec, demo_steps
+  config, run = _quick_config(), str(tmp_path)
+  config.tokenizer.flat_codes = dict(enabled=True, tolerance=2.0, margin=2)
+  got = demo_codec.flat_config(config)
+  assert got.enabled and got.tolerance == 2.0 and got.margin == 2
+  ic = demo_steps.inference_config(config, run, reencode=True)
+  assert dict(ic.inference.flat_codes) == dict(enabled=True, tolerance=2.0, margin=2)
+  config.tokenizer.flat_codes.marginn = 1
+  with pytest.raises(ValueError, match="marginn"):
+    demo_codec.flat_config(config)
+  config.tokenizer.flat_codes = dict(enabled=False)
+  assert not demo_codec.flat_config(config).enabled

@@ -75,6 +75,11 @@ class SyntheticConfig:
       frame instead, so that the object may reach the edge within the clip and rest there, as it
       does in every minute-long clip (a model that never saw it carries the object out of the
       frame). Drawn only when > 0, so 0 leaves every sample as it was.
+    grid: > 0: every object starts with its centre on a multiple of `grid` pixels (the nearest
+      one its path allows; none: where it was drawn), so with `grid` = the tokenizer's block and
+      `speed` one block per latent frame, an object's blocks look the same wherever it is and
+      every latent frame is a whole-block shift of the last. 0: anywhere (the draws are the
+      same either way).
   """
 
   seed: int = 0
@@ -90,6 +95,7 @@ class SyntheticConfig:
   background_colors: tuple[str, ...] = tuple(render_lib.BACKGROUND_COLORS)
   speed: float = 0.0
   wall_fraction: float = 0.0
+  grid: int = 0
 
   def __post_init__(self):
     for name, known in (("motions", MOTIONS), ("sizes", tuple(SIZES)),
@@ -111,6 +117,9 @@ class SyntheticConfig:
                        "frame (0: the whole-clip travel of `TRAVEL`)")
     if not 0.0 <= self.wall_fraction <= 1.0:
       raise ValueError(f"SyntheticConfig.wall_fraction={self.wall_fraction} must be in [0, 1]")
+    if not 0 <= self.grid < self.resolution:
+      raise ValueError(f"SyntheticConfig.grid={self.grid} must be in [0, resolution) pixels "
+                       "(0: off)")
     if self.wall_fraction and not self.speed:
       raise ValueError("SyntheticConfig.wall_fraction needs speed > 0 (with speed 0 every "
                        "straight path fits inside the frame)")
@@ -131,10 +140,20 @@ def long_clip_frames(fps: int, seconds: float = 60.0) -> int:
   return 1 + 4 * int(np.ceil(seconds * fps / 4))
 
 
+def _snap(value: float, low: float, high: float, grid: int) -> float:
+  """The multiple of `grid` in [low, high] nearest `value` (`value` when there is none)."""
+  if grid <= 0:
+    return value
+  first, last = np.ceil(low / grid) * grid, np.floor(high / grid) * grid
+  if first > last:
+    return value
+  return float(np.clip(np.round(value / grid) * grid, first, last))
+
+
 def _trajectory(motion: str, size: str, num_frames: int, side: int, rng: np.random.Generator,
-                speed: float = 0.0, wall_fraction: float = 0.0):
+                speed: float = 0.0, wall_fraction: float = 0.0, grid: int = 0):
   """`(centers [T, 2], radii [T])` in pixels, staying inside the frame (`speed`,
-  `wall_fraction`: see `SyntheticConfig`)."""
+  `wall_fraction`, `grid`: see `SyntheticConfig`)."""
   r0 = SIZES[size] * side
   t = np.linspace(0.0, 1.0, num_frames)[:, None] if num_frames > 1 else np.zeros((1, 1))
   radii = np.full(num_frames, r0)
@@ -154,8 +173,8 @@ def _trajectory(motion: str, size: str, num_frames: int, side: int, rng: np.rand
     if speed > 0 and wall_fraction > 0 and rng.random() < wall_fraction:
       path = np.zeros_like(path)  # anywhere: the edge may come within the clip
     # Start where the path (the part that fits) stays inside [lo, hi].
-    start = np.array([rng.uniform(lo - min(p, 0.0), max(hi - max(p, 0.0), lo - min(p, 0.0)))
-                      for p in path])
+    bounds = [(lo - min(p, 0.0), max(hi - max(p, 0.0), lo - min(p, 0.0))) for p in path]
+    start = np.array([_snap(rng.uniform(a, b), a, b, grid) for a, b in bounds])
     if speed > 0:
       frames = np.arange(num_frames, dtype=np.float64)[:, None]
       centers = np.clip(start + frames * speed * side * step, lo, hi)
@@ -170,7 +189,8 @@ def _trajectory(motion: str, size: str, num_frames: int, side: int, rng: np.rand
     phase = np.mod(raw - lo, 2 * span)
     centers = lo + np.where(phase > span, 2 * span - phase, phase)
   else:
-    centers = np.broadcast_to(rng.uniform(lo, hi, size=2), (num_frames, 2))
+    start = [_snap(v, lo, hi, grid) for v in rng.uniform(lo, hi, size=2)]
+    centers = np.broadcast_to(np.asarray(start, np.float64), (num_frames, 2))
   return centers.astype(np.float32), radii.astype(np.float32)
 
 
@@ -244,7 +264,7 @@ class SyntheticVideos:
     for obj in objects:
       obj["centers"], obj["radii"] = _trajectory(obj["motion"], obj["size"], num_frames,
                                                  cfg.resolution, rng, cfg.speed,
-                                                 cfg.wall_fraction)
+                                                 cfg.wall_fraction, cfg.grid)
     texture = str(rng.choice(list(cfg.textures)))
     bg_color = str(rng.choice(list(cfg.background_colors)))
     text = caption(objects, bg_color, texture, video, rng)

@@ -42,18 +42,33 @@ from loong_jax.llm import transformer
 class Plan(NamedTuple):
   """Per generated slot: `forced [T]` int32 (the id to place, -1 = sample) and `video_only [T]`
   bool (sample only video ids); `frame_width`: video ids per row of a latent frame, needed for
-  MM-RoPE positions (0 = no frames in the plan)."""
+  MM-RoPE positions (0 = no frames in the plan); `logit_scale [T]` float32 or None: the slot's
+  (guided) logits are multiplied by it before sampling, so it samples at `temperature / scale`
+  (None: 1 everywhere), e.g. a lower temperature for the latent frames after the first."""
 
   forced: np.ndarray
   video_only: np.ndarray
   frame_width: int = 0
+  logit_scale: np.ndarray | None = None
+
+  def scales(self) -> np.ndarray:
+    """`[T]` float32 logit scales (ones when `logit_scale` is None)."""
+    if self.logit_scale is None:
+      return np.ones(len(self.forced), np.float32)
+    scale = np.asarray(self.logit_scale, np.float32)
+    if scale.shape != self.forced.shape or not (scale > 0).all():
+      raise ValueError(f"Plan.logit_scale must be {self.forced.shape} positive floats; got "
+                       f"shape {scale.shape}, min {scale.min() if scale.size else None}")
+    return scale
 
 
 def frame_plan(vocab: tokens_lib.Vocab, num_frames: int, tokens_per_frame: int,
-               end_video: bool = True, frame_width: int | None = None) -> Plan:
+               end_video: bool = True, frame_width: int | None = None,
+               frame_scales: Sequence[float] | None = None) -> Plan:
   """`[<boi> N video ids <eoi>] x num_frames` (then `<eov>` when `end_video`).
 
   `frame_width` (ids per row of a frame) defaults to `sqrt(N)`, for square frames.
+  `frame_scales`: one logit scale per frame (`Plan.logit_scale`); None: 1.
   """
   if frame_width is None:
     frame_width = int(np.sqrt(tokens_per_frame))
@@ -65,7 +80,13 @@ def frame_plan(vocab: tokens_lib.Vocab, num_frames: int, tokens_per_frame: int,
                      f"tokens_per_frame={tokens_per_frame}")
   frame = np.concatenate([[vocab.boi], np.full(tokens_per_frame, -1), [vocab.eoi]])
   forced = np.concatenate([np.tile(frame, num_frames), [vocab.eov] if end_video else []])
-  return Plan(forced.astype(np.int32), forced < 0, frame_width)
+  scale = None
+  if frame_scales is not None:
+    if len(frame_scales) != num_frames:
+      raise ValueError(f"frame_plan: {len(frame_scales)} frame_scales for {num_frames} frames")
+    per_frame = np.repeat(np.asarray(frame_scales, np.float32), len(frame))
+    scale = np.concatenate([per_frame, np.ones(len(forced) - len(per_frame), np.float32)])
+  return Plan(forced.astype(np.int32), forced < 0, frame_width, scale)
 
 
 def free_plan(num_tokens: int) -> Plan:
@@ -175,8 +196,8 @@ def last_position_logits(next_fun, args, kwargs, context):
 
 @functools.partial(jax.jit,
                    static_argnames=("model", "sampling", "video_range", "return_logits"))
-def _generate(params, tokens, mask, positions, prev_source, forced, video_only, key, *, model,
-              sampling, video_range, return_logits):
+def _generate(params, tokens, mask, positions, prev_source, forced, video_only, logit_scale, key,
+              *, model, sampling, video_range, return_logits):
   """Prefill `tokens [R, P]` then run the plan; `positions [R, P + T(, 3)]` and `prev_source
   [R, P + T]` or None (`layout`). Returns `ids [B, T]` (and `logits [B, T, V]`)."""
   rows, prompt_len = tokens.shape
@@ -211,7 +232,7 @@ def _generate(params, tokens, mask, positions, prev_source, forced, video_only, 
       logits = sampling_lib.guide(logits, row_logits[batch:], sampling.guidance_scale)
     logits = jnp.where(video_only[t], sampling_lib.restrict_to_range(logits, *video_range),
                        logits)
-    sampled = sampling_lib.sample(logits, jax.random.fold_in(key, t), sampling)
+    sampled = sampling_lib.sample(logits * logit_scale[t], jax.random.fold_in(key, t), sampling)
     return jnp.where(forced[t] >= 0, forced[t], sampled), logits
 
   def step(carry, slot):
@@ -324,7 +345,7 @@ class Decoder:
     """
     rows = self.batch_layout(prompts, plan, uncond_prompts)
     out = self.run(_generate, params, rows[:3] + (rows.prev_source,), plan.forced,
-                   plan.video_only, key,
+                   plan.video_only, plan.scales(), key,
                    model=self.model, sampling=self.sampling, return_logits=return_logits,
                    video_range=(self.vocab.video_offset, self.vocab.special_offset))
     batch = len(prompts)

@@ -61,6 +61,9 @@ class LongVideoConfig:
     cond_latent_frames: n, the context carried into the next clip [ours: 4].
     reencode: decode the context to pixels and encode it again [Loong], or reuse its codes.
     height, width: pixel size of the video (multiples of the codec's spatial downsampling).
+    frame_temperature: the sampling temperature of every latent frame that follows one (all but
+      the video's first), where the previous frame already holds the scene; None: the decoder's
+      temperature everywhere. Token-by-token decoder only.
   """
 
   clip_latent_frames: int
@@ -68,11 +71,15 @@ class LongVideoConfig:
   reencode: bool = True
   height: int = 128
   width: int = 128
+  frame_temperature: float | None = None
 
   def validate(self, codec: VideoCodec):
     if not 1 <= self.cond_latent_frames < self.clip_latent_frames:
       raise ValueError(f"inference.cond_latent_frames={self.cond_latent_frames} must lie in "
                        f"[1, clip_latent_frames={self.clip_latent_frames})")
+    if self.frame_temperature is not None and not self.frame_temperature > 0:
+      raise ValueError(f"inference.frame_temperature={self.frame_temperature} must be > 0 "
+                       "(None: the sampling temperature)")
     d = codec.spatial_downsample
     if self.height % d or self.width % d:
       raise ValueError(f"inference.height/width={self.height}x{self.width} must be multiples of "
@@ -142,8 +149,9 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
     cond = [decode_lib.prompt_ids(vocab, t, x) for t, x in zip(text_ids, contexts)]
     uncond = [decode_lib.prompt_ids(vocab, None, x) for x in contexts]
     sample = decoder if context is None or continue_decoder is None else continue_decoder
-    ids = sample(params, cond, decode_lib.frame_plan(vocab, n_new, h * w, frame_width=w),
-                 jax.random.fold_in(key, c), uncond_prompts=uncond)
+    plan = decode_lib.frame_plan(vocab, n_new, h * w, frame_width=w,
+                                 frame_scales=frame_scales(sample, config, n_new, c == 0))
+    ids = sample(params, cond, plan, jax.random.fold_in(key, c), uncond_prompts=uncond)
     new = frame_codes(ids, vocab, n_new, h, w)
     clip = new if context is None else np.concatenate([context, new], axis=1)
     pixels = np.asarray(codec.decode(clip))
@@ -164,6 +172,20 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
     if on_clip is not None:
       on_clip(c + 1, len(schedule))
   return LongVideo(video[:, :num_frames], timeline)
+
+
+def frame_scales(decoder: decode_lib.Decoder, config: LongVideoConfig, num_frames: int,
+                 first_clip: bool) -> list[float] | None:
+  """Per new latent frame, the logit scale that samples it at `config.frame_temperature`
+  (`decode.Plan.logit_scale`); the video's first frame keeps the decoder's temperature. None:
+  no per-frame temperature (or a greedy decoder, which it would not change)."""
+  if config.frame_temperature is None or decoder.sampling.temperature == 0:
+    return None
+  base = decoder.sampling.temperature
+  scales = [base / config.frame_temperature] * num_frames
+  if first_clip:
+    scales[0] = 1.0
+  return scales
 
 
 def frame_codes(ids: np.ndarray, vocab: tokens_lib.Vocab, num_frames: int, h: int,

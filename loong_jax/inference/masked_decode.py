@@ -134,6 +134,9 @@ def frame_structure(plan: decode.Plan, vocab: tokens_lib.Vocab) -> tuple[int, in
           and np.array_equal(want.video_only, plan.video_only)):
     raise ValueError("the masked decoder generates whole latent frames: pass a "
                      "decode.frame_plan")
+  if not np.all(plan.scales() == 1.0):
+    raise ValueError("the masked decoder samples every frame at one temperature: per-frame "
+                     "logit scales (inference.frame_temperature) need the token-by-token decoder")
   return num_frames, n
 
 

@@ -232,3 +232,27 @@ def test_wall_fraction_is_validated():
     synthetic.SyntheticConfig(speed=1 / 32, wall_fraction=1.5)
   with pytest.raises(ValueError, match="needs speed"):
     synthetic.SyntheticConfig(wall_fraction=0.3)
+
+
+def test_grid_starts_objects_on_the_token_grid_and_keeps_the_draws():
+  # grid=8 with one block per latent frame: every object starts with its centre on a multiple
+  # of 8 px and is on one again every 4 frames (a whole-block shift); captions and the rest of
+  # every sample are those of grid=0.
+  world = dict(resolution=64, num_frames=(17,), max_objects=1, speed=1 / 32,
+               motions=("still", "left", "right", "up", "down"), sizes=("medium", "large"))
+  snapped = synthetic.SyntheticVideos(synthetic.SyntheticConfig(grid=8, **world))
+  free = synthetic.SyntheticVideos(synthetic.SyntheticConfig(**world))
+  off_grid = 0
+  for i in range(40):
+    obj, = snapped.attributes(i)[0]["objects"]
+    other, = free.attributes(i)[0]["objects"]
+    assert snapped.caption(i) == free.caption(i)
+    assert (obj["motion"], obj["size"], obj["color"]) == (other["motion"], other["size"],
+                                                          other["color"])
+    np.testing.assert_allclose(obj["centers"][::4] % 8, 0.0, atol=1e-4)
+    radius = obj["radii"].max()
+    assert obj["centers"].min() >= radius - 1e-3 and obj["centers"].max() <= 64 - radius + 1e-3
+    off_grid += bool(np.any(np.abs(other["centers"][0] % 8) > 1e-3))
+  assert off_grid > 30  # without the grid, starts fall anywhere
+  with pytest.raises(ValueError, match="grid"):
+    synthetic.SyntheticConfig(grid=64, resolution=64)

@@ -160,3 +160,29 @@ def test_frame_bidirectional_models_are_sent_to_the_masked_decoder(vocab):
   config = dataclasses.replace(small_lm_config(), attention_mask="frame_bidirectional")
   with pytest.raises(ValueError, match="attention_mask"):
     decode.Decoder(transformer.Transformer(config), vocab, sampling.SamplingConfig())
+
+
+def test_frame_logit_scale_samples_that_frame_at_its_own_temperature(lm, vocab):
+  """A huge logit scale on frame 1 makes its ids the argmax of the logits they were drawn
+  from, while frame 0 (scale 1) still samples; a plan without scales is unchanged by ones."""
+  model, params = lm
+  decoder = decode.Decoder(model, vocab, sampling.SamplingConfig(temperature=1.0))
+  prompts = text_prompts(vocab, (3, 5, 4, 6))
+  plan = decode.frame_plan(vocab, 2, TOKENS_PER_FRAME, frame_scales=[1.0, 1e4])
+  ids, logits = decoder(params, prompts, plan, jax.random.key(1), return_logits=True)
+  second = np.flatnonzero(plan.forced < 0)[TOKENS_PER_FRAME:]
+  first = np.flatnonzero(plan.forced < 0)[:TOKENS_PER_FRAME]
+  np.testing.assert_array_equal(ids[:, second], logits[:, second].argmax(-1))
+  assert (ids[:, first] != logits[:, first].argmax(-1)).any()
+  plain = decode.frame_plan(vocab, 2, TOKENS_PER_FRAME)
+  ones = plain._replace(logit_scale=np.ones(len(plain.forced), np.float32))
+  np.testing.assert_array_equal(decoder(params, prompts, plain, jax.random.key(1)),
+                                decoder(params, prompts, ones, jax.random.key(1)))
+
+
+def test_frame_scales_must_match_frames_and_be_positive(vocab):
+  with pytest.raises(ValueError, match="frame_scales"):
+    decode.frame_plan(vocab, 2, TOKENS_PER_FRAME, frame_scales=[1.0])
+  plan = decode.frame_plan(vocab, 2, TOKENS_PER_FRAME, frame_scales=[1.0, 0.0])
+  with pytest.raises(ValueError, match="positive"):
+    plan.scales()

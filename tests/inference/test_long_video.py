@@ -119,3 +119,21 @@ def test_continue_decoder_samples_every_clip_after_the_first(lm, vocab, stand_in
   again = later(params, cond, decode.frame_plan(vocab, 2, 4, frame_width=2), jax.random.key(99),
                 uncond_prompts=uncond)
   np.testing.assert_array_equal(long_video.frame_codes(again, vocab, 2, 2, 2), out.codes[:, 3:5])
+
+
+def test_frame_temperature_scales_every_frame_but_the_videos_first(lm, vocab, stand_in_codec):
+  decoder, params = make_decoder(lm, vocab, temperature=0.8)
+  config = long_video.LongVideoConfig(clip_latent_frames=3, cond_latent_frames=1, height=16,
+                                      width=16, frame_temperature=0.2)
+  assert long_video.frame_scales(decoder, config, 3, True) == pytest.approx([1.0, 4.0, 4.0])
+  assert long_video.frame_scales(decoder, config, 2, False) == pytest.approx([4.0, 4.0])
+  assert long_video.frame_scales(decoder, CONFIG, 3, True) is None
+  greedy, _ = make_decoder(lm, vocab, temperature=0.0)
+  assert long_video.frame_scales(greedy, config, 3, True) is None
+  out = long_video.generate(decoder, params, [[1, 2]], 22, stand_in_codec.codec(), config,
+                            jax.random.key(4))
+  assert out.video.shape[1] == 22
+  bad = long_video.LongVideoConfig(clip_latent_frames=3, cond_latent_frames=1, height=16,
+                                   width=16, frame_temperature=0.0)
+  with pytest.raises(ValueError, match="frame_temperature"):
+    long_video.generate(decoder, params, [[1]], 5, stand_in_codec.codec(), bad, jax.random.key(0))

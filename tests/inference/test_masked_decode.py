@@ -186,6 +186,9 @@ def test_models_and_plans_the_masked_decoder_refuses(lm, ardf_lm, vocab):
   decoder = masked_decode.MaskedDecoder(model, vocab, GREEDY)
   with pytest.raises(ValueError, match="frame_plan"):
     decoder(params, _prompts(vocab), decode.free_plan(6), jax.random.key(0))
+  scaled = decode.frame_plan(vocab, 2, N, frame_width=WIDTH, frame_scales=[1.0, 2.0])
+  with pytest.raises(ValueError, match="frame_temperature"):
+    decoder(params, _prompts(vocab), scaled, jax.random.key(0))
 
 
 def test_sharded_masked_decoding_matches_one_device(ardf_lm, vocab):
