@@ -28,7 +28,8 @@ def tokenizer_config(config) -> ml_collections.ConfigDict:
   out.optim.warmup_steps = t.warmup_steps
   out.optim.learning_rate = t.get("learning_rate", out.optim.learning_rate)
   out.image_phase.update(t.get("image_phase", {}))
-  for name, value in t.get("model", {}).items():  # e.g. local_encoder (configs/tokenizer/magvit2.py)
+  # e.g. local_encoder (configs/tokenizer/magvit2.py)
+  for name, value in t.get("model", {}).items():
     if name not in out.tokenizer:
       raise ValueError(f"config.tokenizer.model.{name}: not a field of the tokenizer config "
                        f"{sorted(out.tokenizer)}")

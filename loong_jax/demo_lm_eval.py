@@ -22,9 +22,10 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from loong_jax import demo_codec, demo_steps, generate as generate_lib, sharding as sharding_lib, tokens
+from loong_jax import demo_codec, demo_steps, generate as generate_lib, tokens
+from loong_jax import sharding as sharding_lib
 from loong_jax.data import text as text_lib
-from loong_jax.eval import continuation, motion_effect, objects, text_gap
+from loong_jax.eval import continuation, motion_effect, objects, shift_invariance, text_gap
 from loong_jax.inference import decode, sampling
 from loong_jax.llm import transformer
 
@@ -137,4 +138,19 @@ def measure(config, run: str) -> dict | None:
     final = lm
   return {"text_gap": by_stage["stage3"], "text_gap_by_stage": by_stage,
           "continuation": lm_continuation(config, final),
-          "motion_effect": lm_motion_effect(config, final)}
+          "motion_effect": lm_motion_effect(config, final),
+          "tokenizer_codes": {"shift_invariance": codes_shift_invariance(config, final)}}
+
+
+def codes_shift_invariance(config, lm: StageLM) -> dict:
+  """`loong_jax.eval.shift_invariance.measure` of the codes the LM reads (reported as
+  tokenizer.codes.shift_invariance): do an object's codes move with it?"""
+  data = config.data
+  out = shift_invariance.measure(
+      lm.encode_video, data.resolution, objects=4 if config.variant == "quick" else 32,
+      sizes=tuple(data.get("sizes", ("medium", "large"))),
+      background_color=tuple(data.get("background_colors", ("black",)))[0],
+      batch_size=config.pretokenize.batch_size)
+  print(f"evaluate: code shift invariance: {out['same']:.3f} of {out['blocks']} blocks keep "
+        "their code when the object moves by whole blocks", flush=True)
+  return out

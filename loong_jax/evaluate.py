@@ -38,7 +38,9 @@ Every input is optional; a section whose inputs are absent is skipped with a log
                     clip's travel at it; replaces speed_frames
     RUN/lm_eval.json          {"text_gap": {"color": nats, "motion": nats, ...}} measured on the
                               LM (`eval/text_gap.py`) -> lm.text_gap.*; "continuation":
-                              {...} (`eval/continuation.py`) -> lm.continuation.*
+                              {...} (`eval/continuation.py`) -> lm.continuation.*;
+                              "tokenizer_codes": {...} -> tokenizer.codes.* (e.g.
+                              `eval/shift_invariance.py` of the codes the LM reads)
     RUN/timings.json          {"step": seconds} of the run -> timings.<step>_s
 
 Clips are read by `--reader`: `probe` (the palette probe, `eval/probe.py`) or `blocks` (videos of
@@ -217,6 +219,9 @@ def evaluate(run: str, i3d_checkpoint: str = "", probe_clips: int = 200, window_
   if os.path.exists(lm_path):
     with open(lm_path) as f:
       result["lm"] = json.load(f)
+    codes = result["lm"].pop("tokenizer_codes", None)  # measured with the LM's encoder
+    if codes:
+      result.setdefault("tokenizer", {}).setdefault("codes", {}).update(codes)
   entries = read_prompts(run)
   if not entries:
     logging.warning(f"evaluate: no {os.path.join(run, 'generated', 'prompts.jsonl')}; "

@@ -60,6 +60,8 @@ def _write_run(run):
     np.savez(gen / f"long{i}.npz", video=sample["video"], fps=8)
   (gen / "prompts.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
   (run / "timings.json").write_text(json.dumps({"demo_total": 42.0}))
+  (run / "lm_eval.json").write_text(json.dumps({
+      "text_gap": {"color": 0.5}, "tokenizer_codes": {"shift_invariance": {"same": 0.75}}}))
 
 
 def test_evaluate_measures_every_section(tmp_path):
@@ -76,6 +78,9 @@ def test_evaluate_measures_every_section(tmp_path):
   assert loaded["tokenizer"]["codes"]["moved_transitions"] > 0
   assert loaded["tokenizer"]["codes"]["changed_near"] > 0.8
   assert "changed_far" not in loaded["tokenizer"]["codes"]
+  # Code figures the LM evaluation measured go with the tokenizer's, not the LM's.
+  assert loaded["tokenizer"]["codes"]["shift_invariance"] == {"same": 0.75}
+  assert loaded["lm"] == {"text_gap": {"color": 0.5}}
   assert 35 < loaded["tokenizer"]["object_psnr"] < 45
   assert loaded["tokenizer"]["object_visible"] == 1.0
   # Slightly noisy reconstructions of rendered clips read as the clips do.
