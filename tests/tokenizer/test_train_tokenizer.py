@@ -148,3 +148,27 @@ def test_image_phase_then_inflation_resumes_exactly_across_the_switch(tmp_path):
   for field in train_tokenizer.SAVED_FIELDS:
     chex.assert_trees_all_equal(jax.device_get(getattr(resumed.state, field)),
                                 jax.device_get(getattr(straight.state, field)))
+
+
+def test_generation_codec_canonicalises_flat_blocks_of_a_trained_tokenizer(tmp_path):
+  """`generate.load_codec(..., flat_codes)` re-encodes as pre-tokenization does, at the
+  tokenizer's own temporal and spatial factors: on a checkerboard of flat blocks (every block
+  flat, its codes coloured by its neighbours through the encoder's convolutions) each block gets
+  the code a clip of its colour alone gets there."""
+  from loong_jax import generate
+  config = small_config(steps=2, checkpoint_every=2)
+  train_tokenizer.train(config, str(tmp_path))
+  spec = str(tmp_path / "config.json")
+  plain = generate.load_codec(spec, str(tmp_path))
+  flat = generate.load_codec(spec, str(tmp_path),
+                             flat_codes={"enabled": True, "tolerance": 0.0, "margin": 1})
+  t, s = plain.temporal_stride, plain.spatial_downsample
+  side = config.data.resolution
+  blocks = (np.indices((side // s, side // s)).sum(0) % 2).astype(bool)   # [h, w] checkerboard
+  white = np.kron(blocks, np.ones((s, s), bool))
+  clip = np.where(white[None, None, :, :, None], 1.0, -1.0).astype(np.float32)
+  clip = np.broadcast_to(clip, (1, 1 + 2 * t, side, side, 3)).copy()
+  codes = {v: np.asarray(plain.encode(np.full_like(clip, v))) for v in (-1.0, 1.0)}
+  want = np.where(blocks, codes[1.0], codes[-1.0])
+  np.testing.assert_array_equal(np.asarray(flat.encode(clip)), want)
+  assert (np.asarray(plain.encode(clip)) != want).any()  # without it, the neighbours show
