@@ -6,14 +6,15 @@ pooling codec (`--config.tokenizer.kind=oracle`). Shared by the demo's steps
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
-import jax
 import ml_collections
 import numpy as np
 
 from loong_jax import cli
 from loong_jax.data import encoders, flat_codes
+from loong_jax.tokenizer import autoencoder
 
 
 def tokenizer_config(config) -> ml_collections.ConfigDict:
@@ -68,23 +69,28 @@ def video_encoder(config, run: str, video_size: int) -> encoders.EncodeFn:
   every video whose codes an LM of this run reads."""
   if tokenizer_kind(config) == "oracle":
     return encoders.data_parallel(oracle_encoder(config, video_size))
-  return flat_codes.canonical_encoder(encoders.tokenizer_encoder(
-      tokenizer_config(config).tokenizer, os.path.join(run, "tokenizer")), flat_config(config))
+  tokenizer = tokenizer_config(config).tokenizer
+  auto = autoencoder.AutoencoderConfig.from_config(tokenizer)
+  return flat_codes.canonical_encoder(
+      encoders.tokenizer_encoder(tokenizer, os.path.join(run, "tokenizer")), flat_config(config),
+      auto.temporal_factor, auto.spatial_factor)
 
 
-def canonical_reconstruct(config, model, params, reconstruct):
-  """`reconstruct(video) -> (recon, codes)` of the trained tokenizer, or, with
-  `config.tokenizer.flat_codes` on, the decoding of the canonical codes the LM reads (so the
-  tokenizer's report measures what the LM's codes can show)."""
+def canonical_reconstruct(config, tokenizer_config, params, reconstruct):
+  """`reconstruct(video) -> (recon, codes)` of the trained tokenizer (`params` of the model the
+  `tokenizer` config block `tokenizer_config` builds), or, with `config.tokenizer.flat_codes` on,
+  the decoding of the canonical codes the LM reads (so the tokenizer's report measures what the
+  LM's codes can show)."""
   flat = flat_config(config)
   if not flat.enabled:
     return reconstruct
-  encode = jax.jit(lambda v: model.apply({"params": params}, v, method="encode"))
-  decode = jax.jit(lambda i: model.apply({"params": params}, i, method="decode"))
-  canonical = flat_codes.canonical_encoder(lambda v: np.asarray(encode(v)), flat)
+  from loong_jax import generate  # noqa: PLC0415 -- the generation stack, only when needed
+
+  codec = generate.tokenizer_codec(tokenizer_config, autoencoder.make_tokenizer(tokenizer_config),
+                                   params, dataclasses.asdict(flat))
 
   def run(video):
-    codes = canonical(np.asarray(video))
-    return np.clip(np.asarray(decode(codes)), -1.0, 1.0), codes
+    codes = codec.encode(np.asarray(video))
+    return np.clip(codec.decode(codes), -1.0, 1.0), codes
 
   return run

@@ -19,7 +19,6 @@ import dataclasses
 import os
 from collections.abc import Callable
 
-import jax
 import numpy as np
 
 from loong_jax import demo_codec, demo_steps, generate as generate_lib, tokens
@@ -54,10 +53,7 @@ def load_stage_lm(config, run: str, stage_number: int) -> StageLM:
                                        mesh, rules)
   logits_fn = text_gap.model_logits(model, params, vocab, config.pretokenize.batch_size,
                                     stage.data.frame_width, mesh, rules)
-  if demo_steps.tokenizer_kind(config) == "oracle":
-    encode_video = jax.jit(demo_steps.oracle_encoder(config, vocab.video_size))
-  else:  # the trained tokenizer, with the LM's flat-block canonicalisation
-    encode_video = demo_codec.video_encoder(config, run, vocab.video_size)
+  encode_video = demo_codec.video_encoder(config, run, vocab.video_size)  # the LM's codes
   text_model = text_lib.TextTokenizer(os.path.join(run, "text.model"))
   return StageLM(stage, vocab, model, params, logits_fn, encode_video, text_model.encode, mesh,
                  rules)

@@ -22,6 +22,7 @@ step imports only the modules it needs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -43,7 +44,6 @@ from loong_jax.demo_codec import (flat_config, oracle_encoder, oracle_frames, to
                                   tokenizer_kind)
 from loong_jax.data import text as text_lib
 from loong_jax.llm import transformer
-from loong_jax.tokenizer import autoencoder
 from loong_jax.train import tokenizer_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -249,7 +249,7 @@ def train_tokenizer(config, run: str):
         f"clip step {result.start_step}) in {time.time() - tick:.0f} s", flush=True)
   recon_fn = jax.jit(functools.partial(tokenizer_step.reconstruct, config=tc))
   reconstruct = demo_codec.canonical_reconstruct(
-      config, autoencoder.make_tokenizer(tc.tokenizer), state.ema_params,
+      config, tc.tokenizer, state.ema_params,
       lambda v: recon_fn(state.ema_params, state.codebook_stats, v))
   write_tokenizer_eval(config, run, reconstruct, tc.train.batch_size,
                        tc.tokenizer.quantizer.codebook_size)
@@ -316,7 +316,7 @@ def inference_config(config, run: str, reencode: bool) -> ml_collections.ConfigD
       text_model=os.path.join(run, "text.model"),
       tokenizer_config=os.path.join(run, "tokenizer", "config.json"),
       tokenizer_dir=os.path.join(run, "tokenizer"), tokenizer_kind=tokenizer_kind(config),
-      oracle_frames=oracle_frames(config), flat_codes=flat_config(config).__dict__)
+      oracle_frames=oracle_frames(config), flat_codes=dataclasses.asdict(flat_config(config)))
   return out
 
 

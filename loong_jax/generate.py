@@ -124,18 +124,26 @@ def load_codec(tokenizer_config: str, tokenizer_dir: str, kind: str = "learned",
                        "configs/tokenizer/magvit2.py:loong_246m) and "
                        "--config.inference.tokenizer_dir (its training run)")
   try:
-    from loong_jax.tokenizer import autoencoder  # the video tokenizer package
+    from loong_jax.tokenizer import autoencoder  # noqa: F401 -- the video tokenizer package
     from loong_jax.data import encoders  # noqa: PLC0415 -- needs the tokenizer package
   except ImportError as e:
     raise RuntimeError("no video tokenizer: the loong_jax.tokenizer package is not in this "
                        "checkout") from e
   config = cli.load_config_file(tokenizer_config).tokenizer
   model, params = encoders.restore_tokenizer(config, tokenizer_dir, "inference.tokenizer_dir")
-  from loong_jax.data import flat_codes as flat_lib  # noqa: PLC0415 -- as above
+  return tokenizer_codec(config, model, params, flat_codes)
+
+
+def tokenizer_codec(tokenizer_config, model, params, flat_codes=None) -> long_video.VideoCodec:
+  """A trained tokenizer (`model` with generator `params`, built from the `tokenizer` config
+  block) as a codec; `flat_codes` (a `data/flat_codes.py` config) canonicalises its encoder's
+  flat blocks at the tokenizer's own temporal and spatial factors."""
+  from loong_jax.data import flat_codes as flat_lib  # noqa: PLC0415 -- the tokenizer package
+  from loong_jax.tokenizer import autoencoder  # noqa: PLC0415
 
   encode = jax.jit(lambda v: model.apply({"params": params}, v, method="encode"))
   decode_fn = jax.jit(lambda i: model.apply({"params": params}, i, method="decode"))
-  auto = autoencoder.AutoencoderConfig.from_config(config)
+  auto = autoencoder.AutoencoderConfig.from_config(tokenizer_config)
   encode_fn = flat_lib.canonical_encoder(lambda v: np.asarray(encode(v)),
                                          flat_lib.FlatCodesConfig.from_config(flat_codes),
                                          auto.temporal_factor, auto.spatial_factor)
