@@ -275,6 +275,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # 1.0): later frames are not the previous one moved, so sharper sampling does not help.
       frame_temperature=ml_collections.FieldReference(None, field_type=float),
       top_k=20,
+      top_p=1.0,
       # Classifier-free guidance (text dropped for 10% of training examples): with the oracle
       # tokenizer after stages 1-2, guidance 3 drew the prompted colour on 33% / 47% of 30 seen /
       # held-out prompts against 33% / 27% at 1. Temperature 1: at 0.5 or greedy most frames

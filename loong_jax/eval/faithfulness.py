@@ -47,10 +47,15 @@ def faithfulness(items: Iterable[tuple[np.ndarray, dict, str]], reader: Reader =
     items: `(video uint8 [T, H, W, 3], attributes, split)` with split "seen" or "heldout".
   Returns:
     `{"color": {"seen": f, "heldout": f}, ..., "count": {"seen": n, "heldout": n},
-    "num_videos": n, "confusion": {key: {prompted: {read: n}}}}`; a split without videos is
-    left out (its fractions would be undefined). `confusion` counts what was read for each
-    prompted value, both splits together ("none": no object found): it tells a model that draws
-    one shape for every prompt from one that draws random ones.
+    "num_videos": n, "confusion": {key: {prompted: {read: n}}}, "objects": {...}}`; a split
+    without videos is left out (its fractions would be undefined). `confusion` counts what was
+    read for each prompted value, both splits together ("none": no object found): it tells a
+    model that draws one shape for every prompt from one that draws random ones. `objects`
+    (`probe.parts`, both splits): `single_first_frame`, the fraction of videos whose first frame
+    shows exactly one object-coloured part (the prompts name one object; a real clip scores 1),
+    `single_frames`, the mean fraction of a video's frames that do, and `first_frame_parts`, the
+    mean number of parts in the first frame. Classifier-free guidance scatters stray blocks of
+    the prompted colour over the background, which only these figures show.
   """
   unknown = sorted(set(keys) - set(ATTRIBUTES))
   if unknown:
@@ -58,11 +63,13 @@ def faithfulness(items: Iterable[tuple[np.ndarray, dict, str]], reader: Reader =
   hits = {key: {split: 0 for split in SPLITS} for key in keys}
   count = {split: 0 for split in SPLITS}
   confusion = {key: {} for key in keys}
+  part_counts = []  # [T] per video
   for video, attributes, split in items:
     if split not in SPLITS:
       raise ValueError(f"split {split!r} unknown; known: {SPLITS}")
     count[split] += 1
     reading = reader(video)
+    part_counts.append(probe.parts(video))
     for key, ok in _compare(reading, attributes, keys).items():
       hits[key][split] += ok
       row = confusion[key].setdefault(str(attributes[ATTRIBUTES[key]]), {})
@@ -72,6 +79,11 @@ def faithfulness(items: Iterable[tuple[np.ndarray, dict, str]], reader: Reader =
   out["count"] = {s: n for s, n in count.items() if n}
   out["num_videos"] = sum(count.values())
   out["confusion"] = confusion
+  if part_counts:
+    out["objects"] = {
+        "single_first_frame": float(np.mean([p[0] == 1 for p in part_counts])),
+        "single_frames": float(np.mean([np.mean(p == 1) for p in part_counts])),
+        "first_frame_parts": float(np.mean([p[0] for p in part_counts]))}
   return out
 
 

@@ -270,6 +270,21 @@ def read(video: np.ndarray, still_px: float | None = None) -> Reading:
   return Reading(OBJECT_COLORS[color], read_shape(tr), read_motion(tr, still_px))
 
 
+def parts(video: np.ndarray) -> np.ndarray:
+  """`[T]` int: per frame of a uint8 `[T, H, W, 3]` video, the separate 8-connected blobs of
+  object-coloured pixels of at least `MIN_AREA_FRACTION` of the frame. A clip of the demo's
+  dataset (one object) shows 1 in every frame where the object is inside it; stray blocks that a
+  sampler scatters over the background add parts (`faithfulness.objects`)."""
+  labels = pixel_labels(video)
+  min_pixels = MIN_AREA_FRACTION * labels.shape[1] * labels.shape[2]
+  out = np.zeros(len(labels), np.int32)
+  for t, frame in enumerate(labels):
+    blobs, count = ndimage.label(frame >= 0, structure=_EIGHT)
+    if count:
+      out[t] = int((np.bincount(blobs.reshape(-1), minlength=count + 1)[1:] >= min_pixels).sum())
+  return out
+
+
 def probe_accuracy(num_clips: int = 200, resolution: int = 64, num_frames: int = 17,
                    seed: int = 0) -> dict[str, float]:
   """The probe's accuracy on rendered single-object clips of the `heldout` split.

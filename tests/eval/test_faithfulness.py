@@ -86,7 +86,7 @@ def test_reader_and_keys_are_the_callers():
   items = _items(2)
   blind = faithfulness.faithfulness(items, reader=lambda v: probe.Reading(None, None, None),
                                     keys=("color", "direction"))
-  assert set(blind) == {"color", "direction", "count", "num_videos", "confusion"}
+  assert set(blind) == {"color", "direction", "count", "num_videos", "confusion", "objects"}
   assert set(blind["confusion"]) == {"color", "direction"}
   assert blind["color"] == {"seen": 0.0, "heldout": 0.0} and blind["num_videos"] == 4
 
@@ -103,3 +103,27 @@ def test_read_through_keeps_what_the_reconstruction_keeps():
   assert shuffled["color"] < 1.0
   with pytest.raises(ValueError, match="same"):
     faithfulness.read_through(videos, videos[:-1])
+
+
+def test_objects_counts_separate_parts():
+  items = _items(4)
+  real = faithfulness.faithfulness(items)["objects"]
+  assert real == {"single_first_frame": 1.0, "single_frames": 1.0, "first_frame_parts": 1.0}
+  # A second, separate blob of the object's colour in the first frame: two parts there.
+  video, attrs, split = items[0]
+  video = video.copy()
+  labels = probe.pixel_labels(video[:1])[0]
+  ys, xs = np.nonzero(labels >= 0)
+  color = video[0, ys[0], xs[0]].copy()
+  far_y = 4 if ys.mean() > 32 else 52
+  far_x = 4 if xs.mean() > 32 else 52
+  video[0, far_y:far_y + 6, far_x:far_x + 6] = color
+  np.testing.assert_array_equal(probe.parts(video)[:2], [2, 1])
+  got = faithfulness.faithfulness([(video, attrs, split)])["objects"]
+  assert got["single_first_frame"] == 0.0 and got["first_frame_parts"] == 2.0
+  assert got["single_frames"] == pytest.approx(1 - 1 / len(video))
+  # Specks under the area threshold are not parts; a blank video has none.
+  specked = items[0][0].copy()
+  specked[0, 0, 0] = color
+  assert probe.parts(specked)[0] == 1
+  assert probe.parts(np.zeros_like(video)).sum() == 0
