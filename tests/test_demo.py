@@ -344,3 +344,37 @@ def test_flat_codes_setting_reaches_pretokenization_evaluation_and_generation(tm
     demo_codec.flat_config(config)
   config.tokenizer.flat_codes = dict(enabled=False)
   assert not demo_codec.flat_config(config).enabled
+
+
+def test_generate_sampling_settings_reach_inference(tmp_path):
+  """`config.generate`'s sampling settings (guidance, top-k, top-p, temperatures) are what the
+  decoder of every generation step gets."""
+  from loong_jax import demo_steps
+  from loong_jax.inference import sampling
+  config, run = _quick_config(), str(tmp_path)
+  config.generate.update(dict(guidance_scale=1.5, top_k=7, top_p=0.9, temperature=0.8))
+  inf = demo_steps.inference_config(config, run, reencode=True).inference
+  got = sampling.SamplingConfig.from_config(inf)
+  assert (got.guidance_scale, got.top_k, got.top_p, got.temperature) == (1.5, 7, 0.9, 0.8)
+
+
+def test_oracle_variant_is_the_default_with_the_oracle_lm_recipe():
+  """`configs/demo_cpu.py:oracle` changes only the codec, the LM recipe and the guidance."""
+  from loong_jax import cli
+  default = cli.load_config_file(QUICK.replace(":quick", "")).to_dict()
+  oracle = cli.load_config_file(QUICK.replace(":quick", ":oracle")).to_dict()
+
+  def leaves(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+      out.update(leaves(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "mixes"
+                 else {prefix + k: v})
+    return out
+
+  a, b = leaves(default), leaves(oracle)
+  changed = {k for k in a if a[k] != b[k]}
+  assert changed == {"variant", "tokenizer.kind", "tokenizer.oracle_frames",
+                     "lm.model.prev_frame_radius", "lm.model.copy_head",
+                     "lm.model.text_summary_input", "lm.steps", "lm.mixes", "lm.learning_rate",
+                     "generate.guidance_scale"}
+  assert b["tokenizer.kind"] == "oracle" and b["generate.guidance_scale"] == 1.0
