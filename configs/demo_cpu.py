@@ -276,11 +276,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # 1.0): later frames are not the previous one moved, so sharper sampling does not help.
       frame_temperature=ml_collections.FieldReference(None, field_type=float),
       top_k=20,
-      top_p=1.0,
+      top_p=1.0,                  # nucleus sampling; 0.7-0.9 did not remove guidance's strays
       # Classifier-free guidance (text dropped for 10% of training examples): with the oracle
       # tokenizer after stages 1-2, guidance 3 drew the prompted colour on 33% / 47% of 30 seen /
       # held-out prompts against 33% / 27% at 1. Temperature 1: at 0.5 or greedy most frames
-      # held no object (every block's mode is the background).
+      # held no object (every block's mode is the background). Guidance scatters stray blocks of
+      # the prompted colour over the background (faithfulness.objects); on this tokenizer's codes
+      # it hardly matters (60 clips: colour / shape / direction 0.92 / 0.12 / 0.05 at 3, 0.95 /
+      # 0.13 / 0.05 at 1.5, 0.90 / 0.15 / 0.03 at 1), on local codes and with the copy head it
+      # decides the drawing (the `oracle` variant uses 1; README, "Guidance, seventh round").
       guidance_scale=3.0,
       seed=0,
       # Faithfulness: short clips generated in one batch, half of them held-out colour-shape
@@ -304,10 +308,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 def _oracle_recipe(config: ml_collections.ConfigDict) -> None:
   """`oracle`: the LM half alone, on the oracle codec, with the recipe that moves objects as
   prompted (issue 13, README "Guidance, seventh round"; measured on this world, 30 short clips,
-  blocks reader): colour 93% / 93%, direction 100% / 87% (the default recipe on oracle codes:
-  0% / 20%), lm.text_gap.motion 3.58 nats (latent frame 1: 3.51; default 0.00), free-running
-  continuation 1.00; long-video presence 0.4, 0.4, 0.4, 0.4, 0.4, 0.2 per window (moving
-  objects leave the frame or fade at its edge; the default recipe keeps them, 1.0).
+  blocks reader; the LM regenerated at guidance 1): colour 93% / 93%, direction 100% / 87% (the
+  default recipe on oracle codes: 7% / 0%), lm.text_gap.motion 3.58 nats (latent frame 1: 3.51;
+  default -0.003), free-running continuation 1.00; long-video presence 0.4, 0.4, 0.4, 0.4, 0.4,
+  0.2 per window (moving objects leave the frame or fade at its edge; the default recipe keeps
+  them, 1.0). A fresh run of this variant: README.
   - codes that shift exactly with the object (`oracle_frames='last'`);
   - the copy head over the previous frame's 3x3 neighbourhood and the caption summary in every
     slot (`llm/transformer.py`): the shift probe (`eval/shift_probe.py`) learns the motion word
