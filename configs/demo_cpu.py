@@ -312,7 +312,7 @@ def _oracle_recipe(config: ml_collections.ConfigDict) -> None:
   default recipe on oracle codes: 7% / 0%), lm.text_gap.motion 3.58 nats (latent frame 1: 3.51;
   default -0.003), free-running continuation 1.00; long-video presence 0.4, 0.4, 0.4, 0.4, 0.4,
   0.2 per window (moving objects leave the frame or fade at its edge; the default recipe keeps
-  them, 1.0). A fresh run of this variant: README.
+  them, 1.0). A fresh clone's run of this variant repeated every figure to the digit (README).
   - codes that shift exactly with the object (`oracle_frames='last'`);
   - the copy head over the previous frame's 3x3 neighbourhood and the caption summary in every
     slot (`llm/transformer.py`): the shift probe (`eval/shift_probe.py`) learns the motion word
