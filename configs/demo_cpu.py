@@ -1,8 +1,9 @@
 """The end-to-end CPU demo: `python -m loong_jax.demo --workdir DIR [--config FILE:variant]`.
 
 Variants: `default` (1,054 s alone on 2 CPU cores from a fresh clone of bb8f7e0; 1,215 s from
-44e6674 on the first machine) and `quick`
-(about 3 minutes, for CI and the notebook: the pipeline, nothing learns).
+44e6674 on the first machine), `quick`
+(about 3 minutes, for CI and the notebook: the pipeline, nothing learns) and `oracle` (the LM
+half alone on the oracle codec, with the recipe that moves objects as prompted: `_oracle_recipe`).
 Every number of the run is here; one block per step, each with the measurement behind it (issue 13;
 the README's table has the whole report):
 
