@@ -306,7 +306,8 @@ def inference_config(config, run: str, reencode: bool) -> ml_collections.ConfigD
     out[block] = stage[block]
   out.inference = dict(
       decoder=defaults.decoder, masked=defaults.masked.to_dict(),
-      temperature=g.temperature, top_k=g.top_k, top_p=g.get("top_p", 1.0), guidance_scale=g.guidance_scale,
+      temperature=g.temperature, top_k=g.top_k, top_p=g.get("top_p", 1.0),
+      guidance_scale=g.guidance_scale,
       continuation_temperature=g.get("continuation_temperature", None),
       frame_temperature=g.get("frame_temperature", None),
       clip_latent_frames=g.clip_latent_frames, cond_latent_frames=g.cond_latent_frames,

@@ -128,6 +128,12 @@ def dominant_color(labels: np.ndarray) -> int | None:
   return int((core if core.max() >= min_pixels / 4 else counts).argmax())
 
 
+def _blobs(frame: np.ndarray) -> tuple[np.ndarray, int]:
+  """8-connected blobs of the object-coloured pixels of `[H, W]` labels: `(ids [H, W], count)`,
+  ids 1..count, 0 elsewhere."""
+  return ndimage.label(frame >= 0, structure=_EIGHT)
+
+
 def track(labels: np.ndarray, color: int) -> Track:
   """Per frame of `[T, H, W]` labels, the 8-connected blob of object-coloured pixels that holds
   the most pixels of colour index `color` (the blob keeps its rim, whatever colour blurring
@@ -135,7 +141,7 @@ def track(labels: np.ndarray, color: int) -> Track:
   masks = np.zeros(labels.shape, bool)
   color_areas = np.zeros(len(labels), np.float32)
   for t, frame in enumerate(labels):
-    blobs, count = ndimage.label(frame >= 0, structure=_EIGHT)
+    blobs, count = _blobs(frame)
     if count:
       hits = np.bincount(blobs[frame == color], minlength=count + 1)[1:]
       if hits.max() > 0:
@@ -279,7 +285,7 @@ def parts(video: np.ndarray) -> np.ndarray:
   min_pixels = MIN_AREA_FRACTION * labels.shape[1] * labels.shape[2]
   out = np.zeros(len(labels), np.int32)
   for t, frame in enumerate(labels):
-    blobs, count = ndimage.label(frame >= 0, structure=_EIGHT)
+    blobs, count = _blobs(frame)
     if count:
       out[t] = int((np.bincount(blobs.reshape(-1), minlength=count + 1)[1:] >= min_pixels).sum())
   return out
