@@ -131,7 +131,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       example_clips=2 if quick else 4,   # shown in reconstruction.png
       # Overrides of the tokenizer config's `tokenizer` fields. local_encoder=True gave the LM
       # codes as stable as the oracle's but worse videos (configs/tokenizer/magvit2.py).
-      model=dict(local_encoder=False),
+      model=dict(local_encoder=False, encoder_frames="all"),
       # Flat blocks (one colour over a latent block and its neighbours) get one canonical code
       # per colour and place (data/flat_codes.py), in pre-tokenization, the LM evaluation and
       # re-encoding: the black background took ~10 codes at random (32% of ids unchanged between
@@ -299,6 +299,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # Held-out images and clips each for lm.text_gap (loong_jax/eval/text_gap.py); a multiple
       # of pretokenize.batch_size.
       text_gap_items=8 if quick else 64,
+      # Held-out long clips of straight motions for lm.edge_rest (loong_jax/eval/edge_rest.py):
+      # does the LM stop the object at the edge, as the minute-long data does?
+      edge_rest_clips=4 if quick else 24,
+      edge_rest_frames=65,
       window_s=10.0,
   )
   if variant == "oracle":

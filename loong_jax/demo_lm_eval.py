@@ -7,6 +7,9 @@
     frames (`loong_jax/eval/continuation.py`)?
   * `motion_effect` (stage 3): does the motion word change the latent frame 1 it draws after a
     true frame 0 (`loong_jax/eval/motion_effect.py`)?
+  * `edge_rest` (stage 3): does it stop a moving object at the frame's edge, as the long clips
+    do (`loong_jax/eval/edge_rest.py`, on `config.evaluate.edge_rest_clips` held-out clips of
+    `config.evaluate.edge_rest_frames` frames)?
 
 Measured on `config.evaluate.text_gap_items` held-out images and 17-frame clips, encoded with the
 run's video encoder (learned or oracle) and text model. Skipped for the AR-DF variant (its loss
@@ -24,7 +27,8 @@ import numpy as np
 from loong_jax import demo_codec, demo_steps, generate as generate_lib, tokens
 from loong_jax import sharding as sharding_lib
 from loong_jax.data import text as text_lib
-from loong_jax.eval import continuation, motion_effect, objects, shift_invariance, text_gap
+from loong_jax.eval import continuation, edge_rest, motion_effect, objects, shift_invariance
+from loong_jax.eval import text_gap
 from loong_jax.inference import decode, sampling
 from loong_jax.llm import transformer
 
@@ -119,8 +123,38 @@ def lm_motion_effect(config, lm: StageLM) -> dict:
   return out
 
 
+def lm_edge_rest(config, lm: StageLM) -> dict | None:
+  """`loong_jax.eval.edge_rest.measure` of `lm` on held-out long clips of straight motions: does
+  it stop the object at the edge? None where the world has no straight motion."""
+  e, batch = config.evaluate, config.pretokenize.batch_size
+  count = e.get("edge_rest_clips", 0)
+  if not count:
+    return None
+  data = demo_steps.synthetic_source(config, (e.get("edge_rest_frames", 65),), 8 * count,
+                                     "heldout")
+  chosen = [i for i in range(len(data))
+            if data.attributes(i)[0]["objects"][0]["motion"] not in ("still", "growing",
+                                                                     "shrinking", "bouncing")]
+  chosen = chosen[:count]
+  if not chosen:
+    return None
+  videos = np.stack([data[i]["video"] for i in chosen])
+  masks = np.stack([objects.object_masks(data, i)[0] for i in chosen])
+  codes, token_masks = text_gap.encode_items(lm.encode_video, videos, masks, batch)
+  kinds = [edge_rest.frame_kinds(data.attributes(i)[0]["objects"][0]["centers"]) for i in chosen]
+  out = edge_rest.measure(lm.logits_fn, lm.vocab, [lm.encode_text(data[i]["caption"])
+                                                   for i in chosen],
+                          codes, token_masks, kinds, lm.stage.data.max_text_len, batch)
+  shown = {k: "n/a" if out[k] is None else f"{out[k]:.2f}" for k in edge_rest.KINDS}
+  print(f"evaluate: edge rest on {len(chosen)} held-out {videos.shape[1]}-frame clips: object "
+        f"codes right (teacher-forced) {shown['move']} moving, {shown['stop']} at the stop, "
+        f"{shown['rest']} at rest", flush=True)
+  return out
+
+
 def measure(config, run: str) -> dict | None:
-  """`{"text_gap", "text_gap_by_stage", "continuation", "motion_effect"}` of the run's LMs
+  """`{"text_gap", "text_gap_by_stage", "continuation", "motion_effect", "edge_rest"}` of the
+  run's LMs
   (module docstring);
   None for the AR-DF variant."""
   if config.lm.get("variant", "") == "ardf":
@@ -135,6 +169,7 @@ def measure(config, run: str) -> dict | None:
   return {"text_gap": by_stage["stage3"], "text_gap_by_stage": by_stage,
           "continuation": lm_continuation(config, final),
           "motion_effect": lm_motion_effect(config, final),
+          "edge_rest": lm_edge_rest(config, final),
           "tokenizer_codes": {"shift_invariance": codes_shift_invariance(config, final)}}
 
 

@@ -136,6 +136,7 @@ def tokenizer_config(variant: str) -> ml_collections.ConfigDict:
       conv_impl="stacked_2d" if small else "native_3d",
       patch_size=levels["patch_size"],         # p x p pixels folded into channels first [ours]
       local_encoder=False,                     # each latent block from its own pixels [ours]
+      encoder_frames="all",                    # or "last": latent j from frame 4j alone [ours]
       quantizer=dict(
           type="lfq",                          # or "fsq", "cvq"
           codebook_size=2 ** bits,

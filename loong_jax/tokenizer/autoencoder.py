@@ -16,6 +16,12 @@ receptive field otherwise spans the frame: on the CPU demo's black background it
 object over every token, so a moving object changed 64% of a frame's codes, background
 included, and the LM could not learn which codes stay (configs/tokenizer/magvit2.py).
 
+`encoder_frames="last"` [ours] makes latent frame j a function of pixel frame r*j alone (the last
+of the r frames it stands for; r the temporal compression): the encoder reads frames 0, r, 2r, ...
+with 1-frame kernels and no temporal strides, so a video's codes are its frames' image codes. An
+object moving one latent block per latent frame then shifts its codes exactly (no 4-frame smear);
+the decoder, unchanged, renders the frames in between from neighbouring latents.
+
 An image tokenizer is the same model with `temporal_kernel=1` and no temporal strides; `inflate.py`
 turns its weights into a video tokenizer's.
 """
@@ -32,6 +38,9 @@ import jax.numpy as jnp
 from loong_jax.tokenizer import discriminator as disc_lib
 from loong_jax.tokenizer import layers
 from loong_jax.tokenizer import quantizers
+
+# `config.tokenizer.encoder_frames`: which frames the encoder reads (module docstring).
+ENCODER_FRAMES = ("all", "last")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +60,7 @@ class AutoencoderConfig:
   patch_size: int = 1
   norm: str = "group"
   local_encoder: bool = False
+  encoder_frames: str = "all"
 
   @classmethod
   def from_config(cls, tokenizer_config) -> AutoencoderConfig:
@@ -61,12 +71,16 @@ class AutoencoderConfig:
                  down_strides=tuple(tuple(s) for s in c.down_strides),
                  temporal_padding=c.temporal_padding, dtype=c.dtype, conv_impl=c.conv_impl,
                  patch_size=c.patch_size, norm=c.get("norm", "group"),
-                 local_encoder=bool(c.get("local_encoder", False)))
+                 local_encoder=bool(c.get("local_encoder", False)),
+                 encoder_frames=c.get("encoder_frames", "all"))
     config.validate()
     return config
 
   def validate(self):
     layers.check_norm(self.norm)
+    if self.encoder_frames not in ENCODER_FRAMES:
+      raise ValueError(f"config.tokenizer.encoder_frames={self.encoder_frames!r}: must be one of "
+                       f"{ENCODER_FRAMES}")
     if self.patch_size < 1:
       raise ValueError(f"config.tokenizer.patch_size={self.patch_size} must be at least 1")
     if len(self.down_strides) != len(self.ch_mult) - 1:
@@ -119,20 +133,23 @@ class Encoder(nn.Module):
       strides = tuple((s[0], 1, 1) for s in c.down_strides)
     else:
       spatial, fold, strides = 3, c.patch_size, c.down_strides
-    kernel, common = (c.temporal_kernel, spatial, spatial), c.conv_kwargs
+    temporal = c.temporal_kernel
+    if c.encoder_frames == "last":  # frames 0, r, 2r, ...: latent j is frame r*j alone
+      x = x[:, ::c.temporal_factor]
+      temporal, strides = 1, tuple((1,) + tuple(s[1:]) for s in strides)
+    kernel, common = (temporal, spatial, spatial), c.conv_kwargs
     blocks = dict(c.block_kwargs, spatial_kernel=spatial)
     x = layers.space_to_depth(x.astype(c.dtype), fold)
     x = layers.CausalConv3d(c.ch, kernel, name="conv_in", **common)(x)
     for level, mult in enumerate(c.ch_mult):
       for block in range(c.num_res_blocks):
-        x = layers.ResBlock3d(c.ch * mult, c.num_groups, c.temporal_kernel,
+        x = layers.ResBlock3d(c.ch * mult, c.num_groups, temporal,
                               name=f"down_{level}_block_{block}", **blocks)(x)
       if level < len(c.ch_mult) - 1:
         x = layers.CausalConv3d(c.ch * mult, kernel, strides=strides[level],
                                 name=f"down_{level}_downsample", **common)(x)
     for block in range(c.num_mid_blocks):
-      x = layers.ResBlock3d(x.shape[-1], c.num_groups, c.temporal_kernel, name=f"mid_{block}",
-                            **blocks)(x)
+      x = layers.ResBlock3d(x.shape[-1], c.num_groups, temporal, name=f"mid_{block}", **blocks)(x)
     if c.norm == "group":
       x = layers.FrameGroupNorm(c.num_groups, dtype=c.dtype, name="norm_out")(x)
     x = nn.swish(x)

@@ -47,7 +47,10 @@ def inflation_rule(key: str, image_shape: tuple[int, ...], video_shape: tuple[in
 
 
 def temporal_downsamplers(tokenizer_config) -> tuple[str, ...]:
-  """Flattened param keys of the encoder's convolutions with a temporal stride > 1."""
+  """Flattened param keys of the encoder's convolutions with a temporal stride > 1 (none with
+  `encoder_frames='last'`, whose encoder has no temporal taps)."""
+  if tokenizer_config.get("encoder_frames", "all") == "last":
+    return ()
   return tuple(f"encoder/down_{level}_downsample/kernel"
                for level, (st, _, _) in enumerate(tokenizer_config.down_strides) if st > 1)
 

@@ -126,3 +126,38 @@ def test_local_encoder_latents_see_only_their_own_block(tiny_config):
   video_params = jax.jit(model.init)(jax.random.key(0), clip)
   inflated = inflate.inflate_params(image_params["params"], video_params["params"])
   chex.assert_trees_all_equal_shapes(inflated, nn.unbox(video_params["params"]))
+
+
+def test_last_frame_encoder_codes_each_latent_from_its_last_frame(tiny_config):
+  """encoder_frames='last': latent j is the encoding of frame 4j alone, so a clip's latents are
+  its frames' image latents (frames between are never read), and the image twin inflates into
+  the encoder exactly (no temporal taps to fill)."""
+  config = tiny_config.tokenizer
+  config.encoder_frames = "last"
+  clip = jax.random.uniform(jax.random.key(4), (1, 9, 16, 16, 3), minval=-1, maxval=1)
+  model = autoencoder.make_tokenizer(config)
+  params = jax.jit(model.init)(jax.random.key(0), clip)
+  encoder = jax.jit(lambda x: model.apply(params, x, method=lambda m, v: m.encoder(v)))
+  z = np.asarray(encoder(clip))
+  assert z.shape == (1, 3, 2, 2, config.z_channels)
+  for j in range(3):
+    np.testing.assert_allclose(z[:, j], np.asarray(encoder(clip[:, 4 * j:4 * j + 1]))[:, 0],
+                               atol=1e-5)
+  between = np.asarray(encoder(clip.at[:, 5:8].set(0.5)))  # frames latent 2 covers, not its last
+  np.testing.assert_allclose(between, z, atol=1e-6)
+  assert not np.allclose(np.asarray(encoder(clip.at[:, 8].set(0.5)))[:, 2], z[:, 2])
+  image = autoencoder.make_tokenizer(inflate.image_config(config))
+  image_params = jax.jit(image.init)(jax.random.key(1), clip[:, :1])["params"]
+  assert inflate.temporal_downsamplers(config) == ()  # no temporal taps: nothing on the middle
+  inflated = inflate.inflate_params(image_params, params["params"])
+  image_z = jax.jit(lambda x: image.apply({"params": image_params}, x,
+                                          method=lambda m, v: m.encoder(v)))
+  video_z = model.apply({"params": inflated}, clip, method=lambda m, v: m.encoder(v))
+  np.testing.assert_allclose(np.asarray(video_z)[:, 2], np.asarray(image_z(clip[:, 8:9]))[:, 0],
+                             atol=1e-5)
+
+
+def test_bad_encoder_frames_is_reported(tiny_config):
+  tiny_config.tokenizer.encoder_frames = "first"
+  with pytest.raises(ValueError, match="encoder_frames"):
+    autoencoder.make_tokenizer(tiny_config.tokenizer)
