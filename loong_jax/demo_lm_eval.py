@@ -145,7 +145,7 @@ def lm_edge_rest(config, lm: StageLM) -> dict | None:
   out = edge_rest.measure(lm.logits_fn, lm.vocab, [lm.encode_text(data[i]["caption"])
                                                    for i in chosen],
                           codes, token_masks, kinds, lm.stage.data.max_text_len, batch)
-  shown = {k: "n/a" if out[k] is None else f"{out[k]:.2f}" for k in edge_rest.KINDS}
+  shown = {k: f"{out[k]:.2f}" if k in out else "n/a" for k in edge_rest.KINDS}
   print(f"evaluate: edge rest on {len(chosen)} held-out {videos.shape[1]}-frame clips: object "
         f"codes right (teacher-forced) {shown['move']} moving, {shown['stop']} at the stop, "
         f"{shown['rest']} at rest", flush=True)
@@ -166,11 +166,12 @@ def measure(config, run: str) -> dict | None:
     lm = load_stage_lm(config, run, k)
     by_stage[f"stage{k}"] = lm_text_gap(config, lm, k)
     final = lm
-  return {"text_gap": by_stage["stage3"], "text_gap_by_stage": by_stage,
-          "continuation": lm_continuation(config, final),
-          "motion_effect": lm_motion_effect(config, final),
-          "edge_rest": lm_edge_rest(config, final),
-          "tokenizer_codes": {"shift_invariance": codes_shift_invariance(config, final)}}
+  out = {"text_gap": by_stage["stage3"], "text_gap_by_stage": by_stage,
+         "continuation": lm_continuation(config, final),
+         "motion_effect": lm_motion_effect(config, final),
+         "edge_rest": lm_edge_rest(config, final),
+         "tokenizer_codes": {"shift_invariance": codes_shift_invariance(config, final)}}
+  return {k: v for k, v in out.items() if v is not None}
 
 
 def codes_shift_invariance(config, lm: StageLM) -> dict:

@@ -50,8 +50,8 @@ def frame_kinds(centers: np.ndarray, temporal: int = 4) -> list[str | None]:
 
 def measure(logits_fn: text_gap.LogitsFn, vocab: tokens.Vocab, texts: Sequence[np.ndarray],
             codes: np.ndarray, token_masks: np.ndarray, kinds: Sequence[Sequence[str | None]],
-            max_text_len: int, batch_size: int) -> dict[str, float | int | None]:
-  """`{"move", "stop", "rest"}` accuracies (None where a kind never occurs), `{kind}_frames`
+            max_text_len: int, batch_size: int) -> dict[str, float | int]:
+  """`{"move", "stop", "rest"}` accuracies (a kind that never occurs is left out), `{kind}_frames`
   counts and `clips` (module docstring).
 
   Args:
@@ -87,8 +87,9 @@ def measure(logits_fn: text_gap.LogitsFn, vocab: tokens.Vocab, texts: Sequence[n
       for k, kind in enumerate(kinds[n]):
         if kind is not None and masks[n, k].any():
           right[kind].append((guess[k] == truth[k])[masks[n, k]])
-  out: dict[str, float | int | None] = {"clips": int(b)}
+  out: dict[str, float | int] = {"clips": int(b)}
   for kind in KINDS:
-    out[kind] = float(np.concatenate(right[kind]).mean()) if right[kind] else None
+    if right[kind]:
+      out[kind] = float(np.concatenate(right[kind]).mean())
     out[f"{kind}_frames"] = len(right[kind])
   return out
