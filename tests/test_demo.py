@@ -359,8 +359,7 @@ def test_generate_sampling_settings_reach_inference(tmp_path):
 
 
 def test_oracle_variant_is_the_default_with_the_oracle_lm_recipe():
-  """`configs/demo_cpu.py:oracle` changes only the codec, the LM recipe, the sampling and the
-  share of straight motions that may start at the edge."""
+  """`configs/demo_cpu.py:oracle` changes only the codec, the LM recipe and the guidance."""
   from loong_jax import cli
   default = cli.load_config_file(QUICK.replace(":quick", "")).to_dict()
   oracle = cli.load_config_file(QUICK.replace(":quick", ":oracle")).to_dict()
@@ -377,7 +376,5 @@ def test_oracle_variant_is_the_default_with_the_oracle_lm_recipe():
   assert changed == {"variant", "tokenizer.kind", "tokenizer.oracle_frames",
                      "lm.model.prev_frame_radius", "lm.model.copy_head",
                      "lm.model.text_summary_input", "lm.steps", "lm.mixes", "lm.learning_rate",
-                     "generate.guidance_scale", "generate.frame_temperature",
-                     "data.wall_fraction"}
+                     "generate.guidance_scale"}
   assert b["tokenizer.kind"] == "oracle" and b["generate.guidance_scale"] == 1.0
-  assert b["generate.frame_temperature"] == 0.1 and b["data.wall_fraction"] == 0.5
