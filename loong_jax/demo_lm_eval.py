@@ -26,7 +26,7 @@ import numpy as np
 
 from loong_jax import demo_codec, demo_steps, generate as generate_lib, tokens
 from loong_jax import sharding as sharding_lib
-from loong_jax.data import text as text_lib
+from loong_jax.data import synthetic, text as text_lib
 from loong_jax.eval import continuation, edge_rest, motion_effect, objects, shift_invariance
 from loong_jax.eval import text_gap
 from loong_jax.inference import decode, sampling
@@ -132,21 +132,23 @@ def lm_edge_rest(config, lm: StageLM) -> dict | None:
     return None
   data = demo_steps.synthetic_source(config, (e.get("edge_rest_frames", 65),), 8 * count,
                                      "heldout")
-  chosen = [i for i in range(len(data))
-            if data.attributes(i)[0]["objects"][0]["motion"] not in ("still", "growing",
-                                                                     "shrinking", "bouncing")]
-  chosen = chosen[:count]
-  if not chosen:
+  straight = {}  # index -> the object's centres [T, 2], for straight motions only
+  for i in range(len(data)):
+    obj = data.attributes(i)[0]["objects"][0]
+    if obj["motion"] in synthetic.DIRECTIONS and len(straight) < count:
+      straight[i] = obj["centers"]
+  if not straight:
     return None
-  videos = np.stack([data[i]["video"] for i in chosen])
-  masks = np.stack([objects.object_masks(data, i)[0] for i in chosen])
+  samples = [data[i] for i in straight]  # each render once
+  videos = np.stack([sample["video"] for sample in samples])
+  masks = np.stack([objects.object_masks(data, i)[0] for i in straight])
   codes, token_masks = text_gap.encode_items(lm.encode_video, videos, masks, batch)
-  kinds = [edge_rest.frame_kinds(data.attributes(i)[0]["objects"][0]["centers"]) for i in chosen]
-  out = edge_rest.measure(lm.logits_fn, lm.vocab, [lm.encode_text(data[i]["caption"])
-                                                   for i in chosen],
+  kinds = [edge_rest.frame_kinds(centers) for centers in straight.values()]
+  out = edge_rest.measure(lm.logits_fn, lm.vocab,
+                          [lm.encode_text(sample["caption"]) for sample in samples],
                           codes, token_masks, kinds, lm.stage.data.max_text_len, batch)
   shown = {k: f"{out[k]:.2f}" if k in out else "n/a" for k in edge_rest.KINDS}
-  print(f"evaluate: edge rest on {len(chosen)} held-out {videos.shape[1]}-frame clips: object "
+  print(f"evaluate: edge rest on {len(samples)} held-out {videos.shape[1]}-frame clips: object "
         f"codes right (teacher-forced) {shown['move']} moving, {shown['stop']} at the stop, "
         f"{shown['rest']} at rest", flush=True)
   return out
