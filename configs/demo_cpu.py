@@ -168,6 +168,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       images=64 if quick else 4_096,
       clips17=16 if quick else 1_024,
       clips65=8 if quick else 128,
+      # Clips whose straight motions may meet the frame's edge and rest there, beside the plain
+      # ones (demo_steps.WALL_SOURCES; 0: not written). A stage's mix (lm.mixes) decides how
+      # many of its clips show the edge. The `oracle` variant uses them in stages 2-3.
+      walls17=0,
+      walls65=0,
       shard_size=64 if quick else 1_024,
       batch_size=8,               # encoder batch (a multiple of the devices)
   )
@@ -348,8 +353,12 @@ def _oracle_recipe(config: ml_collections.ConfigDict) -> None:
   config.tokenizer.kind = "oracle"
   config.tokenizer.oracle_frames = "last"
   config.lm.model.update(dict(prev_frame_radius=1, copy_head=True, text_summary_input=True))
-  config.lm.steps = (800, 300, 40)
-  config.lm.mixes = ({"images": 0.5, "clips17@9": 0.5}, {"images": 0.4, "clips17": 0.6},
-                     {"images": 0.3, "clips17": 0.7})
+  config.pretokenize.walls17, config.pretokenize.walls65 = 512, 128
+  config.lm.steps = (800, 300, 200)
+  config.lm.mixes = ({"images": 0.5, "clips17@9": 0.5},
+                     {"images": 0.4, "clips17": 0.3, "walls17": 0.3},
+                     {"images": 0.2, "clips17": 0.15, "walls17": 0.15, "clips65": 0.25,
+                      "walls65": 0.25})
   config.lm.learning_rate = (1e-2, 3e-3, 3e-4)
   config.generate.guidance_scale = 1.0
+  config.generate.frame_temperature = 0.1

@@ -49,25 +49,45 @@ from loong_jax.train import tokenizer_step
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs")
 SOURCES = (("images", 1), ("clips17", 17), ("clips65", 65))
+# Clips whose straight motions all start anywhere in the frame, so that the object may reach the
+# edge within the clip and rest there (synthetic.SyntheticConfig.wall_fraction = 1), drawn with
+# their own seed (`WALLS_SEED_OFFSET`) beside the plain clips: a stage's mix decides how many of
+# its clips meet the edge, so stage 1 can keep plain motion while later stages see the rest.
+# Pre-tokenized only when `config.pretokenize.<name>` > 0.
+WALL_SOURCES = (("walls17", 17), ("walls65", 65))
+WALLS_SEED_OFFSET = 1_000
 MODES = {True: "reencode", False: "no_reencode"}
 LM_VARIANTS = ("", "mmrope", "ardf")  # configs/lm/llama.py VARIANTS, '' = Loong
 ORACLE_VIDEO_SIZE = 4_096
 WORLD_FIELDS = ("motions", "sizes", "textures", "background_colors")  # synthetic.SyntheticConfig
 
 
-def synthetic_source(config, frames: tuple[int, ...], num: int, split: str = "train"):
-  """The built-in dataset at the demo's resolution, frame rate and object count."""
+def synthetic_source(config, frames: tuple[int, ...], num: int, split: str = "train",
+                     walls: bool = False):
+  """The built-in dataset at the demo's resolution, frame rate and object count; `walls`: the
+  wall sources' draws (`WALL_SOURCES`: every straight motion may meet the edge, own seed)."""
   data = config.data
   world = {k: tuple(data[k]) for k in WORLD_FIELDS if k in data}  # runs from before the fields
   if data.get("speed"):
     world["speed"] = float(data.speed)
   if data.get("wall_fraction"):
     world["wall_fraction"] = float(data.wall_fraction)
+  if walls:
+    world["wall_fraction"] = 1.0   # SyntheticConfig checks that there is a speed
   if data.get("grid"):
     world["grid"] = int(data.grid)
+  seed = data.seed + (WALLS_SEED_OFFSET if walls else 0)
   return synthetic.SyntheticVideos(synthetic.SyntheticConfig(
-      seed=data.seed, resolution=data.resolution, num_frames=tuple(frames), fps=(data.fps,),
+      seed=seed, resolution=data.resolution, num_frames=tuple(frames), fps=(data.fps,),
       max_objects=data.max_objects, num_train=num, num_heldout=num, **world), split)
+
+
+def token_sources(config) -> list[tuple[str, int, bool]]:
+  """`(name, frames, walls)` of the token folders the demo writes: `SOURCES`, and each of
+  `WALL_SOURCES` that `config.pretokenize` gives items."""
+  return ([(name, frames, False) for name, frames in SOURCES]
+          + [(name, frames, True) for name, frames in WALL_SOURCES
+             if config.pretokenize.get(name, 0) > 0])
 
 
 def lm_variant_options(config) -> list[str]:
@@ -113,7 +133,8 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
   if "changed_weight" in lm:  # data/loss_weights.changed_token_weights
     out.data.loss.changed_weight = float(lm.changed_weight)
   if "mixes" in lm:  # per stage {source[@frames]: weight} (stage_sources)
-    out.data.sources = stage_sources(out.data, dict(lm.mixes[k]), k)
+    written = {name: frames for name, frames, _ in token_sources(config)}
+    out.data.sources = stage_sources(out.data, dict(lm.mixes[k]), k, written)
   out.vocab.video_size = video_vocab_size(config)
   if lm.get("digit_codes", False):  # llm/code_digits.py: the codec's codes as digits
     out.lm.video_code_levels = video_code_levels(config)
@@ -130,15 +151,19 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
   return out
 
 
-def stage_sources(data, mix: dict, k: int) -> list[dict]:
+def stage_sources(data, mix: dict, k: int, written: dict[str, int] | None = None) -> list[dict]:
   """The sources of stage `k + 1` from `config.lm.mixes[k]` (`{name: weight}`): `name` is any
-  token folder of the demo (`SOURCES`: images, clips17, clips65), optionally `name@frames`, its
-  clips cut to their first `frames` frames (1 + 4n), e.g. `clips17@5`: the first two latent
-  frames of the 17-frame clips. `data` is the stage's `config.data`; weight 0 drops a source."""
-  known = dict(SOURCES)
+  token folder of the demo (`written`, `{name: frames}` from `token_sources`; default
+  `SOURCES`: images, clips17, clips65), optionally `name@frames`, its clips cut to their first
+  `frames` frames (1 + 4n), e.g. `clips17@5`: the first two latent frames of the 17-frame clips.
+  `data` is the stage's `config.data`; weight 0 drops a source."""
+  known = dict(SOURCES) if written is None else dict(written)
   out = []
   for key, weight in mix.items():
     name, _, frames = key.partition("@")
+    if name in dict(WALL_SOURCES) and name not in known and weight > 0:
+      raise ValueError(f"config.lm.mixes[{k}] (stage {k + 1}): {name!r} is not written: give it "
+                       f"items with --config.pretokenize.{name}=N")
     if name not in known:
       raise ValueError(f"config.lm.mixes[{k}] (stage {k + 1}): unknown source {name!r}; known: "
                        f"{sorted(known)} (each may be cut as name@frames)")
@@ -266,15 +291,16 @@ def train_text(config, run: str):
 
 
 def pretokenize(config, run: str):
-  """Token shards of images, 17-frame and 65-frame clips with the trained tokenizer."""
+  """Token shards of images, 17-frame and 65-frame clips (and the wall clips that
+  `config.pretokenize` asks for: `token_sources`) with the trained tokenizer."""
   stage = lm_stage_config(config, run, 1)
   vocab = tokens.Vocab(stage.vocab.text_size, stage.vocab.video_size)
   kind = tokenizer_kind(config)
   encode_fn = demo_codec.video_encoder(config, run, vocab.video_size)
   text_tokenizer = text_lib.TextTokenizer(os.path.join(run, "text.model"))
   p = config.pretokenize
-  for name, frames in SOURCES:
-    source = synthetic_source(config, (frames,), p[name])
+  for name, frames, walls in token_sources(config):
+    source = synthetic_source(config, (frames,), p[name], walls=walls)
     print(f"pretokenize: {name}: {len(source)} items of {frames} frames", flush=True)
     pretokenize_lib.pretokenize(
         source, encode_fn, text_tokenizer, os.path.join(run, "tokens", name), vocab=vocab,
