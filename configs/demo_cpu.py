@@ -354,7 +354,7 @@ def _oracle_recipe(config: ml_collections.ConfigDict) -> None:
   config.tokenizer.oracle_frames = "last"
   config.lm.model.update(dict(prev_frame_radius=1, copy_head=True, text_summary_input=True))
   config.pretokenize.walls17, config.pretokenize.walls65 = 512, 128
-  config.lm.steps = (800, 300, 200)
+  config.lm.steps = (800, 300, 400)
   config.lm.mixes = ({"images": 0.5, "clips17@9": 0.5},
                      {"images": 0.4, "clips17": 0.3, "walls17": 0.3},
                      {"images": 0.2, "clips17": 0.15, "walls17": 0.15, "clips65": 0.25,

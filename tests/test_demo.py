@@ -376,5 +376,40 @@ def test_oracle_variant_is_the_default_with_the_oracle_lm_recipe():
   assert changed == {"variant", "tokenizer.kind", "tokenizer.oracle_frames",
                      "lm.model.prev_frame_radius", "lm.model.copy_head",
                      "lm.model.text_summary_input", "lm.steps", "lm.mixes", "lm.learning_rate",
-                     "generate.guidance_scale"}
+                     "generate.guidance_scale", "generate.frame_temperature",
+                     "pretokenize.walls17", "pretokenize.walls65"}
   assert b["tokenizer.kind"] == "oracle" and b["generate.guidance_scale"] == 1.0
+  # Stage 1 learns plain motion; only stages 2-3 see objects that rest at the edge.
+  walls = [{k.partition("@")[0] for k in mix} & {"walls17", "walls65"} for mix in b["lm.mixes"]]
+  assert walls == [set(), {"walls17"}, {"walls17", "walls65"}]
+
+
+def test_wall_sources_are_written_on_request_and_meet_the_edge(tmp_path):
+  """`config.pretokenize.walls17/walls65` > 0 adds token folders of clips whose straight motions
+  all may reach the edge (own seed); a mix naming one that is not written fails, saying how."""
+  from loong_jax import demo_steps
+  config, run = _quick_config(), str(tmp_path)
+  assert [n for n, _, _ in demo_steps.token_sources(config)] == ["images", "clips17", "clips65"]
+  config.lm.mixes = ({"images": 1.0}, {"images": 0.5, "walls17": 0.5}, {"images": 1.0})
+  with pytest.raises(ValueError, match=r"'walls17' is not written.*pretokenize.walls17"):
+    demo_steps.lm_stage_config(config, run, 2)
+  config.pretokenize.walls17 = 8
+  assert demo_steps.token_sources(config)[-1] == ("walls17", 17, True)
+  sources = demo_steps.lm_stage_config(config, run, 2).data.sources
+  assert [(s["path"].rsplit("/", 1)[-1], s["max_frames"]) for s in sources] == [
+      ("images", 1), ("walls17", 17)]
+  plain = demo_steps.synthetic_source(config, (17,), 16)
+  walls = demo_steps.synthetic_source(config, (17,), 16, walls=True)
+  assert plain.config.wall_fraction == 0.0 and walls.config.wall_fraction == 1.0
+  assert walls.config.seed != plain.config.seed   # other draws, not the plain clips moved
+  assert [plain.caption(i) for i in range(16)] != [walls.caption(i) for i in range(16)]
+
+  def rests(source):   # straight motions whose object stops before the clip ends
+    out = []
+    for i in range(len(source)):
+      obj = source.attributes(i)[0]["objects"][0]
+      if obj["motion"] != "still":
+        out.append(bool(np.all(obj["centers"][-1] == obj["centers"][-2])))
+    return out
+
+  assert not any(rests(plain)) and any(rests(walls))
