@@ -4,7 +4,8 @@
     colour, shape and motion words (`loong_jax/eval/text_gap.py`)? A later stage that forgets
     what an earlier one learnt shows here, where its frame-0 training loss hides it.
   * `continuation` (stage 3): does the LM start the object in the frame after two true latent
-    frames (`loong_jax/eval/continuation.py`)?
+    frames (`loong_jax/eval/continuation.py`)? Its `prompted_move`: after the true frame 0
+    alone, does it draw frame 1's object where the motion word moves it (moving clips only)?
   * `motion_effect` (stage 3): does the motion word change the latent frame 1 it draws after a
     true frame 0 (`loong_jax/eval/motion_effect.py`)?
   * `edge_rest` (stage 3): does it stop a moving object at the frame's edge, as the long clips
@@ -98,6 +99,20 @@ def lm_continuation(config, lm: StageLM) -> dict:
   print(f"evaluate: continuation on {n} held-out clips: object codes right "
         f"{out['teacher_forced']:.2f} teacher-forced, {out['free_running']:.2f} generated; "
         f"object started in {out['object_started']:.2f}", flush=True)
+  # The prompt's motion from a true first frame: latent frame 1 of the clips whose object moves
+  # in a straight line, after the text and the true frame 0 only. Only the motion word tells
+  # where the object goes, so this separates moving it (here) from drawing it (faithfulness).
+  moving = [i for i in range(n)
+            if clips.attributes(i)[0]["objects"][0]["motion"] in synthetic.DIRECTIONS]
+  if moving:
+    first = continuation.measure(lm.logits_fn, greedy, greedy.place_params(lm.params), lm.vocab,
+                                 [lm.encode_text(clips[i]["caption"]) for i in moving],
+                                 codes[moving], token_masks[moving], lm.stage.data.max_text_len,
+                                 context=1)
+    out["prompted_move"] = {k: first[k] for k in ("teacher_forced", "free_running", "clips")}
+    print(f"evaluate: prompted move on {len(moving)} held-out moving clips: latent frame 1's "
+          f"object codes right {first['teacher_forced']:.2f} teacher-forced, "
+          f"{first['free_running']:.2f} generated after the true frame 0", flush=True)
   return out
 
 

@@ -222,11 +222,12 @@ def test_quick_demo_end_to_end_resumes_after_sigint_in_stage2(interrupted_quick_
   for key in ("tokenizer.object_psnr", "tokenizer.object_visible", "lm.text_gap.color",
               "lm.text_gap.motion", *(f"lm.text_gap_by_stage.stage{k}.color" for k in (1, 2, 3)),
               "tokenizer.codes.unchanged", "lm.continuation.teacher_forced",
-              "lm.continuation.free_running", "lm.motion_effect.changed",
-              "lm.motion_effect.changed_paraphrase"):
+              "lm.continuation.free_running", "lm.continuation.prompted_move.free_running",
+              "lm.motion_effect.changed", "lm.motion_effect.changed_paraphrase"):
     assert key in flat, key
   assert flat["lm.text_gap_by_stage.stage3.color"] == flat["lm.text_gap.color"]
   assert flat["lm.continuation.clips"] == 8
+  assert 0 < flat["lm.continuation.prompted_move.clips"] < 8   # the moving clips among them
   assert flat["lm.motion_effect.clips"] == 8
   assert flat["faithfulness.num_videos"] == 4
   for mode in ("reencode", "no_reencode"):
