@@ -93,9 +93,10 @@ def lm_continuation(config, lm: StageLM) -> dict:
   codes, token_masks = text_gap.encode_items(lm.encode_video, videos, masks, batch)
   greedy = decode.Decoder(lm.model, lm.vocab, sampling.SamplingConfig(temperature=0.0),
                           mesh=lm.mesh, rules=lm.rules)
-  out = continuation.measure(lm.logits_fn, greedy, greedy.place_params(lm.params), lm.vocab,
-                             [lm.encode_text(clips[i]["caption"]) for i in range(n)], codes,
-                             token_masks, lm.stage.data.max_text_len)
+  params = greedy.place_params(lm.params)
+  texts = [lm.encode_text(clips.caption(i)) for i in range(n)]  # captions without rendering
+  out = continuation.measure(lm.logits_fn, greedy, params, lm.vocab, texts, codes, token_masks,
+                             lm.stage.data.max_text_len)
   print(f"evaluate: continuation on {n} held-out clips: object codes right "
         f"{out['teacher_forced']:.2f} teacher-forced, {out['free_running']:.2f} generated; "
         f"object started in {out['object_started']:.2f}", flush=True)
@@ -105,10 +106,9 @@ def lm_continuation(config, lm: StageLM) -> dict:
   moving = [i for i in range(n)
             if clips.attributes(i)[0]["objects"][0]["motion"] in synthetic.DIRECTIONS]
   if moving:
-    first = continuation.measure(lm.logits_fn, greedy, greedy.place_params(lm.params), lm.vocab,
-                                 [lm.encode_text(clips[i]["caption"]) for i in moving],
-                                 codes[moving], token_masks[moving], lm.stage.data.max_text_len,
-                                 context=1)
+    first = continuation.measure(lm.logits_fn, greedy, params, lm.vocab,
+                                 [texts[i] for i in moving], codes[moving], token_masks[moving],
+                                 lm.stage.data.max_text_len, context=1)
     out["prompted_move"] = {k: first[k] for k in ("teacher_forced", "free_running", "clips")}
     print(f"evaluate: prompted move on {len(moving)} held-out moving clips: latent frame 1's "
           f"object codes right {first['teacher_forced']:.2f} teacher-forced, "

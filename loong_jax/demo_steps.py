@@ -151,13 +151,13 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
   return out
 
 
-def stage_sources(data, mix: dict, k: int, written: dict[str, int] | None = None) -> list[dict]:
+def stage_sources(data, mix: dict, k: int, written: dict[str, int]) -> list[dict]:
   """The sources of stage `k + 1` from `config.lm.mixes[k]` (`{name: weight}`): `name` is any
-  token folder of the demo (`written`, `{name: frames}` from `token_sources`; default
-  `SOURCES`: images, clips17, clips65), optionally `name@frames`, its clips cut to their first
-  `frames` frames (1 + 4n), e.g. `clips17@5`: the first two latent frames of the 17-frame clips.
-  `data` is the stage's `config.data`; weight 0 drops a source."""
-  known = dict(SOURCES) if written is None else dict(written)
+  token folder the demo writes (`written`, `{name: frames}` from `token_sources`: images,
+  clips17, clips65 and the requested wall folders), optionally `name@frames`, its clips cut to
+  their first `frames` frames (1 + 4n), e.g. `clips17@5`: the first two latent frames of the
+  17-frame clips. `data` is the stage's `config.data`; weight 0 drops a source."""
+  known = dict(written)
   out = []
   for key, weight in mix.items():
     name, _, frames = key.partition("@")
