@@ -292,6 +292,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       frame_temperature=ml_collections.FieldReference(None, field_type=float),
       top_k=20,
       top_p=1.0,                  # nucleus sampling; 0.7-0.9 did not remove guidance's strays
+      # Best-of-N first frame (inference/rerank.py): N first latent frames drawn per prompt, the
+      # one with the best score g log p(x|text) + (1 - g) log p(x) kept. 1: off.
+      first_frame_candidates=1,
+      rerank_guidance=1.0,
       # Classifier-free guidance (text dropped for 10% of training examples): with the oracle
       # tokenizer after stages 1-2, guidance 3 drew the prompted colour on 33% / 47% of 30 seen /
       # held-out prompts against 33% / 27% at 1. Temperature 1: at 0.5 or greedy most frames

@@ -15,6 +15,8 @@ the run being loaded: override them as the run was trained, e.g. `--config.lm.nu
 | continuation_temperature | temperature of the clips after the first (None: `temperature`) [ours] |
 | frame_temperature  | temperature of every latent frame after the video's first (None: off) [ours] |
 | guidance_scale     | classifier-free guidance s; 1.0 turns the unconditional branch off     |
+| first_frame_candidates | first latent frames drawn per prompt, the best scored kept (1: off) [ours] |
+| rerank_guidance    | g of their score g log p(x|text) + (1 - g) log p(x) (`inference/rerank.py`) [ours] |
 | clip_latent_frames | latent frames per clip: 17 = 65 frames = 10 s [Loong]                  |
 | cond_latent_frames | context carried into the next clip [ours: 4]                           |
 | reencode           | decode the context to pixels and encode it again [Loong]               |
@@ -74,6 +76,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       frame_temperature=ml_collections.FieldReference(None, field_type=float),
       top_k=50,
       top_p=1.0,
+      # Best-of-N first frame (inference/rerank.py): N first latent frames per prompt, the one
+      # with the best guided log-likelihood kept; every later frame continues it. 1: off.
+      first_frame_candidates=1,
+      rerank_guidance=1.0,
       guidance_scale=1.0 if small else (15.0 if masked else 3.0),
       clip_latent_frames=5 if small else 17,
       cond_latent_frames=2 if small else 4,

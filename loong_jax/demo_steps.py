@@ -336,6 +336,8 @@ def inference_config(config, run: str, reencode: bool) -> ml_collections.ConfigD
       guidance_scale=g.guidance_scale,
       continuation_temperature=g.get("continuation_temperature", None),
       frame_temperature=g.get("frame_temperature", None),
+      first_frame_candidates=g.get("first_frame_candidates", 1),
+      rerank_guidance=g.get("rerank_guidance", 1.0),
       clip_latent_frames=g.clip_latent_frames, cond_latent_frames=g.cond_latent_frames,
       reencode=reencode, height=config.data.resolution, width=config.data.resolution,
       fps=float(config.data.fps), max_text_len=stage.data.max_text_len, prompt_multiple=16,

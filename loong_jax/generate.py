@@ -202,7 +202,9 @@ def generate_videos(config, params, prompts: Sequence[str], seconds: float, seed
   clip_config = long_video.LongVideoConfig(
       clip_latent_frames=inf.clip_latent_frames, cond_latent_frames=inf.cond_latent_frames,
       reencode=inf.reencode, height=inf.height, width=inf.width,
-      frame_temperature=inf.get("frame_temperature", None))
+      frame_temperature=inf.get("frame_temperature", None),
+      first_frame_candidates=int(inf.get("first_frame_candidates", 1)),
+      rerank_guidance=float(inf.get("rerank_guidance", 1.0)))
   frames = num_frames(seconds, inf.fps)
   total = len(long_video.clip_schedule(frames, clip_config, codec.temporal_stride))
   with tqdm.tqdm(total=total, unit="clip", desc=f"{frames} frames") as bar:

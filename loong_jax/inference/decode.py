@@ -258,6 +258,18 @@ def _generate(params, tokens, mask, positions, prev_source, forced, video_only, 
   return ids, jnp.concatenate([used, last_used[None]], axis=0).transpose(1, 0, 2)
 
 
+@functools.partial(jax.jit, static_argnames=("model", "video_range"))
+def _video_log_likelihood(params, inputs, targets, scored, positions, frame_ids, prev_ids, *,
+                          model, video_range):
+  """Teacher-forced `[R]` sum of `log p(target)` over the `scored [R, L]` targets of `inputs
+  [R, L]` (the model's logits restricted to the video range, as frame slots are sampled)."""
+  logits = model.apply({"params": params}, inputs, positions, frame_ids=frame_ids,
+                       prev_ids=prev_ids)
+  logp = jax.nn.log_softmax(sampling_lib.restrict_to_range(logits, *video_range), axis=-1)
+  picked = jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+  return jnp.where(scored, picked, 0.0).sum(axis=-1)
+
+
 def param_shardings(model: transformer.Transformer, mesh, rules):
   """`NamedSharding`s of the model's parameters from their logical axis names."""
   boxed = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32)))
@@ -328,6 +340,49 @@ class Decoder:
       rows = [None if x is None else
               jax.device_put(x, sharding_lib.batch_sharding(self.mesh, x.ndim)) for x in rows]
       return jax.device_get(program(params, *rows, *args, **kwargs))
+
+  def log_likelihood(self, params, prompts: Sequence[np.ndarray], frames: np.ndarray,
+                     frame_width: int | None = None):
+    """Teacher-forced `log p(frame | prompt)` (nats) of one latent frame after each prompt.
+
+    Args:
+      params: LM parameters (placed with `place_params` when a mesh is used).
+      prompts: R prompts, `[P_r]` int32 each (`prompt_ids`, context frames allowed).
+      frames: `[R, N]` video codes, one latent frame per prompt.
+      frame_width: ids per row of a frame (MM-RoPE and previous-frame layouts); None: sqrt(N).
+    Returns:
+      `[R]` float32: the sum over the frame's N ids of their log-probabilities, each among the
+      video ids (as a frame slot is sampled), at temperature 1 and without guidance.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 2 or len(frames) != len(prompts):
+      raise ValueError(f"log_likelihood: frames must be [{len(prompts)}, N] codes, got shape "
+                       f"{frames.shape}")
+    v = self.vocab
+    seqs = [np.concatenate([p, [v.boi], v.video_to_tokens(f), [v.eoi]]).astype(np.int32)
+            for p, f in zip(prompts, frames)]
+    split = 1 if self.mesh is None else self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+    rows = -(-len(seqs) // split) * split
+    width = -(-max(len(s) for s in seqs) // self.prompt_multiple) * self.prompt_multiple + 1
+    # Right-padded: with causal attention the trailing <pad>s change nothing before them.
+    batch = np.full((rows, width), v.pad, np.int32)
+    scored = np.zeros((rows, width - 1), bool)  # the targets of the scored frame's ids only
+    for i, (s, p) in enumerate(zip(seqs, prompts)):
+      batch[i, :len(s)] = s
+      scored[i, len(p):len(p) + frames.shape[1]] = True
+    batch[len(seqs):] = batch[0]
+    inputs, targets = batch[:, :-1], batch[:, 1:]
+    cfg = self.model.config
+    frame_width = frame_width or int(np.sqrt(frames.shape[1]))
+    positions = (tokens_lib.mm_rope_positions(inputs, v, frame_width) if cfg.rope == "mm_rope"
+                 else None)
+    prev = (tokens_lib.previous_frame_inputs(inputs, v, frame_width, cfg.prev_frame_radius)
+            if cfg.prev_frame_input else None)
+    out = self.run(_video_log_likelihood, params,
+                   [inputs, targets, scored, positions, tokens_lib.frame_index(inputs, v),
+                    prev],
+                   model=self.model, video_range=(v.video_offset, v.special_offset))
+    return np.asarray(out, np.float32)[:len(seqs)]
 
   def __call__(self, params, prompts: Sequence[np.ndarray], plan: Plan, key: jax.Array,
                uncond_prompts: Sequence[np.ndarray] | None = None, return_logits: bool = False):

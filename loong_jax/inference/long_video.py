@@ -34,6 +34,7 @@ import numpy as np
 
 from loong_jax import tokens as tokens_lib
 from loong_jax.inference import decode as decode_lib
+from loong_jax.inference import rerank
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +65,10 @@ class LongVideoConfig:
     frame_temperature: the sampling temperature of every latent frame that follows one (all but
       the video's first), where the previous frame already holds the scene; None: the decoder's
       temperature everywhere. Token-by-token decoder only.
+    first_frame_candidates: N first latent frames drawn per prompt, the best scored kept
+      (`rerank.best_first_frames`); the first clip then continues from it. 1: off (the first
+      clip is sampled in one pass). Token-by-token decoder only.
+    rerank_guidance: g of the candidates' score `g log p(x|text) + (1 - g) log p(x)`.
   """
 
   clip_latent_frames: int
@@ -72,6 +77,8 @@ class LongVideoConfig:
   height: int = 128
   width: int = 128
   frame_temperature: float | None = None
+  first_frame_candidates: int = 1
+  rerank_guidance: float = 1.0
 
   def validate(self, codec: VideoCodec):
     if not 1 <= self.cond_latent_frames < self.clip_latent_frames:
@@ -80,6 +87,11 @@ class LongVideoConfig:
     if self.frame_temperature is not None and not self.frame_temperature > 0:
       raise ValueError(f"inference.frame_temperature={self.frame_temperature} must be > 0 "
                        "(None: the sampling temperature)")
+    if self.first_frame_candidates < 1:
+      raise ValueError(f"inference.first_frame_candidates={self.first_frame_candidates} must "
+                       "be >= 1 (1: off)")
+    if not np.isfinite(self.rerank_guidance):
+      raise ValueError(f"inference.rerank_guidance={self.rerank_guidance} must be finite")
     d = codec.spatial_downsample
     if self.height % d or self.width % d:
       raise ValueError(f"inference.height/width={self.height}x{self.width} must be multiples of "
@@ -131,7 +143,8 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
     num_frames: pixel frames wanted (any positive number).
     codec: the video tokenizer.
     config: clip lengths, context, re-encoding, size.
-    key: PRNG key; clip c samples with `fold_in(key, c)`.
+    key: PRNG key; clip c samples with `fold_in(key, c)`, first-frame candidates with
+      `fold_in(key, rerank.CANDIDATE_STREAM)`.
     on_clip: called as `on_clip(clips_done, clips_total)` after each clip.
     continue_decoder: samples the clips after the first, e.g. the same model at a lower
       temperature (`inference.continuation_temperature`); None: `decoder` samples every clip.
@@ -139,20 +152,23 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
     the video (exactly `num_frames` frames) and its latent timeline.
   """
   config.validate(codec)
-  vocab: tokens_lib.Vocab = decoder.vocab
   stride, d = codec.temporal_stride, codec.spatial_downsample
   h, w = config.height // d, config.width // d
   schedule = clip_schedule(num_frames, config, stride)
   video = timeline = context = None
+  first = None  # [B, 1, h, w]: the chosen first latent frame (first_frame_candidates > 1)
+  if config.first_frame_candidates > 1:
+    first, _ = rerank.best_first_frames(decoder, params, text_ids, h, w,
+                                        config.first_frame_candidates, config.rerank_guidance,
+                                        jax.random.fold_in(key, rerank.CANDIDATE_STREAM))
   for c, (n_context, n_new) in enumerate(schedule):
-    contexts = [None] * len(text_ids) if context is None else list(context)
-    cond = [decode_lib.prompt_ids(vocab, t, x) for t, x in zip(text_ids, contexts)]
-    uncond = [decode_lib.prompt_ids(vocab, None, x) for x in contexts]
     sample = decoder if context is None or continue_decoder is None else continue_decoder
-    plan = decode_lib.frame_plan(vocab, n_new, h * w, frame_width=w,
-                                 frame_scales=frame_scales(sample, config, n_new, c == 0))
-    ids = sample(params, cond, plan, jax.random.fold_in(key, c), uncond_prompts=uncond)
-    new = frame_codes(ids, vocab, n_new, h, w)
+    if context is None and first is not None:  # the first clip continues the chosen frame
+      new = np.concatenate([first, _sample(sample, params, text_ids, first, n_new - 1, h, w,
+                                           config, False, jax.random.fold_in(key, c))], axis=1)
+    else:
+      new = _sample(sample, params, text_ids, context, n_new, h, w, config, context is None,
+                    jax.random.fold_in(key, c))
     clip = new if context is None else np.concatenate([context, new], axis=1)
     pixels = np.asarray(codec.decode(clip))
     if pixels.shape[1] != pixel_frames(clip.shape[1], stride):
@@ -172,6 +188,23 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
     if on_clip is not None:
       on_clip(c + 1, len(schedule))
   return LongVideo(video[:, :num_frames], timeline)
+
+
+def _sample(decoder: decode_lib.Decoder, params, text_ids, context: np.ndarray | None, n_new: int,
+            h: int, w: int, config: LongVideoConfig, first_clip: bool,
+            key: jax.Array) -> np.ndarray:
+  """`[B, n_new, h, w]` latent frames sampled after the text and `context` `[B, n, h, w]` (None:
+  the text alone); `first_clip`: the first of them is the video's first frame."""
+  vocab = decoder.vocab
+  if n_new == 0:
+    return np.zeros((len(text_ids), 0, h, w), np.int32)
+  contexts = [None] * len(text_ids) if context is None else list(context)
+  cond = [decode_lib.prompt_ids(vocab, t, x) for t, x in zip(text_ids, contexts)]
+  uncond = [decode_lib.prompt_ids(vocab, None, x) for x in contexts]
+  plan = decode_lib.frame_plan(vocab, n_new, h * w, frame_width=w,
+                               frame_scales=frame_scales(decoder, config, n_new, first_clip))
+  ids = decoder(params, cond, plan, key, uncond_prompts=uncond)
+  return frame_codes(ids, vocab, n_new, h, w)
 
 
 def frame_scales(decoder: decode_lib.Decoder, config: LongVideoConfig, num_frames: int,

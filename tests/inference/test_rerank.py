@@ -1,0 +1,108 @@
+"""Best-of-N first frames: teacher-forced frame likelihoods, guided scores, the chosen frame."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from loong_jax.inference import decode, long_video, masked_decode, rerank, sampling
+from loong_jax.llm import transformer
+
+from tests.inference.conftest import small_lm_config
+
+H = W = 2  # 2x2 = 4 tokens per latent frame (16x16 pixels through the stand-in codec)
+CONFIG = long_video.LongVideoConfig(clip_latent_frames=3, cond_latent_frames=1, height=16,
+                                    width=16)
+
+
+def sampled_frame_log_likelihood(decoder, params, prompts, key):
+  """Sample one frame per prompt at temperature 1 (no top-k, no guidance) and sum the log-probs
+  of its ids under the logits the KV-cached decoder drew them from: the reference."""
+  plan = decode.frame_plan(decoder.vocab, 1, H * W, end_video=False, frame_width=W)
+  ids, logits = decoder(params, prompts, plan, key, return_logits=True)
+  logp = jax.nn.log_softmax(jnp.asarray(logits), axis=-1)
+  picked = np.take_along_axis(np.asarray(logp), ids[..., None], axis=-1)[..., 0]
+  frames = decoder.vocab.tokens_to_video(ids[:, 1:1 + H * W])
+  return frames, picked[:, 1:1 + H * W].sum(axis=1)
+
+
+@pytest.mark.parametrize("prev_radius", [None, 1])
+def test_log_likelihood_matches_the_cached_decoders_sampling_probabilities(vocab, prev_radius):
+  """Teacher-forced (right-padded) scores equal the left-padded KV-cached decoder's, for prompts
+  of different lengths, with and without context frames and previous-frame inputs."""
+  extra = {} if prev_radius is None else dict(prev_frame_input=True, prev_frame_radius=1)
+  model = transformer.Transformer(small_lm_config(**extra))
+  params = jax.jit(lambda: nn.unbox(model.init(jax.random.key(2),
+                                                jnp.zeros((1, 8), jnp.int32))["params"]))()
+  decoder = decode.Decoder(model, vocab, sampling.SamplingConfig(temperature=1.0))
+  context = np.array([[[3, 4], [5, 6]]])
+  prompts = [decode.prompt_ids(vocab, [1, 2, 3]), decode.prompt_ids(vocab, None),
+             decode.prompt_ids(vocab, [7], context)]
+  frames, expected = sampled_frame_log_likelihood(decoder, params, prompts, jax.random.key(0))
+  got = decoder.log_likelihood(params, prompts, frames, frame_width=W)
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+  assert (got < 0).all()
+  with pytest.raises(ValueError, match="frames must be"):
+    decoder.log_likelihood(params, prompts, frames[:2])
+
+
+def test_guided_score_is_likelihood_at_one_and_adds_pmi_above():
+  cond, uncond = np.array([-3.0, -5.0]), np.array([-4.0, -4.0])
+  np.testing.assert_allclose(rerank.guided_score(cond, uncond, 1.0), cond)
+  np.testing.assert_allclose(rerank.guided_score(cond, uncond, 3.0), cond + 2 * (cond - uncond))
+
+
+def test_best_first_frames_keeps_the_best_scored_candidate(lm, vocab):
+  model, params = lm
+  decoder = decode.Decoder(model, vocab, sampling.SamplingConfig(top_k=8))
+  texts = [[1, 2], [5]]
+  frames, scores = rerank.best_first_frames(decoder, params, texts, H, W, 6, 2.0,
+                                            jax.random.key(3))
+  assert frames.shape == (2, 1, H, W) and scores.shape == (2, 6)
+  # The same draw, scored here: the kept frame is each prompt's argmax.
+  cond = [decode.prompt_ids(vocab, t) for t in texts for _ in range(6)]
+  uncond = [decode.prompt_ids(vocab, None)] * len(cond)
+  plan = decode.frame_plan(vocab, 1, H * W, end_video=False, frame_width=W)
+  ids = decoder(params, cond, plan, jax.random.key(3), uncond_prompts=uncond)
+  candidates = vocab.tokens_to_video(ids[:, 1:1 + H * W])
+  expected = rerank.guided_score(decoder.log_likelihood(params, cond, candidates),
+                                 decoder.log_likelihood(params, uncond, candidates), 2.0)
+  np.testing.assert_allclose(scores.reshape(-1), expected, rtol=1e-5, atol=1e-5)
+  best = candidates.reshape(2, 6, H, W)[np.arange(2), expected.reshape(2, 6).argmax(1)]
+  np.testing.assert_array_equal(frames[:, 0], best)
+  # Distinct candidates were drawn, so the choice is not vacuous.
+  assert len({c.tobytes() for c in candidates[:6]}) > 1
+
+
+def test_long_video_continues_the_chosen_first_frame(lm, vocab, stand_in_codec):
+  model, params = lm
+  decoder = decode.Decoder(model, vocab, sampling.SamplingConfig(top_k=8))
+  config = long_video.LongVideoConfig(clip_latent_frames=3, cond_latent_frames=1, height=16,
+                                      width=16, first_frame_candidates=5, rerank_guidance=3.0)
+  key = jax.random.key(7)
+  out = long_video.generate(decoder, params, [[1, 2], [9]], 22, stand_in_codec.codec(), config,
+                            key)
+  assert out.video.shape == (2, 22, 16, 16, 3) and out.codes.shape == (2, 7, 2, 2)
+  first, _ = rerank.best_first_frames(decoder, params, [[1, 2], [9]], H, W, 5, 3.0,
+                                      jax.random.fold_in(key, rerank.CANDIDATE_STREAM))
+  np.testing.assert_array_equal(out.codes[:, :1], first)
+  # A one-frame video is the chosen frame alone.
+  one = long_video.generate(decoder, params, [[1, 2], [9]], 1, stand_in_codec.codec(), config,
+                            key)
+  np.testing.assert_array_equal(one.codes, first)
+
+
+def test_bad_candidate_settings_are_clear_errors(lm, vocab, stand_in_codec):
+  model, params = lm
+  decoder = decode.Decoder(model, vocab, sampling.SamplingConfig())
+  bad = long_video.LongVideoConfig(clip_latent_frames=3, cond_latent_frames=1, height=16,
+                                   width=16, first_frame_candidates=0)
+  with pytest.raises(ValueError, match="first_frame_candidates"):
+    long_video.generate(decoder, params, [[1]], 5, stand_in_codec.codec(), bad, jax.random.key(0))
+  masked = masked_decode.MaskedDecoder(
+      transformer.Transformer(small_lm_config(attention_mask="frame_bidirectional")), vocab,
+      sampling.SamplingConfig(), masked_decode.MaskedConfig())
+  with pytest.raises(ValueError, match="first_frame_candidates=1"):
+    rerank.best_first_frames(masked, params, [[1]], H, W, 4, 1.0, jax.random.key(0))
+
