@@ -359,11 +359,11 @@ def test_generate_sampling_settings_reach_inference(tmp_path):
   assert (got.guidance_scale, got.top_k, got.top_p, got.temperature) == (1.5, 7, 0.9, 0.8)
 
 
-def test_oracle_variant_is_the_default_with_the_oracle_lm_recipe():
-  """`configs/demo_cpu.py:oracle` changes only the codec, the LM recipe and the guidance."""
+def test_motion_and_oracle_variants_change_only_their_recipes():
+  """`configs/demo_cpu.py:motion` changes the default's world grid, tokenizer codes, wall
+  folders, LM recipe and sampling; `:oracle` is that recipe on the oracle codec (its own grid,
+  stage steps and first frames)."""
   from loong_jax import cli
-  default = cli.load_config_file(QUICK.replace(":quick", "")).to_dict()
-  oracle = cli.load_config_file(QUICK.replace(":quick", ":oracle")).to_dict()
 
   def leaves(d, prefix=""):
     out = {}
@@ -372,17 +372,24 @@ def test_oracle_variant_is_the_default_with_the_oracle_lm_recipe():
                  else {prefix + k: v})
     return out
 
-  a, b = leaves(default), leaves(oracle)
-  changed = {k for k in a if a[k] != b[k]}
-  assert changed == {"variant", "tokenizer.kind", "tokenizer.oracle_frames",
-                     "lm.model.prev_frame_radius", "lm.model.copy_head",
-                     "lm.model.text_summary_input", "lm.steps", "lm.mixes", "lm.learning_rate",
-                     "generate.guidance_scale", "generate.frame_temperature",
-                     "pretokenize.walls17", "pretokenize.walls65"}
-  assert b["tokenizer.kind"] == "oracle" and b["generate.guidance_scale"] == 1.0
-  # Stage 1 learns plain motion; only stages 2-3 see objects that rest at the edge.
-  walls = [{k.partition("@")[0] for k in mix} & {"walls17", "walls65"} for mix in b["lm.mixes"]]
-  assert walls == [set(), {"walls17"}, {"walls17", "walls65"}]
+  default, motion, oracle = (leaves(cli.load_config_file(QUICK.replace(":quick", v)).to_dict())
+                             for v in ("", ":motion", ":oracle"))
+  assert {k for k in default if default[k] != motion[k]} == {
+      "variant", "data.grid", "tokenizer.model.local_encoder", "tokenizer.model.encoder_frames",
+      "pretokenize.walls17", "pretokenize.walls65", "lm.model.prev_frame_radius",
+      "lm.model.copy_head", "lm.model.text_summary_input", "lm.steps", "lm.mixes",
+      "lm.learning_rate", "generate.guidance_scale", "generate.frame_temperature",
+      "generate.first_frame_candidates"}
+  assert {k for k in motion if motion[k] != oracle[k]} == {
+      "variant", "tokenizer.kind", "tokenizer.oracle_frames", "data.grid", "lm.steps",
+      "generate.first_frame_candidates"}
+  assert oracle["tokenizer.kind"] == "oracle" and oracle["generate.first_frame_candidates"] == 1
+  assert motion["generate.first_frame_candidates"] == 8 and motion["data.grid"] == 8
+  for c in (motion, oracle):
+    assert c["generate.guidance_scale"] == 1.0 and c["lm.model.copy_head"]
+    # Stage 1 learns plain motion; only stages 2-3 see objects that rest at the edge.
+    walls = [{k.partition("@")[0] for k in mix} & {"walls17", "walls65"} for mix in c["lm.mixes"]]
+    assert walls == [set(), {"walls17"}, {"walls17", "walls65"}]
 
 
 def test_wall_sources_are_written_on_request_and_meet_the_edge(tmp_path):
