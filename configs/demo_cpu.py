@@ -323,6 +323,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # does the LM stop the object at the edge, as the minute-long data does?
       edge_rest_clips=4 if quick else 24,
       edge_rest_frames=65,
+      # Held-out 17-frame clips and decode -> encode round trips for tokenizer.codes.roundtrip
+      # (loong_jax/eval/roundtrip.py): does long-video re-encoding keep the codes?
+      roundtrip_clips=4 if quick else 16,
+      roundtrip_rounds=5,
       window_s=10.0,
   )
   if variant in ("motion", "oracle"):

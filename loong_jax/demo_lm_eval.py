@@ -11,6 +11,9 @@
   * `edge_rest` (stage 3): does it stop a moving object at the frame's edge, as the long clips
     do (`loong_jax/eval/edge_rest.py`, on `config.evaluate.edge_rest_clips` held-out clips of
     `config.evaluate.edge_rest_frames` frames)?
+  * `tokenizer_codes` (reported as tokenizer.codes.*): `shift_invariance` (do an object's codes
+    move with it?) and `roundtrip` (does long-video re-encoding give back the codes it decoded,
+    `loong_jax/eval/roundtrip.py`, with the generation's codec?).
 
 Measured on `config.evaluate.text_gap_items` held-out images and 17-frame clips, encoded with the
 run's video encoder (learned or oracle) and text model. Skipped for the AR-DF variant (its loss
@@ -28,8 +31,8 @@ import numpy as np
 from loong_jax import demo_codec, demo_steps, generate as generate_lib, tokens
 from loong_jax import sharding as sharding_lib
 from loong_jax.data import synthetic, text as text_lib
-from loong_jax.eval import continuation, edge_rest, motion_effect, objects, shift_invariance
-from loong_jax.eval import text_gap
+from loong_jax.eval import continuation, edge_rest, motion_effect, objects, roundtrip
+from loong_jax.eval import shift_invariance, text_gap
 from loong_jax.inference import decode, sampling
 from loong_jax.llm import transformer
 
@@ -187,8 +190,31 @@ def measure(config, run: str) -> dict | None:
          "continuation": lm_continuation(config, final),
          "motion_effect": lm_motion_effect(config, final),
          "edge_rest": lm_edge_rest(config, final),
-         "tokenizer_codes": {"shift_invariance": codes_shift_invariance(config, final)}}
+         "tokenizer_codes": {"shift_invariance": codes_shift_invariance(config, final),
+                             "roundtrip": codes_roundtrip(config, run)}}
   return {k: v for k, v in out.items() if v is not None}
+
+
+def codes_roundtrip(config, run: str) -> dict:
+  """`loong_jax.eval.roundtrip.measure` with the codec long-video re-encoding uses, on
+  `config.evaluate.roundtrip_clips` held-out 17-frame clips (reported as
+  tokenizer.codes.roundtrip)."""
+  ic = demo_steps.inference_config(config, run, True).inference
+  codec = generate_lib.load_codec(ic.tokenizer_config, ic.tokenizer_dir, ic.tokenizer_kind,
+                                  demo_steps.video_size(config, run), ic.oracle_frames,
+                                  ic.flat_codes)
+  ev = config.evaluate   # runs made before these keys: 16 clips, 5 rounds
+  clips = demo_steps.synthetic_source(config, (17,), ev.get("roundtrip_clips", 16), "heldout")
+  videos = np.stack([clips[i]["video"] for i in range(len(clips))])
+  blocks = np.stack([text_gap.object_tokens(objects.object_masks(clips, i)[0])
+                     for i in range(len(clips))])
+  out = roundtrip.measure(codec.encode, codec.decode, videos, blocks,
+                          ev.get("roundtrip_rounds", 5), config.pretokenize.batch_size)
+  print(f"evaluate: re-encoding round trips keep {out['object'][0]:.3f} (1) / "
+        f"{out['object'][-1]:.3f} ({len(out['object'])}) of the object's codes, "
+        f"{out['background'][0]:.3f} / {out['background'][-1]:.3f} of the background's; "
+        f"{out['psnr'][0]:.1f} / {out['psnr'][-1]:.1f} dB against the first decode", flush=True)
+  return out
 
 
 def codes_shift_invariance(config, lm: StageLM) -> dict:

@@ -223,7 +223,8 @@ def test_quick_demo_end_to_end_resumes_after_sigint_in_stage2(interrupted_quick_
               "lm.text_gap.motion", *(f"lm.text_gap_by_stage.stage{k}.color" for k in (1, 2, 3)),
               "tokenizer.codes.unchanged", "lm.continuation.teacher_forced",
               "lm.continuation.free_running", "lm.continuation.prompted_move.free_running",
-              "lm.motion_effect.changed", "lm.motion_effect.changed_paraphrase"):
+              "lm.motion_effect.changed", "lm.motion_effect.changed_paraphrase",
+              "tokenizer.codes.roundtrip.object", "tokenizer.codes.roundtrip.background"):
     assert key in flat, key
   assert flat["lm.text_gap_by_stage.stage3.color"] == flat["lm.text_gap.color"]
   assert flat["lm.continuation.clips"] == 8
@@ -353,10 +354,12 @@ def test_generate_sampling_settings_reach_inference(tmp_path):
   from loong_jax import demo_steps
   from loong_jax.inference import sampling
   config, run = _quick_config(), str(tmp_path)
-  config.generate.update(dict(guidance_scale=1.5, top_k=7, top_p=0.9, temperature=0.8))
+  config.generate.update(dict(guidance_scale=1.5, top_k=7, top_p=0.9, temperature=0.8,
+                              first_frame_candidates=3, rerank_guidance=1.5))
   inf = demo_steps.inference_config(config, run, reencode=True).inference
   got = sampling.SamplingConfig.from_config(inf)
   assert (got.guidance_scale, got.top_k, got.top_p, got.temperature) == (1.5, 7, 0.9, 0.8)
+  assert (inf.first_frame_candidates, inf.rerank_guidance) == (3, 1.5)
 
 
 def test_motion_and_oracle_variants_change_only_their_recipes():

@@ -67,8 +67,8 @@ def best_first_frames(decoder: decode_lib.Decoder, params, text_ids: Sequence[np
   if candidates == 1:
     return frames[:, None], np.zeros((batch, 1), np.float32)
   flat = frames.reshape(len(cond), -1)
-  scores = guided_score(decoder.log_likelihood(params, cond, flat),
-                        decoder.log_likelihood(params, uncond, flat), guidance)
+  scores = guided_score(decoder.log_likelihood(params, cond, flat, width),
+                        decoder.log_likelihood(params, uncond, flat, width), guidance)
   scores = np.asarray(scores, np.float32).reshape(batch, candidates)
   best = scores.argmax(axis=1)
   chosen = frames.reshape(batch, candidates, height, width)[np.arange(batch), best]

@@ -13,7 +13,7 @@ import pytest
 
 from loong_jax import cli, generate
 from loong_jax import sharding as sharding_lib
-from loong_jax.inference import decode, masked_decode
+from loong_jax.inference import decode, long_video, masked_decode
 from loong_jax.llm import transformer
 from loong_jax.train import checkpoint as checkpoint_lib
 
@@ -79,6 +79,25 @@ def test_same_seed_same_videos_and_files_are_written(tmp_path, lm, vocab, stand_
     assert imageio.get_reader(mp4).count_frames() == 10
     # Pillow merges identical consecutive gif frames (the stand-in repeats each one 4 times).
     assert imageio.mimread(gif)[0].shape == (16, 16, 3)
+
+
+def test_first_frame_candidates_reach_the_long_video_config(monkeypatch, lm, vocab,
+                                                           stand_in_codec):
+  """`inference.first_frame_candidates` / `rerank_guidance` reach `long_video.generate`; the
+  config's defaults keep one first frame."""
+  model, params = lm
+  config = tiny_config(model, vocab)
+  seen = []
+  real = long_video.generate
+  monkeypatch.setattr(long_video, "generate",
+                      lambda *a, **k: seen.append(a[5]) or real(*a, **k))
+  generate.generate_videos(config, params, ["a red ball"], 1.0, 0, stand_in_codec.codec(),
+                           encode_text)
+  config.inference.update(dict(first_frame_candidates=4, rerank_guidance=2.0))
+  out = generate.generate_videos(config, params, ["a red ball"], 1.0, 0, stand_in_codec.codec(),
+                                 encode_text)
+  assert out.video.shape[1] == 4
+  assert [(c.first_frame_candidates, c.rerank_guidance) for c in seen] == [(1, 1.0), (4, 2.0)]
 
 
 def test_long_prompt_is_truncated_and_empty_prompt_is_unconditional(caplog, vocab):

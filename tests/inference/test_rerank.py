@@ -16,31 +16,33 @@ CONFIG = long_video.LongVideoConfig(clip_latent_frames=3, cond_latent_frames=1, 
                                     width=16)
 
 
-def sampled_frame_log_likelihood(decoder, params, prompts, key):
+def sampled_frame_log_likelihood(decoder, params, prompts, key, h=H, w=W):
   """Sample one frame per prompt at temperature 1 (no top-k, no guidance) and sum the log-probs
   of its ids under the logits the KV-cached decoder drew them from: the reference."""
-  plan = decode.frame_plan(decoder.vocab, 1, H * W, end_video=False, frame_width=W)
+  plan = decode.frame_plan(decoder.vocab, 1, h * w, end_video=False, frame_width=w)
   ids, logits = decoder(params, prompts, plan, key, return_logits=True)
   logp = jax.nn.log_softmax(jnp.asarray(logits), axis=-1)
   picked = np.take_along_axis(np.asarray(logp), ids[..., None], axis=-1)[..., 0]
-  frames = decoder.vocab.tokens_to_video(ids[:, 1:1 + H * W])
-  return frames, picked[:, 1:1 + H * W].sum(axis=1)
+  frames = decoder.vocab.tokens_to_video(ids[:, 1:1 + h * w])
+  return frames, picked[:, 1:1 + h * w].sum(axis=1)
 
 
-@pytest.mark.parametrize("prev_radius", [None, 1])
-def test_log_likelihood_matches_the_cached_decoders_sampling_probabilities(vocab, prev_radius):
+@pytest.mark.parametrize("prev_radius,w", [(None, 2), (1, 2), (1, 4)])
+def test_log_likelihood_matches_the_cached_decoders_sampling_probabilities(vocab, prev_radius, w):
   """Teacher-forced (right-padded) scores equal the left-padded KV-cached decoder's, for prompts
-  of different lengths, with and without context frames and previous-frame inputs."""
+  of different lengths, with and without context frames and previous-frame inputs (whose
+  neighbourhoods depend on the frame's width: square and 2x4 frames)."""
   extra = {} if prev_radius is None else dict(prev_frame_input=True, prev_frame_radius=1)
   model = transformer.Transformer(small_lm_config(**extra))
   params = jax.jit(lambda: nn.unbox(model.init(jax.random.key(2),
                                                 jnp.zeros((1, 8), jnp.int32))["params"]))()
   decoder = decode.Decoder(model, vocab, sampling.SamplingConfig(temperature=1.0))
-  context = np.array([[[3, 4], [5, 6]]])
+  context = np.arange(3, 3 + 2 * w).reshape(1, 2, w)
   prompts = [decode.prompt_ids(vocab, [1, 2, 3]), decode.prompt_ids(vocab, None),
              decode.prompt_ids(vocab, [7], context)]
-  frames, expected = sampled_frame_log_likelihood(decoder, params, prompts, jax.random.key(0))
-  got = decoder.log_likelihood(params, prompts, frames, frame_width=W)
+  frames, expected = sampled_frame_log_likelihood(decoder, params, prompts, jax.random.key(0),
+                                                  2, w)
+  got = decoder.log_likelihood(params, prompts, frames, frame_width=w)
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
   assert (got < 0).all()
   with pytest.raises(ValueError, match="frames must be"):
