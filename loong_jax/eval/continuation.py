@@ -32,7 +32,7 @@ import numpy as np
 
 from loong_jax import tokens
 from loong_jax.eval import text_gap
-from loong_jax.inference import decode, long_video
+from loong_jax.inference import decode
 
 
 def _background(codes: np.ndarray) -> int:
@@ -49,7 +49,7 @@ def greedy_next_frame(decoder: decode.Decoder, params, vocab: tokens.Vocab,
   prompts = [decode.prompt_ids(vocab, np.asarray(t), c) for t, c in zip(texts, codes)]
   ids = decoder(params, prompts, decode.frame_plan(vocab, 1, h * w, frame_width=w),
                 jax.random.key(0))
-  return long_video.frame_codes(np.asarray(ids), vocab, 1, h, w)[:, 0]
+  return decode.frame_codes(np.asarray(ids), vocab, 1, h, w)[:, 0]
 
 
 def measure(logits_fn: text_gap.LogitsFn, decoder: decode.Decoder, params, vocab: tokens.Vocab,

@@ -34,6 +34,7 @@ from scipy import special
 from loong_jax import sharding as sharding_lib, tokens
 from loong_jax.data import synthetic, synthetic_render as render_lib
 from loong_jax.eval import objects
+from loong_jax.llm import transformer
 
 # Opposite motion per motion (the swapped caption names it); `still` swaps to moving right.
 OPPOSITE = {
@@ -116,18 +117,13 @@ def model_logits(model, params, vocab: tokens.Vocab, batch_size: int, frame_widt
   """
   apply = jax.jit(lambda p, x, pos, frame, prev: model.apply({"params": p}, x, pos,
                                                              frame_ids=frame, prev_ids=prev))
-  mm_rope = model.config.rope == "mm_rope"
-  prev_frame = model.config.prev_frame_input
 
   def logits_fn(inputs):
     b, length = inputs.shape
     padded = np.full((max(batch_size, b), -(-length // 64) * 64), vocab.pad, np.int32)
     padded[:b, :length] = inputs
-    pos = tokens.mm_rope_positions(padded, vocab, frame_width) if mm_rope else None
-    frames = tokens.frame_index(padded, vocab)
-    prev = (tokens.previous_frame_inputs(padded, vocab, frame_width,
-                                         model.config.prev_frame_radius)
-            if prev_frame else None)
+    layout = transformer.sequence_inputs(model.config, padded, vocab, frame_width)
+    pos, frames, prev = layout["positions"], layout["frame_ids"], layout["prev_ids"]
     if mesh is None:
       out = apply(params, padded, pos, frames, prev)
     else:

@@ -89,6 +89,13 @@ def frame_plan(vocab: tokens_lib.Vocab, num_frames: int, tokens_per_frame: int,
   return Plan(forced.astype(np.int32), forced < 0, frame_width, scale)
 
 
+def frame_codes(ids: np.ndarray, vocab: tokens_lib.Vocab, num_frames: int, h: int,
+                w: int) -> np.ndarray:
+  """Generated ids of a `frame_plan` `[B, T]` -> video codes `[B, num_frames, h, w]`."""
+  body = ids[:, : num_frames * (h * w + 2)].reshape(len(ids), num_frames, h * w + 2)
+  return vocab.tokens_to_video(body[:, :, 1:-1]).reshape(len(ids), num_frames, h, w)
+
+
 def free_plan(num_tokens: int) -> Plan:
   """Sample every slot from the whole vocabulary (plain LM decoding, e.g. for benchmarks)."""
   return Plan(np.full(num_tokens, -1, np.int32), np.zeros(num_tokens, bool))
@@ -372,15 +379,11 @@ class Decoder:
       scored[i, len(p):len(p) + frames.shape[1]] = True
     batch[len(seqs):] = batch[0]
     inputs, targets = batch[:, :-1], batch[:, 1:]
-    cfg = self.model.config
-    frame_width = frame_width or int(np.sqrt(frames.shape[1]))
-    positions = (tokens_lib.mm_rope_positions(inputs, v, frame_width) if cfg.rope == "mm_rope"
-                 else None)
-    prev = (tokens_lib.previous_frame_inputs(inputs, v, frame_width, cfg.prev_frame_radius)
-            if cfg.prev_frame_input else None)
+    layout = transformer.sequence_inputs(self.model.config, inputs, v,
+                                         frame_width or int(np.sqrt(frames.shape[1])))
     out = self.run(_video_log_likelihood, params,
-                   [inputs, targets, scored, positions, tokens_lib.frame_index(inputs, v),
-                    prev],
+                   [inputs, targets, scored, layout["positions"], layout["frame_ids"],
+                    layout["prev_ids"]],
                    model=self.model, video_range=(v.video_offset, v.special_offset))
     return np.asarray(out, np.float32)[:len(seqs)]
 

@@ -32,9 +32,9 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from loong_jax import tokens as tokens_lib
 from loong_jax.inference import decode as decode_lib
 from loong_jax.inference import rerank
+from loong_jax.inference.decode import frame_codes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,10 +219,3 @@ def frame_scales(decoder: decode_lib.Decoder, config: LongVideoConfig, num_frame
   if first_clip:
     scales[0] = 1.0
   return scales
-
-
-def frame_codes(ids: np.ndarray, vocab: tokens_lib.Vocab, num_frames: int, h: int,
-                w: int) -> np.ndarray:
-  """Generated ids of a `frame_plan` `[B, T]` -> video codes `[B, num_frames, h, w]`."""
-  body = ids[:, : num_frames * (h * w + 2)].reshape(len(ids), num_frames, h * w + 2)
-  return vocab.tokens_to_video(body[:, :, 1:-1]).reshape(len(ids), num_frames, h, w)

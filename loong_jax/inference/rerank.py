@@ -62,10 +62,7 @@ def best_first_frames(decoder: decode_lib.Decoder, params, text_ids: Sequence[np
   uncond = [decode_lib.prompt_ids(vocab, None)] * len(cond)
   plan = decode_lib.frame_plan(vocab, 1, height * width, end_video=False, frame_width=width)
   ids = decoder(params, cond, plan, key, uncond_prompts=uncond)
-  body = ids[:, 1:1 + height * width]
-  frames = vocab.tokens_to_video(body).reshape(len(cond), height, width).astype(np.int32)
-  if candidates == 1:
-    return frames[:, None], np.zeros((batch, 1), np.float32)
+  frames = decode_lib.frame_codes(ids, vocab, 1, height, width)[:, 0].astype(np.int32)
   flat = frames.reshape(len(cond), -1)
   scores = guided_score(decoder.log_likelihood(params, cond, flat, width),
                         decoder.log_likelihood(params, uncond, flat, width), guidance)

@@ -205,6 +205,20 @@ class Block(nn.Module):
     return x, None
 
 
+def sequence_inputs(config: LMConfig, inputs, vocab: tokens_lib.Vocab, frame_width: int) -> dict:
+  """The layout keywords of a whole-sequence call, derived from `inputs [B, L]` as training
+  derives them: `positions` (MM-RoPE `[B, L, 3]`; None for 1D RoPE, the slot index),
+  `frame_ids` (`tokens.frame_index`) and `prev_ids` (`tokens.previous_frame_inputs`,
+  previous-frame models only, else None)."""
+  return dict(
+      positions=(tokens_lib.mm_rope_positions(inputs, vocab, frame_width)
+                 if config.rope == "mm_rope" else None),
+      frame_ids=tokens_lib.frame_index(inputs, vocab),
+      prev_ids=(tokens_lib.previous_frame_inputs(inputs, vocab, frame_width,
+                                                 config.prev_frame_radius)
+                if config.prev_frame_input else None))
+
+
 class Transformer(nn.Module):
   """The LM. `tokens [B, L] int32 -> logits [B, L, V_pad] float32` (padding logits very negative).
 

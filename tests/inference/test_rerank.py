@@ -12,8 +12,6 @@ from loong_jax.llm import transformer
 from tests.inference.conftest import small_lm_config
 
 H = W = 2  # 2x2 = 4 tokens per latent frame (16x16 pixels through the stand-in codec)
-CONFIG = long_video.LongVideoConfig(clip_latent_frames=3, cond_latent_frames=1, height=16,
-                                    width=16)
 
 
 def sampled_frame_log_likelihood(decoder, params, prompts, key, h=H, w=W):
@@ -107,4 +105,3 @@ def test_bad_candidate_settings_are_clear_errors(lm, vocab, stand_in_codec):
       sampling.SamplingConfig(), masked_decode.MaskedConfig())
   with pytest.raises(ValueError, match="first_frame_candidates=1"):
     rerank.best_first_frames(masked, params, [[1]], H, W, 4, 1.0, jax.random.key(0))
-
