@@ -20,6 +20,7 @@ the run being loaded: override them as the run was trained, e.g. `--config.lm.nu
 | clip_latent_frames | latent frames per clip: 17 = 65 frames = 10 s [Loong]                  |
 | cond_latent_frames | context carried into the next clip [ours: 4]                           |
 | reencode           | decode the context to pixels and encode it again [Loong]               |
+| reencode_margin    | a re-encoded token keeps its code while its latent stays this near it [ours] |
 | height, width      | pixels; tokens per frame = (height / 8) * (width / 8)                  |
 | fps                | frames per second of the written video: 65 frames per 10 s [Loong]     |
 | max_text_len       | text budget in ids; longer prompts are truncated with a warning        |
@@ -84,6 +85,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       clip_latent_frames=5 if small else 17,
       cond_latent_frames=2 if small else 4,
       reencode=True,
+      # A re-encoded context token keeps its generated code while its latent stays within this
+      # margin of that code's cell (long_video.LongVideoConfig.reencode_margin). 0: plain.
+      reencode_margin=0.0,
       height=32 if small else 128,
       width=32 if small else 128,
       fps=6.5,

@@ -196,7 +196,8 @@ def measure(config, run: str) -> dict | None:
 
 
 def codes_roundtrip(config, run: str) -> dict:
-  """`loong_jax.eval.roundtrip.measure` with the codec long-video re-encoding uses, on
+  """`loong_jax.eval.roundtrip.measure` with the codec (and `generate.reencode_margin`)
+  long-video re-encoding uses, on
   `config.evaluate.roundtrip_clips` held-out 17-frame clips (reported as
   tokenizer.codes.roundtrip)."""
   ic = demo_steps.inference_config(config, run, True).inference
@@ -208,8 +209,11 @@ def codes_roundtrip(config, run: str) -> dict:
   videos = np.stack([clips[i]["video"] for i in range(len(clips))])
   blocks = np.stack([text_gap.object_tokens(objects.object_masks(clips, i)[0])
                      for i in range(len(clips))])
+  margin = float(ic.reencode_margin)
+  reencode = (None if margin == 0 else
+              lambda video, previous: codec.reencode(video, previous, margin))
   out = roundtrip.measure(codec.encode, codec.decode, videos, blocks,
-                          ev.get("roundtrip_rounds", 5), config.pretokenize.batch_size)
+                          ev.get("roundtrip_rounds", 5), config.pretokenize.batch_size, reencode)
   print(f"evaluate: re-encoding round trips keep {out['object'][0]:.3f} (1) / "
         f"{out['object'][-1]:.3f} ({len(out['object'])}) of the object's codes, "
         f"{out['background'][0]:.3f} / {out['background'][-1]:.3f} of the background's; "

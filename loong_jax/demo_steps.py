@@ -339,7 +339,8 @@ def inference_config(config, run: str, reencode: bool) -> ml_collections.ConfigD
       first_frame_candidates=g.get("first_frame_candidates", 1),
       rerank_guidance=g.get("rerank_guidance", 1.0),
       clip_latent_frames=g.clip_latent_frames, cond_latent_frames=g.cond_latent_frames,
-      reencode=reencode, height=config.data.resolution, width=config.data.resolution,
+      reencode=reencode, reencode_margin=g.get("reencode_margin", 0.0),
+      height=config.data.resolution, width=config.data.resolution,
       fps=float(config.data.fps), max_text_len=stage.data.max_text_len, prompt_multiple=16,
       # The tokenizer's own training config (demo overrides included), written by its run.
       text_model=os.path.join(run, "text.model"),

@@ -104,8 +104,9 @@ def oracle_codec(video_size: int, frames: str = "mean") -> long_video.VideoCodec
 
   encode = jax.jit(encoders.pooling_stand_in_encoder(video_size, frames=frames))
   decode_fn = jax.jit(encoders.pooling_block_decoder(video_size))
+  # Exact: a code is a function of its block's pixels, and decode -> encode gives it back.
   return long_video.VideoCodec(lambda v: np.asarray(encode(v)), lambda i: np.asarray(decode_fn(i)),
-                               4, 8)
+                               4, 8, lambda v, previous, margin: np.asarray(encode(v)))
 
 
 def load_codec(tokenizer_config: str, tokenizer_dir: str, kind: str = "learned",
@@ -143,12 +144,18 @@ def tokenizer_codec(tokenizer_config, model, params, flat_codes=None) -> long_vi
 
   encode = jax.jit(lambda v: model.apply({"params": params}, v, method="encode"))
   decode_fn = jax.jit(lambda i: model.apply({"params": params}, i, method="decode"))
+  sticky = jax.jit(lambda v, p, m: model.apply({"params": params}, v, p, m, method="reencode"))
   auto = autoencoder.AutoencoderConfig.from_config(tokenizer_config)
   encode_fn = flat_lib.canonical_encoder(lambda v: np.asarray(encode(v)),
                                          flat_lib.FlatCodesConfig.from_config(flat_codes),
                                          auto.temporal_factor, auto.spatial_factor)
+  canonicalise = getattr(encode_fn, "canonicalise", lambda video, codes: codes)
+
+  def reencode_fn(video, previous, margin):
+    return canonicalise(video, np.asarray(sticky(video, previous, margin)))
+
   return long_video.VideoCodec(encode_fn, lambda i: np.asarray(decode_fn(i)),
-                               auto.temporal_factor, auto.spatial_factor)
+                               auto.temporal_factor, auto.spatial_factor, reencode_fn)
 
 
 def num_frames(seconds: float, fps: float) -> int:
@@ -201,7 +208,8 @@ def generate_videos(config, params, prompts: Sequence[str], seconds: float, seed
   text_ids = [encode_prompt(p, encode_text, inf.max_text_len, vocab) for p in prompts]
   clip_config = long_video.LongVideoConfig(
       clip_latent_frames=inf.clip_latent_frames, cond_latent_frames=inf.cond_latent_frames,
-      reencode=inf.reencode, height=inf.height, width=inf.width,
+      reencode=inf.reencode, reencode_margin=float(inf.get("reencode_margin", 0.0)),
+      height=inf.height, width=inf.width,
       frame_temperature=inf.get("frame_temperature", None),
       first_frame_candidates=int(inf.get("first_frame_candidates", 1)),
       rerank_guidance=float(inf.get("rerank_guidance", 1.0)))

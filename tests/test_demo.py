@@ -355,11 +355,13 @@ def test_generate_sampling_settings_reach_inference(tmp_path):
   from loong_jax.inference import sampling
   config, run = _quick_config(), str(tmp_path)
   config.generate.update(dict(guidance_scale=1.5, top_k=7, top_p=0.9, temperature=0.8,
-                              first_frame_candidates=3, rerank_guidance=1.5))
+                              first_frame_candidates=3, rerank_guidance=1.5,
+                              reencode_margin=0.25))
   inf = demo_steps.inference_config(config, run, reencode=True).inference
   got = sampling.SamplingConfig.from_config(inf)
   assert (got.guidance_scale, got.top_k, got.top_p, got.temperature) == (1.5, 7, 0.9, 0.8)
   assert (inf.first_frame_candidates, inf.rerank_guidance) == (3, 1.5)
+  assert inf.reencode_margin == 0.25
 
 
 def test_motion_and_oracle_variants_change_only_their_recipes():
@@ -382,12 +384,13 @@ def test_motion_and_oracle_variants_change_only_their_recipes():
       "pretokenize.walls17", "pretokenize.walls65", "lm.model.prev_frame_radius",
       "lm.model.copy_head", "lm.model.text_summary_input", "lm.steps", "lm.mixes",
       "lm.learning_rate", "generate.guidance_scale", "generate.frame_temperature",
-      "generate.first_frame_candidates"}
+      "generate.first_frame_candidates", "generate.reencode_margin"}
   assert {k for k in motion if motion[k] != oracle[k]} == {
       "variant", "tokenizer.kind", "tokenizer.oracle_frames", "data.grid", "lm.steps",
       "generate.first_frame_candidates"}
   assert oracle["tokenizer.kind"] == "oracle" and oracle["generate.first_frame_candidates"] == 1
   assert motion["generate.first_frame_candidates"] == 8 and motion["data.grid"] == 8
+  assert motion["generate.reencode_margin"] == 0.5 and default["generate.reencode_margin"] == 0
   for c in (motion, oracle):
     assert c["generate.guidance_scale"] == 1.0 and c["lm.model.copy_head"]
     # Stage 1 learns plain motion; only stages 2-3 see objects that rest at the edge.

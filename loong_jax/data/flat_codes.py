@@ -95,6 +95,8 @@ def canonical_encoder(encode_fn: encoders.EncodeFn, config: FlatCodesConfig,
 
   The canonical code grids (one encoder call per new colour and clip shape, in a batch of the
   caller's size so a data-parallel encoder splits it) are cached for the wrapper's lifetime.
+  The wrapper's `canonicalise(video, codes)` applies the same to codes found otherwise (the
+  sticky re-encoding of `VideoTokenizer.reencode`).
   """
   if not config.enabled:
     return encode_fn
@@ -107,8 +109,9 @@ def canonical_encoder(encode_fn: encoders.EncodeFn, config: FlatCodesConfig,
       cache[key] = np.asarray(encode_fn(np.broadcast_to(value, shape).copy()))[0]
     return cache[key]
 
-  def encode(video: np.ndarray) -> np.ndarray:
-    codes = np.array(encode_fn(video))
+  def canonicalise(video: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """`codes` of `video` (e.g. re-encoded) with its flat blocks made canonical."""
+    codes = np.array(codes)
     flat, colors = flat_blocks(video, temporal, spatial, config.tolerance, config.margin)
     if flat.shape != codes.shape:
       raise ValueError(f"flat codes: blocks {flat.shape} do not match the codes {codes.shape}")
@@ -118,6 +121,10 @@ def canonical_encoder(encode_fn: encoders.EncodeFn, config: FlatCodesConfig,
       codes[where] = np.broadcast_to(grid, codes.shape)[where]
     return codes
 
+  def encode(video: np.ndarray) -> np.ndarray:
+    return canonicalise(video, encode_fn(video))
+
+  encode.canonicalise = canonicalise
   if hasattr(encode_fn, "num_devices"):
     encode.num_devices = encode_fn.num_devices
   return encode

@@ -26,7 +26,8 @@ import numpy as np
 
 def measure(encode: Callable[[np.ndarray], np.ndarray], decode: Callable[[np.ndarray], np.ndarray],
             videos: np.ndarray, object_blocks: np.ndarray, rounds: int = 5,
-            batch_size: int = 8) -> dict:
+            batch_size: int = 8,
+            reencode: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> dict:
   """`{"object": [share per round], "background": [...], "psnr": [dB per round],
   "object_blocks", "blocks"}`.
 
@@ -39,6 +40,8 @@ def measure(encode: Callable[[np.ndarray], np.ndarray], decode: Callable[[np.nda
       `text_gap.object_tokens` of the clips' masks).
     rounds: decode -> encode round trips.
     batch_size: clips per codec call.
+    reencode: `reencode(video, previous_codes) -> codes`, the round trip's encoder when it keeps
+      codes by their latents (`long_video.VideoCodec.reencode` at a margin); None: `encode`.
   """
   if rounds < 1:
     raise ValueError(f"roundtrip: rounds={rounds} must be >= 1")
@@ -47,8 +50,9 @@ def measure(encode: Callable[[np.ndarray], np.ndarray], decode: Callable[[np.nda
     raise ValueError(f"roundtrip: videos must be uint8 [N, T, H, W, 3], got {videos.dtype} "
                      f"{videos.shape}")
 
-  def batched(fn, x):
-    return np.concatenate([np.asarray(fn(x[i:i + batch_size]))
+  def batched(fn, x, *more):
+    return np.concatenate([np.asarray(fn(x[i:i + batch_size], *(m[i:i + batch_size]
+                                                                 for m in more)))
                            for i in range(0, len(x), batch_size)])
 
   codes0 = batched(encode, videos.astype(np.float32) / 127.5 - 1.0)
@@ -61,8 +65,10 @@ def measure(encode: Callable[[np.ndarray], np.ndarray], decode: Callable[[np.nda
   out = {"object": [], "background": [], "psnr": [], "object_blocks": int(mask.sum()),
          "blocks": int(mask.size)}
   first = pixels = batched(decode, codes0)
+  codes = codes0
   for _ in range(rounds):
-    codes = batched(encode, pixels)
+    codes = (batched(encode, pixels) if reencode is None
+             else batched(reencode, pixels, codes))
     pixels = batched(decode, codes)
     same = codes == codes0
     out["object"].append(float(same[mask].mean()))

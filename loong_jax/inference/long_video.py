@@ -47,12 +47,17 @@ class VideoCodec:
     decode: codes `[B, T_lat, h, w]` -> video `[B, 1 + s(T_lat - 1), h*d, w*d, 3]` in [-1, 1].
     temporal_stride: s.
     spatial_downsample: d.
+    reencode: `reencode(video, previous, margin)`: `encode(video)`, but a token keeps its
+      `previous` code `[B, T_lat, h, w]` while its latent stays within `margin` of that code's
+      cell (`VideoTokenizer.reencode`); None: the codec has no latents to compare (only
+      `LongVideoConfig.reencode_margin=0` is allowed).
   """
 
   encode: Callable[[np.ndarray], np.ndarray]
   decode: Callable[[np.ndarray], np.ndarray]
   temporal_stride: int = 4
   spatial_downsample: int = 8
+  reencode: Callable[[np.ndarray, np.ndarray, float], np.ndarray] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +66,11 @@ class LongVideoConfig:
     clip_latent_frames: latent frames per clip (the length the LM was trained on; 17 = 65 frames).
     cond_latent_frames: n, the context carried into the next clip [ours: 4].
     reencode: decode the context to pixels and encode it again [Loong], or reuse its codes.
+    reencode_margin: with `reencode`, a context token keeps the code it was generated with while
+      its re-encoded latent stays within this margin of that code's cell (FSQ: levels beyond the
+      rounding half-level; LFQ: |z|; CVQ: cosine similarity) [ours]. 0: Loong's plain
+      re-encoding, which lets a code flip at the slightest change of the decoded pixels, and 40
+      round trips a minute compound it (`eval/roundtrip.py`).
     height, width: pixel size of the video (multiples of the codec's spatial downsampling).
     frame_temperature: the sampling temperature of every latent frame that follows one (all but
       the video's first), where the previous frame already holds the scene; None: the decoder's
@@ -74,6 +84,7 @@ class LongVideoConfig:
   clip_latent_frames: int
   cond_latent_frames: int = 4
   reencode: bool = True
+  reencode_margin: float = 0.0
   height: int = 128
   width: int = 128
   frame_temperature: float | None = None
@@ -90,6 +101,12 @@ class LongVideoConfig:
     if self.first_frame_candidates < 1:
       raise ValueError(f"inference.first_frame_candidates={self.first_frame_candidates} must "
                        "be >= 1 (1: off)")
+    if not (np.isfinite(self.reencode_margin) and self.reencode_margin >= 0):
+      raise ValueError(f"inference.reencode_margin={self.reencode_margin} must be >= 0 "
+                       "(0: plain re-encoding)")
+    if self.reencode and self.reencode_margin > 0 and codec.reencode is None:
+      raise ValueError(f"inference.reencode_margin={self.reencode_margin}: this video codec "
+                       "has no latents to keep codes by (VideoCodec.reencode); use 0")
     if not np.isfinite(self.rerank_guidance):
       raise ValueError(f"inference.rerank_guidance={self.rerank_guidance} must be finite")
     d = codec.spatial_downsample
@@ -181,8 +198,12 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
       timeline = np.concatenate([timeline, new], axis=1)
     if c + 1 < len(schedule):
       n = config.cond_latent_frames
-      if config.reencode:
-        context = np.asarray(codec.encode(video[:, -pixel_frames(n, stride):]), np.int32)
+      tail = video[:, -pixel_frames(n, stride):]
+      if config.reencode and config.reencode_margin > 0:
+        context = np.asarray(codec.reencode(tail, clip[:, -n:], config.reencode_margin),
+                             np.int32)
+      elif config.reencode:
+        context = np.asarray(codec.encode(tail), np.int32)
       else:
         context = clip[:, -n:]
     if on_clip is not None:

@@ -215,6 +215,13 @@ class VideoTokenizer(nn.Module):
     """int32 ids `[B, t, h, w]` -> `[B, T, H, W, 3]`, nominally in [-1, 1] (not clipped)."""
     return self.decoder(self.quantizer.codes_from_indices(indices))
 
+  def reencode(self, video: jax.Array, previous: jax.Array, margin: float) -> jax.Array:
+    """`encode` of `video` `[B, T, H, W, 3]` whose codes were `previous` `[B, t, h, w]`: a
+    token keeps its previous id while its latent stays within `margin` of that code's cell
+    (the quantizer's `sticky_indices`; margin 0: `encode`). Long videos re-encode their
+    context so (`inference.reencode_margin`)."""
+    return self.quantizer.sticky_indices(self.encoder(video), previous, margin)
+
 
 def make_tokenizer(tokenizer_config) -> VideoTokenizer:
   return VideoTokenizer(AutoencoderConfig.from_config(tokenizer_config), tokenizer_config.quantizer)

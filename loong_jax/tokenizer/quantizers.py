@@ -115,6 +115,14 @@ class LFQ(nn.Module):
   def codes_from_indices(self, indices: jax.Array) -> jax.Array:
     return 2.0 * code_bits(self.num_bits, indices).astype(jnp.float32) - 1.0
 
+  def sticky_indices(self, z: jax.Array, previous: jax.Array, margin: float) -> jax.Array:
+    """Indices of `z` `[..., bits]` that keep each bit of `previous` `[...]` while z stays
+    within `margin` of zero on the other side (a Schmitt trigger; margin 0: `__call__`'s)."""
+    self.check(z.shape[-1])
+    z32 = z.astype(jnp.float32)
+    old = code_bits(self.num_bits, previous)
+    return bits_to_indices(jnp.where(jnp.abs(z32) <= margin, old, z32 > 0))
+
 
 def round_ste(x: jax.Array) -> jax.Array:
   """Round to the nearest integer; the gradient passes straight through."""
@@ -162,11 +170,7 @@ class FSQ(nn.Module):
     del train  # FSQ has no state to update.
     self.check(z.shape[-1])
     levels, half_width, basis = self.arrays()
-    z32 = z.astype(jnp.float32)
-    half_range = (levels - 1.0) * (1.0 + self.eps) / 2.0
-    offset = jnp.where(levels % 2 == 0, 0.5, 0.0)
-    shift = jnp.arctanh(offset / half_range)
-    bounded = jnp.tanh(z32 + shift) * half_range - offset
+    bounded = self.bounded(z)
     steps = round_ste(bounded)                                         # integers in [-L//2, L//2]
     digits = (jax.lax.stop_gradient(steps) + half_width).astype(jnp.int32)
     indices = jnp.sum(digits * basis, axis=-1)
@@ -175,10 +179,29 @@ class FSQ(nn.Module):
            "usage": batch_usage(indices, self.codebook_size)}
     return (steps / half_width).astype(z.dtype), indices, aux
 
+  def bounded(self, z: jax.Array) -> jax.Array:
+    """`z` `[..., len(levels)]` squashed onto the levels' range (rounding gives the digit)."""
+    levels, _, _ = self.arrays()
+    half_range = (levels - 1.0) * (1.0 + self.eps) / 2.0
+    offset = jnp.where(levels % 2 == 0, 0.5, 0.0)
+    shift = jnp.arctanh(offset / half_range)
+    return jnp.tanh(z.astype(jnp.float32) + shift) * half_range - offset
+
   def codes_from_indices(self, indices: jax.Array) -> jax.Array:
     levels, half_width, basis = self.arrays()
     digits = (indices[..., None] // basis) % levels.astype(jnp.int32)
     return (digits - half_width) / half_width
+
+  def sticky_indices(self, z: jax.Array, previous: jax.Array, margin: float) -> jax.Array:
+    """Indices of `z` `[..., len(levels)]` that keep each digit of `previous` `[...]` while
+    the bounded latent stays within `0.5 + margin` levels of it, and round it otherwise (a
+    Schmitt trigger on every digit; margin 0: `__call__`'s rounding, up to ties)."""
+    self.check(z.shape[-1])
+    levels, half_width, basis = self.arrays()
+    bounded = self.bounded(z)
+    old = ((previous[..., None] // basis) % levels.astype(jnp.int32)) - half_width
+    steps = jnp.where(jnp.abs(bounded - old) <= 0.5 + margin, old, jnp.round(bounded))
+    return jnp.sum((steps + half_width).astype(jnp.int32) * basis, axis=-1)
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
@@ -234,6 +257,16 @@ class CVQ(nn.Module):
            "usage": batch_usage(flat_indices, self.codebook_size)}
     indices = flat_indices.reshape(z.shape[:-1]).astype(jnp.int32)
     return codes.reshape(z.shape).astype(z.dtype), indices, aux
+
+  def sticky_indices(self, z: jax.Array, previous: jax.Array, margin: float) -> jax.Array:
+    """Indices of `z` `[..., code_dim]` that keep `previous` `[...]` while its cosine
+    similarity stays within `margin` of the best code's (margin 0: `__call__`'s, up to ties)."""
+    codebook = self.codebook()
+    similarity = l2_normalize(z.astype(jnp.float32)) @ l2_normalize(codebook).T   # [..., K]
+    best = jnp.argmax(similarity, axis=-1)
+    kept = jnp.take_along_axis(similarity, previous[..., None], axis=-1)[..., 0]
+    keep = kept >= jnp.max(similarity, axis=-1) - margin
+    return jnp.where(keep, previous, best).astype(jnp.int32)
 
   def reinit_codes(self, codebook, flat, similarity, batch_usage):
     usage = self.usage_decay * self.usage.value + (1.0 - self.usage_decay) * batch_usage

@@ -79,6 +79,9 @@ def test_flat_blocks_get_their_colours_code_whatever_the_context():
   np.testing.assert_array_equal(got_b[0, :, 1:, 1:], raw_b[0, :, 1:, 1:])
   # One canonical encode per colour and clip shape: black, once, for both clips.
   assert calls == [a.shape, a.shape, b.shape]
+  # `canonicalise` does the same to codes found otherwise (sticky re-encoding), from the cache.
+  np.testing.assert_array_equal(encode.canonicalise(a, raw_a), got_a)
+  assert len(calls) == 3
   # A block-aligned square is flat itself: its colour's canonical code too.
   aligned = clip_with_square(top=8, left=8, side=16)
   red = context_encoder([])(np.broadcast_to(np.float32([1, -1, -1]), aligned.shape).copy())

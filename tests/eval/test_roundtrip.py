@@ -50,3 +50,26 @@ def test_bad_inputs_are_clear_errors():
     roundtrip.measure(codec.encode, codec.decode, videos, blocks[:, :2])
   with pytest.raises(ValueError, match="rounds"):
     roundtrip.measure(codec.encode, codec.decode, videos, blocks, rounds=0)
+
+
+def test_a_sticky_reencoder_sees_the_previous_rounds_codes():
+  """`reencode(video, previous)` gets each round's input codes (round 1: the clips' own codes);
+  one that keeps them all (an infinitely wide margin) keeps every code however lossy the
+  decoder."""
+  codec = generate.oracle_codec(4096, "last")
+  videos, blocks = _clips()
+  lossy = lambda c: 0.7 * (codec.decode(c) + 1.0) - 1.0
+  seen = []
+
+  def plain(video, previous):
+    seen.append(np.array(previous))
+    return codec.encode(video)
+
+  want = roundtrip.measure(codec.encode, lossy, videos, blocks, rounds=2)
+  got = roundtrip.measure(codec.encode, lossy, videos, blocks, rounds=2, reencode=plain)
+  assert got == want
+  codes0 = codec.encode(videos.astype(np.float32) / 127.5 - 1.0)
+  np.testing.assert_array_equal(np.concatenate(seen[:len(seen) // 2]), codes0)
+  kept = roundtrip.measure(codec.encode, lossy, videos, blocks, rounds=3,
+                           reencode=lambda video, previous: previous)
+  assert kept["object"] == [1.0] * 3 and kept["background"] == [1.0] * 3

@@ -1,5 +1,6 @@
 """The generate CLI's pieces: checkpoint restore, prompts, reproducibility, video files."""
 
+import dataclasses
 import os
 import sys
 import types
@@ -93,11 +94,13 @@ def test_first_frame_candidates_reach_the_long_video_config(monkeypatch, lm, voc
                       lambda *a, **k: seen.append(a[5]) or real(*a, **k))
   generate.generate_videos(config, params, ["a red ball"], 1.0, 0, stand_in_codec.codec(),
                            encode_text)
-  config.inference.update(dict(first_frame_candidates=4, rerank_guidance=2.0))
-  out = generate.generate_videos(config, params, ["a red ball"], 1.0, 0, stand_in_codec.codec(),
-                                 encode_text)
+  config.inference.update(dict(first_frame_candidates=4, rerank_guidance=2.0,
+                               reencode_margin=0.5))
+  codec = dataclasses.replace(stand_in_codec.codec(), reencode=lambda v, p, m: p)
+  out = generate.generate_videos(config, params, ["a red ball"], 1.0, 0, codec, encode_text)
   assert out.video.shape[1] == 4
-  assert [(c.first_frame_candidates, c.rerank_guidance) for c in seen] == [(1, 1.0), (4, 2.0)]
+  assert [(c.first_frame_candidates, c.rerank_guidance, c.reencode_margin)
+          for c in seen] == [(1, 1.0, 0.0), (4, 2.0, 0.5)]
 
 
 def test_long_prompt_is_truncated_and_empty_prompt_is_unconditional(caplog, vocab):
@@ -126,6 +129,7 @@ def test_oracle_codec_needs_no_files_and_reencodes_exactly():
   video = codec.decode(codes)
   assert video.shape == (1, 9, 16, 16, 3)
   np.testing.assert_array_equal(codec.encode(video), codes)
+  np.testing.assert_array_equal(codec.reencode(video, codes + 1, 0.5), codes)  # exact anyway
   with pytest.raises(ValueError, match="tokenizer_kind"):
     generate.load_codec("", "", "vqgan")
 

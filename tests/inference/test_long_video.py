@@ -1,5 +1,7 @@
 """Clip-by-clip long videos: exact frame counts, seamless clip boundaries, context, determinism."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -137,3 +139,43 @@ def test_frame_temperature_scales_every_frame_but_the_videos_first(lm, vocab, st
                                    width=16, frame_temperature=0.0)
   with pytest.raises(ValueError, match="frame_temperature"):
     long_video.generate(decoder, params, [[1]], 5, stand_in_codec.codec(), bad, jax.random.key(0))
+
+
+def test_reencode_margin_passes_each_contexts_generated_codes_to_the_codec(lm, vocab,
+                                                                          stand_in_codec):
+  """With a margin, the context is `codec.reencode(tail pixels, the tail's generated codes,
+  margin)`; the codes it returns are the next clip's context."""
+  decoder, params = make_decoder(lm, vocab)
+  calls = []
+
+  def reencode(video, previous, margin):
+    calls.append((np.asarray(video).shape, np.array(previous), margin))
+    return (np.asarray(previous) + 1) % vocab.video_size   # not what encode would give
+
+  codec = dataclasses.replace(stand_in_codec.codec(), reencode=reencode)
+  recorder = RecordingDecoder(decoder)
+  config = long_video.LongVideoConfig(clip_latent_frames=3, cond_latent_frames=2, height=16,
+                                      width=16, reencode_margin=0.25)
+  out = long_video.generate(recorder, params, [[7, 8]], 13, codec, config, jax.random.key(3))
+  (shape, previous, margin), = calls
+  assert shape == (1, 5, 16, 16, 3) and margin == 0.25
+  np.testing.assert_array_equal(previous, out.codes[:, 1:3])
+  assert stand_in_codec.encode_calls == 0
+  (cond, _), = recorder.prompts[1:]
+  np.testing.assert_array_equal(cond[0], decode.prompt_ids(vocab, [7, 8], previous[0] + 1))
+
+
+def test_reencode_margin_is_checked(lm, vocab, stand_in_codec):
+  decoder, params = make_decoder(lm, vocab)
+  for margin, message in [(-0.1, "must be >= 0"), (float("nan"), "must be >= 0"),
+                          (0.5, "no latents")]:
+    config = long_video.LongVideoConfig(clip_latent_frames=3, cond_latent_frames=1, height=16,
+                                        width=16, reencode_margin=margin)
+    with pytest.raises(ValueError, match=message):
+      long_video.generate(decoder, params, [[1]], 5, stand_in_codec.codec(), config,
+                          jax.random.key(0))
+  # Without re-encoding the margin is unused, so any codec will do.
+  config = long_video.LongVideoConfig(clip_latent_frames=3, cond_latent_frames=1, height=16,
+                                      width=16, reencode=False, reencode_margin=0.5)
+  assert long_video.generate(decoder, params, [[1]], 5, stand_in_codec.codec(), config,
+                             jax.random.key(0)).video.shape[1] == 5

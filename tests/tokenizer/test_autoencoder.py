@@ -19,7 +19,9 @@ def tiny_model():
   params = nn.unbox(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 1, 16, 16, 3)))["params"])
   apply = lambda method: jax.jit(lambda x: model.apply({"params": params}, x, method=method))
   return dict(encoder=apply(lambda m, x: m.encoder(x)), decoder=apply(lambda m, x: m.decoder(x)),
-              encode=apply(model.encode), decode=apply(model.decode))
+              encode=apply(model.encode), decode=apply(model.decode),
+              reencode=jax.jit(lambda x, p, m: model.apply({"params": params}, x, p, m,
+                                                           method=model.reencode)))
 
 
 def test_shapes_at_128px_without_compute(tiny_config):
@@ -42,6 +44,21 @@ def test_clip_and_image_ids_and_decode(tiny_model, tiny_config):
   # The image path is the clip path restricted to frame 0 (causality).
   np.testing.assert_array_equal(image_ids[:, 0], ids[:, 0])
   assert tiny_model["decode"](ids).shape == (1, 9, 16, 16, 3)
+
+
+def test_reencode_keeps_codes_within_the_margin(tiny_model, tiny_config):
+  """`reencode(video, previous, margin)`: margin 0 is `encode`; a video's own codes are kept
+  at any margin; a margin wider than the code space keeps any previous codes."""
+  clip = jax.random.uniform(jax.random.key(2), (2, 5, 16, 16, 3), minval=-1, maxval=1)
+  ids = tiny_model["encode"](clip)
+  other = (ids + 1) % tiny_config.tokenizer.quantizer.codebook_size
+  np.testing.assert_array_equal(tiny_model["reencode"](clip, other, 0.0), ids)
+  np.testing.assert_array_equal(tiny_model["reencode"](clip, ids, 0.4), ids)
+  np.testing.assert_array_equal(tiny_model["reencode"](clip, other, 1e6), other)
+  blurred = tiny_model["decode"](ids)
+  plain = tiny_model["encode"](blurred)
+  sticky = tiny_model["reencode"](blurred, ids, 0.5)
+  assert np.mean(sticky == ids) >= np.mean(plain == ids)
 
 
 def test_encoder_and_decoder_are_causal(tiny_model):
