@@ -1,11 +1,13 @@
 """The end-to-end CPU demo: `python -m loong_jax.demo --workdir DIR [--config FILE:variant]`.
 
-Variants: `default` (1,054 s alone on 2 CPU cores from a fresh clone of bb8f7e0; 1,215 s from
-44e6674 on the first machine), `quick`
-(about 3 minutes, for CI and the notebook: the pipeline, nothing learns), `motion` (the recipe
-that moves the object as prompted and draws the prompted shape: `_motion_recipe`; about twice
-the default's time) and `oracle` (that recipe's LM half alone on the oracle codec:
-`_oracle_recipe`).
+Variants: `default` (the recipe that moves the object as prompted and draws the prompted
+shape: the blocks below with `_motion_recipe`; 1,505 s alone on 2 CPU cores from a fresh clone
+of 4ea1b30, as `motion`), `motion` (the same, its earlier name), `quick` (about 3 minutes,
+for CI and the notebook: the default's pipeline at a small scale, nothing learns), `oracle`
+(the default's LM half alone on the oracle codec: `_oracle_recipe`) and `baseline` (the
+default until the eleventh round: the blocks below alone, whose comments measure each setting;
+the prompted colour for the whole minute, but neither the prompted motion nor the shape; 1,054 s
+alone on 2 CPU cores from a fresh clone of bb8f7e0).
 Every number of the run is here; one block per step, each with the measurement behind it (issue 13;
 the README's table has the whole report):
 
@@ -30,7 +32,7 @@ import os
 import ml_collections
 
 _CONFIGS = os.path.dirname(os.path.abspath(__file__))
-VARIANTS = ("default", "quick", "oracle", "motion")
+VARIANTS = ("default", "quick", "oracle", "motion", "baseline")
 
 # (color, shape, motion, split) of the generated videos.
 PROMPTS = {
@@ -39,7 +41,7 @@ PROMPTS = {
                 ("blue", "ring", "up", "heldout")),
     "quick": (("red", "circle", "right", "seen"), ("red", "triangle", "left", "heldout")),
 }
-PROMPTS["oracle"] = PROMPTS["motion"] = PROMPTS["default"]
+PROMPTS["oracle"] = PROMPTS["motion"] = PROMPTS["baseline"] = PROMPTS["default"]
 MOTION_WORDS = {"right": "moves right", "left": "moves left", "up": "moves upward",
                 "down": "moves downward", "still": "stays still"}
 
@@ -57,6 +59,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   quick = variant == "quick"
   config = ml_collections.ConfigDict()
   config.variant = variant
+  # The blocks below hold the `baseline` recipe, each setting with its measurement; a comment's
+  # "off" is baseline's. `_motion_recipe` (the default, `quick`, `oracle`) then changes the
+  # world's grid, the tokenizer's codes, the wall folders, the LM recipe and the sampling.
   config.data = dict(
       resolution=64,
       fps=8,                      # every clip at one rate, so 10 s is always 80 frames
@@ -336,17 +341,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       roundtrip_rounds=5,
       window_s=10.0,
   )
-  if variant in ("motion", "oracle"):
-    _motion_recipe(config)
+  if variant != "baseline":
+    _motion_recipe(config, quick)
   if variant == "oracle":
     _oracle_recipe(config)
   return config
 
 
-def _motion_recipe(config: ml_collections.ConfigDict) -> None:
-  """`motion` (and `oracle`, on the oracle codec): the recipe that moves the object as prompted
-  (issue 13, tenth round; README "First frames, tenth round"). The blocks above hold the default
-  recipe, each setting with its measurement; this sets the ones that together move the object.
+def _motion_recipe(config: ml_collections.ConfigDict, quick: bool) -> None:
+  """The default recipe (also `motion`, its earlier name; `quick` at its own sizes; `oracle` on
+  the oracle codec): the one that moves the object as prompted (issue 13, tenth and eleventh
+  rounds; README "First frames, tenth round", "Sticky re-encoding"). The blocks above hold the
+  `baseline` recipe (the default until the eleventh round), each setting with its measurement;
+  this sets the ones that together move the object.
   - Codes that shift exactly with the object: `data.grid=8`, the tokenizer's
     `local_encoder=True, encoder_frames='last'` (held-out 28.77 dB, objects visible 1.00, shift
     invariance 1.00);
@@ -372,22 +379,25 @@ def _motion_recipe(config: ml_collections.ConfigDict) -> None:
     round trip (tokenizer.codes.roundtrip: 0.70 kept after 1, 0.60 after 5; 40 round trips a
     minute), and the minute's objects faded: presence 0.8, then 0.4 in every window. At 0.5:
     0.99 kept after 1 and 5 round trips, presence 0.8 in every window (as without re-encoding),
-    the same LM and samples. At 0.25: see the README ("Sticky re-encoding").
+    the same LM and samples. At 0.25: 0.94 kept, the same presence (README, "Sticky
+    re-encoding, eleventh round").
   A fresh clone of 0f89548 ran this variant from scratch and repeated every figure above to the
   digit (3,875 s sharing the 2 cores: LM stage 1 1,849 s of it).
-  Not the default: its stage 1 (800 x 32, half on 3-latent-frame clips) alone costs about as
-  much as the whole default demo, and its minute-long videos keep fewer objects with re-encoding
-  (0.8, then 0.4) than the default's (1.0). The default recipe (non-local codes that change
-  with every frame, no copy head, guidance 3; README's table): colour 100% / 93%, presence 1.0,
-  but shape 13% / 13%, direction 0% / 13%, lm.text_gap.motion 0.002 nats; best-of-8 first
-  frames on it: colour 100% / 87%, shape 20% / 27%, direction 7% / 0% (its codes, not its
-  first frames, keep it from motion): off there.
+  The default since the eleventh round: 1,505 s = 25.1 min alone on the idle machine from a
+  fresh clone of 4ea1b30 (tokenizer 309 s, LM stages 597 + 212 + 259 s; the earlier "about twice
+  the baseline's" came from runs that shared the 2 cores), and with sticky re-encoding its minute
+  keeps as many objects with re-encoding as without. Against the `baseline` recipe (non-local
+  codes that change with every frame, no copy head, guidance 3; README's table): colour 100% /
+  93% there, presence 1.0, but shape 13% / 13%, direction 0% / 13%, lm.text_gap.motion 0.002
+  nats; best-of-8 first frames on it: colour 100% / 87%, shape 20% / 27%, direction 7% / 0%
+  (its codes, not its first frames, keep it from motion).
   """
   config.data.grid = 8
   config.tokenizer.model.update(dict(local_encoder=True, encoder_frames="last"))
-  config.pretokenize.walls17, config.pretokenize.walls65 = 512, 128
+  config.pretokenize.walls17, config.pretokenize.walls65 = (16, 8) if quick else (512, 128)
   config.lm.model.update(dict(prev_frame_radius=1, copy_head=True, text_summary_input=True))
-  config.lm.steps = (800, 300, 200)
+  if not quick:
+    config.lm.steps = (800, 300, 200)
   config.lm.mixes = ({"images": 0.5, "clips17@9": 0.5},
                      {"images": 0.4, "clips17": 0.3, "walls17": 0.3},
                      {"images": 0.2, "clips17": 0.15, "walls17": 0.15, "clips65": 0.25,

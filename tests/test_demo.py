@@ -320,9 +320,9 @@ def test_tokenizer_model_overrides_reach_training_and_generation(tmp_path):
   naming it); generation reads the tokenizer's own run config, so it builds the trained model."""
   from loong_jax import demo_steps
   config, run = _quick_config(), str(tmp_path)
+  assert demo_steps.tokenizer_config(config).tokenizer.local_encoder is True   # the recipe's
+  config.tokenizer.model.local_encoder = False
   assert demo_steps.tokenizer_config(config).tokenizer.local_encoder is False
-  config.tokenizer.model.local_encoder = True
-  assert demo_steps.tokenizer_config(config).tokenizer.local_encoder is True
   ic = demo_steps.inference_config(config, run, reencode=True)
   assert ic.inference.tokenizer_config == os.path.join(run, "tokenizer", "config.json")
   config.tokenizer.model.no_such_field = 1
@@ -364,10 +364,11 @@ def test_generate_sampling_settings_reach_inference(tmp_path):
   assert inf.reencode_margin == 0.25
 
 
-def test_motion_and_oracle_variants_change_only_their_recipes():
-  """`configs/demo_cpu.py:motion` changes the default's world grid, tokenizer codes, wall
-  folders, LM recipe and sampling; `:oracle` is that recipe on the oracle codec (its own grid,
-  stage steps and first frames)."""
+def test_default_motion_baseline_and_oracle_variants_change_only_their_recipes():
+  """The default is the motion recipe (`motion`, its earlier name, is the same config):
+  against `:baseline` it changes the world grid, tokenizer codes, wall folders, LM recipe and
+  sampling; `:oracle` is that recipe on the oracle codec (its own grid, stage steps and first
+  frames); `:quick` runs the same recipe at its own sizes."""
   from loong_jax import cli
 
   def leaves(d, prefix=""):
@@ -377,20 +378,27 @@ def test_motion_and_oracle_variants_change_only_their_recipes():
                  else {prefix + k: v})
     return out
 
-  default, motion, oracle = (leaves(cli.load_config_file(QUICK.replace(":quick", v)).to_dict())
-                             for v in ("", ":motion", ":oracle"))
-  assert {k for k in default if default[k] != motion[k]} == {
-      "variant", "data.grid", "tokenizer.model.local_encoder", "tokenizer.model.encoder_frames",
-      "pretokenize.walls17", "pretokenize.walls65", "lm.model.prev_frame_radius",
-      "lm.model.copy_head", "lm.model.text_summary_input", "lm.steps", "lm.mixes",
-      "lm.learning_rate", "generate.guidance_scale", "generate.frame_temperature",
-      "generate.first_frame_candidates", "generate.reencode_margin"}
+  default, motion, oracle, baseline, quick = (
+      leaves(cli.load_config_file(QUICK.replace(":quick", v)).to_dict())
+      for v in ("", ":motion", ":oracle", ":baseline", ":quick"))
+  assert {k for k in default if default[k] != motion[k]} == {"variant"}
+  recipe = {"data.grid", "tokenizer.model.local_encoder", "tokenizer.model.encoder_frames",
+            "pretokenize.walls17", "pretokenize.walls65", "lm.model.prev_frame_radius",
+            "lm.model.copy_head", "lm.model.text_summary_input", "lm.mixes",
+            "lm.learning_rate", "generate.guidance_scale", "generate.frame_temperature",
+            "generate.first_frame_candidates", "generate.reencode_margin"}
+  assert {k for k in default if default[k] != baseline[k]} == recipe | {"variant", "lm.steps"}
   assert {k for k in motion if motion[k] != oracle[k]} == {
       "variant", "tokenizer.kind", "tokenizer.oracle_frames", "data.grid", "lm.steps",
       "generate.first_frame_candidates"}
   assert oracle["tokenizer.kind"] == "oracle" and oracle["generate.first_frame_candidates"] == 1
   assert motion["generate.first_frame_candidates"] == 8 and motion["data.grid"] == 8
-  assert motion["generate.reencode_margin"] == 0.5 and default["generate.reencode_margin"] == 0
+  assert motion["generate.reencode_margin"] == 0.5 and baseline["generate.reencode_margin"] == 0
+  # quick: the default's recipe, its own sizes and steps.
+  assert all(quick[k] == default[k] for k in recipe - {"pretokenize.walls17",
+                                                       "pretokenize.walls65"})
+  assert tuple(quick["lm.steps"]) == (10, 10, 6)
+  assert 0 < quick["pretokenize.walls17"] < default["pretokenize.walls17"]
   for c in (motion, oracle):
     assert c["generate.guidance_scale"] == 1.0 and c["lm.model.copy_head"]
     # Stage 1 learns plain motion; only stages 2-3 see objects that rest at the edge.
@@ -403,6 +411,9 @@ def test_wall_sources_are_written_on_request_and_meet_the_edge(tmp_path):
   all may reach the edge (own seed); a mix naming one that is not written fails, saying how."""
   from loong_jax import demo_steps
   config, run = _quick_config(), str(tmp_path)
+  assert [n for n, _, _ in demo_steps.token_sources(config)] == [   # the default recipe's
+      "images", "clips17", "clips65", "walls17", "walls65"]
+  config.pretokenize.walls17 = config.pretokenize.walls65 = 0
   assert [n for n, _, _ in demo_steps.token_sources(config)] == ["images", "clips17", "clips65"]
   config.lm.mixes = ({"images": 1.0}, {"images": 0.5, "walls17": 0.5}, {"images": 1.0})
   with pytest.raises(ValueError, match=r"'walls17' is not written.*pretokenize.walls17"):
