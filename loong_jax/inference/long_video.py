@@ -70,7 +70,10 @@ class LongVideoConfig:
       its re-encoded latent stays within this margin of that code's cell (FSQ: levels beyond the
       rounding half-level; LFQ: |z|; CVQ: cosine similarity) [ours]. 0: Loong's plain
       re-encoding, which lets a code flip at the slightest change of the decoded pixels, and 40
-      round trips a minute compound it (`eval/roundtrip.py`).
+      round trips a minute compound it (`eval/roundtrip.py`). Meant for tokenizers that encode
+      every latent frame alike (`encoder_frames='last'`): with 'all', the context's first latent
+      frame is re-encoded from one pixel frame where it was generated as the code of four, and
+      a margin may keep the latter, which re-encoding is there to replace.
     height, width: pixel size of the video (multiples of the codec's spatial downsampling).
     frame_temperature: the sampling temperature of every latent frame that follows one (all but
       the video's first), where the previous frame already holds the scene; None: the decoder's
