@@ -130,6 +130,8 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
     out.lm.copy_head = False
   if "text_dropout" in lm:
     out.data.text_dropout = float(lm.text_dropout)
+  if "length_groups" in lm:  # data/pipeline.py: rows padded to their own source's length
+    out.data.length_groups = bool(lm.length_groups)
   if "changed_weight" in lm:  # data/loss_weights.changed_token_weights
     out.data.loss.changed_weight = float(lm.changed_weight)
   if "mixes" in lm:  # per stage {source[@frames]: weight} (stage_sources)

@@ -76,8 +76,25 @@ def build(config):
                                    grad_accum_steps=config.train.grad_accum_steps,
                                    batch_keys=batch_keys(lm_config),
                                    batch_transform=objective_transform(config, lm_config),
-                                   seed=config.train.seed)
+                                   seed=config.train.seed, groups=len(length_groups(config)))
   return model, mesh, rules, state, shardings, step_fn
+
+
+def length_groups(config) -> list[tuple[int, list[int], int]]:
+  """`pipeline.length_groups` of a shards stage (`[]`: one padded batch). Each group's rows
+  must split over the processes and the mesh's data-parallel axes."""
+  if config.data.kind != "shards" or not config.data.get("length_groups", False):
+    return []
+  vocab = tokens.Vocab(config.vocab.text_size, config.vocab.video_size)
+  groups = pipeline.length_groups(config.data, vocab, jax.process_count())
+  shape = dict(zip(sharding_lib.MESH_AXES,
+                   sharding_lib.mesh_shape(config.mesh, jax.device_count())))
+  split = shape["data"] * shape["fsdp"] * config.train.grad_accum_steps
+  for seq_len, _, rows in groups:
+    if rows % split:
+      raise ValueError(f"data.length_groups: the group of length {seq_len} has {rows} rows, not "
+                       f"divisible by data*fsdp*grad_accum_steps={split}")
+  return groups
 
 
 def data_source(config, vocab: tokens.Vocab, seed: int):
@@ -112,12 +129,19 @@ def with_layout(batch, keys, vocab: tokens.Vocab, frame_width: int, prev_radius:
   return {k: batch[k] for k in keys}
 
 
+def layout_groups(batch, keys, vocab: tokens.Vocab, frame_width: int, prev_radius: int = 0):
+  """`with_layout` of a batch, or of each length group of a grouped one."""
+  if "inputs" in batch:
+    return with_layout(batch, keys, vocab, frame_width, prev_radius)
+  return {g: with_layout(b, keys, vocab, frame_width, prev_radius) for g, b in batch.items()}
+
+
 def _eval_fn(config, vocab, model, mesh):
   """Mean loss over `train.eval_batches` held-out batches (another seed of the data)."""
   keys = batch_keys(model.config)
   batches = data_source(config, vocab, config.train.seed + 1).map(
-      lambda b: with_layout(b, keys, vocab, config.data.frame_width,
-                            model.config.prev_frame_radius))
+      lambda b: layout_groups(b, keys, vocab, config.data.frame_width,
+                              model.config.prev_frame_radius))
   step = jax.jit(functools.partial(lm_step.eval_step, apply_fn=model.apply))
 
   def evaluate(state):
@@ -209,17 +233,19 @@ def train(config, workdir: str) -> loop.LoopResult:
       f.write(config.to_json_best_effort(indent=1))
   keys = batch_keys(model.config)
   data = iter(data_source(config, vocab, config.train.seed).map(
-      lambda b: with_layout(b, keys, vocab, config.data.frame_width,
-                            model.config.prev_frame_radius)))
+      lambda b: layout_groups(b, keys, vocab, config.data.frame_width,
+                              model.config.prev_frame_radius)))
   cfg = config.train
   checkpointer = checkpoint_lib.Checkpointer(
       os.path.join(workdir, "checkpoints"), save_every=cfg.checkpoint_every,
       keep_last=cfg.keep_last, keep_every=cfg.keep_every)
   if previous and checkpointer.latest_step() is None:
     state = init_from_previous_stage(config, state, previous, workdir)
-  tokens_per_batch = cfg.batch_size * cfg.seq_len
-  flops = loop.model_flops_per_token(model.config, state_lib.count_params(state.params),
-                                     cfg.seq_len) * tokens_per_batch
+  groups = length_groups(config) or [(cfg.seq_len, None, cfg.batch_size)]
+  tokens_per_batch = sum(rows * seq_len for seq_len, _, rows in groups)  # positions computed
+  flops = sum(loop.model_flops_per_token(model.config, state_lib.count_params(state.params),
+                                         seq_len) * rows * seq_len
+              for seq_len, _, rows in groups)
   try:
     return loop.train_loop(
         state=state, step_fn=step_fn, data=data, mesh=mesh, axis_rules=rules, train_config=cfg,

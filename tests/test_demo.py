@@ -385,18 +385,21 @@ def test_default_motion_baseline_and_oracle_variants_change_only_their_recipes()
   recipe = {"data.grid", "tokenizer.model.local_encoder", "tokenizer.model.encoder_frames",
             "pretokenize.walls17", "pretokenize.walls65", "lm.model.prev_frame_radius",
             "lm.model.copy_head", "lm.model.text_summary_input", "lm.mixes",
-            "lm.learning_rate", "generate.guidance_scale", "generate.frame_temperature",
-            "generate.first_frame_candidates", "generate.reencode_margin"}
+            "lm.learning_rate", "lm.length_groups", "generate.guidance_scale",
+            "generate.frame_temperature", "generate.first_frame_candidates",
+            "generate.reencode_margin"}
   assert {k for k in default if default[k] != baseline[k]} == recipe | {"variant", "lm.steps"}
   assert {k for k in motion if motion[k] != oracle[k]} == {
       "variant", "tokenizer.kind", "tokenizer.oracle_frames", "data.grid", "lm.steps",
-      "generate.first_frame_candidates"}
+      "lm.length_groups", "generate.first_frame_candidates"}
   assert oracle["tokenizer.kind"] == "oracle" and oracle["generate.first_frame_candidates"] == 1
   assert motion["generate.first_frame_candidates"] == 8 and motion["data.grid"] == 8
   assert motion["generate.reencode_margin"] == 0.5 and baseline["generate.reencode_margin"] == 0
+  assert motion["lm.length_groups"] and not baseline["lm.length_groups"]
   # quick: the default's recipe, its own sizes and steps.
   assert all(quick[k] == default[k] for k in recipe - {"pretokenize.walls17",
-                                                       "pretokenize.walls65"})
+                                                       "pretokenize.walls65", "lm.length_groups"})
+  assert not quick["lm.length_groups"]   # compile-bound at its sizes
   assert tuple(quick["lm.steps"]) == (10, 10, 6)
   assert 0 < quick["pretokenize.walls17"] < default["pretokenize.walls17"]
   for c in (motion, oracle):

@@ -49,6 +49,9 @@ def data_config(stage: int, root: str, demo: bool = False) -> ml_collections.Con
       seed=0,
       shuffle=True,
       worker_count=0,                  # grain worker processes (need absl flags parsed)
+      # Sources of different lengths in separate row groups, each padded to its own length
+      # (data/pipeline.py: length_groups) instead of every row to the stage's longest. [ours]
+      length_groups=False,
   ))
 
 

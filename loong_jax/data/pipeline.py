@@ -22,6 +22,16 @@ stage mixes token sources (`data.sources`: images, 17-frame clips, 65-frame clip
 Sequences are padded, not packed: `lm_step` batches carry no segment ids, and a causal model
 would attend across packed neighbours.
 
+Length groups (`data.length_groups`) [ours]: padding every row to the stage's longest source
+spends most of a mixed stage's positions on `<pad>` (the demo's stage 3 pads its images, 84
+positions, to the 65-frame clips' 1,140). With the option on, the sources that need the same
+sequence length form a group; each batch is a dict `{"group0": batch, "group1": ...}` of fixed
+row counts (`length_groups`: the group's share of the weights, at least one row), each group's
+rows padded to its own length, its sources mixed by their weights within it.
+`lm_step.train_step` sums the groups' losses over the whole batch's weight, so a step's loss and
+gradients are those of the same rows padded to one length (`tests/data/test_pipeline.py`);
+only the per-step mix becomes exact (stratified) where the shared stream's varied a little.
+
 Determinism and resume: every random choice (shuffle order, mixing, text dropout) is a function of
 `data.seed` and the element index, so the iterator state is one index; save and restore it with
 orbax (`grain.checkpoint.CheckpointSave/CheckpointRestore` in `ocp.args.Composite`).
@@ -146,6 +156,7 @@ def make_pipeline(data_config, vocab: tokens.Vocab, *, process_index: int | None
     datasets.append(ds)
     weights.append(float(src["weight"]))
   seq_len = cfg.seq_len or longest
+  groups = length_groups(cfg, vocab, count) if num_epochs is None else []
   if seq_len < longest:
     raise ValueError(f"data.seq_len={seq_len} is below the longest example of this stage "
                      f"({longest} tokens: max_text_len={cfg.max_text_len}, frames up to "
@@ -158,17 +169,83 @@ def make_pipeline(data_config, vocab: tokens.Vocab, *, process_index: int | None
   loss_weights.frame_loss_weights(np.zeros(1, np.int32), vocab, spec.scheme)  # validates scheme
   loss_weights.changed_token_weights(np.zeros(1, np.int32), np.zeros(1, np.int32), vocab,
                                      spec.changed_weight)  # validates changed_weight
-  if num_epochs is None:
-    mixed = grain.MapDataset.mix(datasets, weights) if len(datasets) > 1 else datasets[0]
+  if len(groups) > 1:
+    batches = _ZipBatches([
+        _mix(datasets, weights, members).random_map(
+            dataclasses.replace(spec, seq_len=group_len), seed=cfg.seed + 7_919 * g
+        ).batch(rows // count, drop_remainder=True)
+        for g, (group_len, members, rows) in enumerate(groups)])
   else:
-    # Finite passes: proportional mixing would stop at the first exhausted source.
-    mixed = grain.MapDataset.concatenate(datasets) if len(datasets) > 1 else datasets[0]
-  examples = mixed.random_map(spec, seed=cfg.seed)
-  batches = examples.batch(cfg.batch_size // count, drop_remainder=num_epochs is None)
+    if num_epochs is None:
+      mixed = grain.MapDataset.mix(datasets, weights) if len(datasets) > 1 else datasets[0]
+    else:
+      # Finite passes: proportional mixing would stop at the first exhausted source.
+      mixed = grain.MapDataset.concatenate(datasets) if len(datasets) > 1 else datasets[0]
+    examples = mixed.random_map(spec, seed=cfg.seed)
+    batches = examples.batch(cfg.batch_size // count, drop_remainder=num_epochs is None)
   it = batches.to_iter_dataset()
   if cfg.worker_count:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=cfg.worker_count))
   return it
+
+
+def length_groups(data_config, vocab: tokens.Vocab, process_count: int = 1
+                  ) -> list[tuple[int, list[int], int]]:
+  """`[(seq_len, source indices, rows), ...]` of a stage with `data.length_groups` on, shortest
+  first (`[]` when off, or when every source needs one length): the sources that need the same
+  sequence length (the longest group: `data.seq_len` when set), and their rows of the global
+  batch (the group's share of the weights, rounded, at least one; the rounding remainder goes
+  to the largest share). Each group's rows must split over the processes."""
+  cfg = data_config
+  if not cfg.get("length_groups", False):
+    return []
+  lengths = {}
+  for k, src in enumerate(cfg.sources):
+    if float(src["weight"]) <= 0:
+      continue
+    shards = sources.TokenShards(src["path"])
+    lengths.setdefault(required_seq_len(cfg.max_text_len, src["max_frames"],
+                                        _tokens_per_frame(shards, src["path"])), []).append(k)
+  if len(lengths) < 2:
+    return []
+  total = sum(float(src["weight"]) for src in cfg.sources if float(src["weight"]) > 0)
+  order = sorted(lengths)
+  shares = [sum(float(cfg.sources[k]["weight"]) for k in lengths[n]) / total for n in order]
+  rows = [max(1, round(share * cfg.batch_size)) for share in shares]
+  rows[int(np.argmax(shares))] += cfg.batch_size - sum(rows)
+  if min(rows) < 1 or any(r % process_count for r in rows):
+    raise ValueError(f"data.length_groups: rows {rows} per length group (lengths {order}) of "
+                     f"batch_size={cfg.batch_size} must be >= 1 and split over the "
+                     f"{process_count} processes")
+  # The longest group keeps `data.seq_len` when that is set (the stage's fixed length).
+  return [(max(n, cfg.seq_len or 0) if n == order[-1] else n, lengths[n], r)
+          for n, r in zip(order, rows)]
+
+
+def _mix(datasets: list, weights: list[float], members) -> grain.MapDataset:
+  """The sources `members` of `datasets` mixed by their weights."""
+  if len(members) == 1:
+    return datasets[members[0]]
+  return grain.MapDataset.mix([datasets[k] for k in members], [weights[k] for k in members])
+
+
+class _ZipBatches(grain.MapDataset):
+  """Element i: `{"group<g>": parents[g][i]}`, one batch of each length group."""
+
+  def __init__(self, parents: list[grain.MapDataset]):
+    super().__init__(parents)
+    self._groups = parents
+
+  def __len__(self) -> int:
+    return min(len(p) for p in self._groups)
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    return {f"group{g}": p[index] for g, p in enumerate(self._groups)}
+
+  def __str__(self) -> str:
+    return f"ZipBatches({len(self._groups)} length groups)"
 
 
 def stage_pipeline(config, **kwargs) -> grain.IterDataset:

@@ -7,6 +7,9 @@ A batch is a dict of `[B, L]` arrays:
   first-frame vs later-frame loss metrics; `positions` (`[B, L, 3]` for MM-RoPE) and
   `input_frame` (latent frame of each input, for frame-level attention masks) and `input_prev` (the
   id each target had one latent frame earlier, for `prev_frame_input` models), passed to the model.
+Or a dict of such batches, `{"group0": ..., "group1": ...}`, rows of different lengths
+(`data.length_groups`, `data/pipeline.py`): the step's loss is the weighted mean over all of
+them, as if every row were padded to the longest.
 """
 
 from __future__ import annotations
@@ -52,6 +55,13 @@ def weighted_cross_entropy(logits, targets, weights, z_loss: float = 0.0, denomi
   return loss, {"ce_per_token": ce, "weight_sum": weight_sum}
 
 
+def batch_groups(batch) -> list[dict]:
+  """The length groups of a batch (`{"group<g>": batch}`), or `[batch]` for one batch."""
+  if "inputs" in batch:
+    return [batch]
+  return [batch[f"group{g}"] for g in range(len(batch))]
+
+
 def _frame_loss_sums(ce, frame):
   """Unweighted CE sums and counts on latent frame 0 and on later frames."""
   first, later = (frame == 0), (frame > 0)
@@ -68,10 +78,13 @@ def train_step(state: state_lib.TrainState, batch, *, z_loss: float = 0.0,
   `batch_transform(key, batch) -> batch` rewrites the batch inside the step (AR-DF masking,
   `train/ardf.py`) with a key derived from `seed` and the step number, so resumes are exact.
   """
+  groups = batch_groups(batch)
   if batch_transform is not None:
-    batch = batch_transform(jax.random.fold_in(jax.random.key(seed), state.step), batch)
-  total_weight = jnp.sum(batch["weights"].astype(jnp.float32))
-  has_frames = "frame" in batch
+    key = jax.random.fold_in(jax.random.key(seed), state.step)
+    groups = [batch_transform(key if len(groups) == 1 else jax.random.fold_in(key, g), group)
+              for g, group in enumerate(groups)]
+  total_weight = sum(jnp.sum(group["weights"].astype(jnp.float32)) for group in groups)
+  has_frames = "frame" in groups[0]
 
   def loss_fn(params, micro):
     logits = _logits(state.apply_fn, params, micro)
@@ -81,12 +94,14 @@ def train_step(state: state_lib.TrainState, batch, *, z_loss: float = 0.0,
     return loss, frames
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  if grad_accum_steps == 1:
-    (loss, frames), grads = grad_fn(state.params, batch)
-  else:
+
+  def group_grads(group):
+    if grad_accum_steps == 1:
+      (loss, frames), grads = grad_fn(state.params, group)
+      return loss, frames, grads
     micro = jax.tree.map(
         lambda x: x.reshape(grad_accum_steps, x.shape[0] // grad_accum_steps, *x.shape[1:]),
-        batch)
+        group)
 
     def accumulate(carry, mb):
       (loss, frames), grads = grad_fn(state.params, mb)
@@ -94,7 +109,11 @@ def train_step(state: state_lib.TrainState, batch, *, z_loss: float = 0.0,
 
     zeros = (jnp.zeros(()), jnp.zeros(4) if has_frames else None,
              jax.tree.map(jnp.zeros_like, state.params))
-    (loss, frames, grads), _ = jax.lax.scan(accumulate, zeros, micro)
+    return jax.lax.scan(accumulate, zeros, micro)[0]
+
+  loss, frames, grads = group_grads(groups[0])
+  for group in groups[1:]:
+    loss, frames, grads = jax.tree.map(jnp.add, (loss, frames, grads), group_grads(group))
 
   new_state, skipped, grad_norm = state_lib.apply_gradients_if_finite(state, grads, loss)
   metrics = {"loss": loss, "grad_norm": grad_norm, "skipped": skipped.astype(jnp.float32),
@@ -106,21 +125,28 @@ def train_step(state: state_lib.TrainState, batch, *, z_loss: float = 0.0,
 
 
 def eval_step(params, batch, *, apply_fn):
-  """`(params, batch) -> metrics` with the weighted loss and its weight sum."""
-  logits = _logits(apply_fn, params, batch)
-  loss, aux = weighted_cross_entropy(logits, batch["targets"], batch["weights"])
-  return {"loss": loss, "tokens": aux["weight_sum"]}
+  """`(params, batch) -> metrics` with the weighted loss and its weight sum (over every length
+  group of a grouped batch)."""
+  sums = weights = 0.0
+  for group in batch_groups(batch):
+    logits = _logits(apply_fn, params, group)
+    loss, aux = weighted_cross_entropy(logits, group["targets"], group["weights"])
+    sums, weights = sums + loss * aux["weight_sum"], weights + aux["weight_sum"]
+  return {"loss": sums / jnp.maximum(weights, 1e-8), "tokens": weights}
 
 
 def jit_train_step(state_shardings, mesh, axis_rules, *, z_loss: float = 0.0,
                    grad_accum_steps: int = 1, batch_keys=BATCH_KEYS, batch_transform=None,
-                   seed: int = 0):
+                   seed: int = 0, groups: int = 0):
   """The train step compiled for `mesh`: explicit in/out shardings, the state donated.
+  `groups` > 0: batches of that many length groups (`data.length_groups`).
 
   Call the returned function inside `with sharding.mesh_context(mesh, axis_rules):` so that the
   activation constraints resolve.
   """
   batch_sh = {k: sharding_lib.batch_sharding(mesh, 2) for k in batch_keys}
+  if groups:
+    batch_sh = {f"group{g}": dict(batch_sh) for g in range(groups)}
   step = functools.partial(train_step, z_loss=z_loss, grad_accum_steps=grad_accum_steps,
                            batch_transform=batch_transform, seed=seed)
   return jax.jit(step,

@@ -43,15 +43,17 @@ class LoopResult:
   start_step: int         # the step this run started (or resumed) from
 
 
-def to_global(batch: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
-  """This host's rows of the batch -> global arrays sharded over ('data', 'fsdp')."""
-  return {k: jax.make_array_from_process_local_data(sharding_lib.batch_sharding(mesh, v.ndim), v)
-          for k, v in batch.items()}
+def to_global(batch: dict, mesh) -> dict:
+  """This host's rows of the batch (a dict of arrays, or of such dicts: length groups) ->
+  global arrays sharded over ('data', 'fsdp')."""
+  return jax.tree.map(
+      lambda v: jax.make_array_from_process_local_data(
+          sharding_lib.batch_sharding(mesh, v.ndim), v), batch)
 
 
-def _poison(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _poison(batch: dict) -> dict:
   """Fault injection (`train.debug_nan_steps`): every float array becomes NaN."""
-  return {k: v * np.nan if np.issubdtype(v.dtype, np.floating) else v for k, v in batch.items()}
+  return jax.tree.map(lambda v: v * np.nan if np.issubdtype(v.dtype, np.floating) else v, batch)
 
 
 class _Preemption:

@@ -40,3 +40,10 @@ def test_stage_one_then_two_on_token_shards(tmp_path):
   assert histories[1][-1]["loss_later_frames"] > 0      # stage 2: 17-frame clips too
   lineage = json.loads((tmp_path / "run" / "stage2" / "lineage.json").read_text())
   assert lineage["from_step"] == 4
+  # Stage 2 again with its images and clips in length groups (data.length_groups).
+  config.data.length_groups = True
+  config.init.from_workdir = str(tmp_path / "run" / "stage1")
+  assert [(n, r) for n, _, r in train_lm.length_groups(config)] == [(100, 1), (364, 3)]
+  grouped = train_lm.train(config, str(tmp_path / "grouped")).history
+  assert all(np.isfinite(r["loss"]) for r in grouped) and grouped[-1]["loss_later_frames"] > 0
+  assert grouped[-1]["tokens_per_s"] > 0
