@@ -1,8 +1,8 @@
 """The end-to-end CPU demo: `python -m loong_jax.demo --workdir DIR [--config FILE:variant]`.
 
 Variants: `default` (the recipe that moves the object as prompted and draws the prompted
-shape: the blocks below with `_motion_recipe`; 1,505 s alone on 2 CPU cores from a fresh clone
-of 4ea1b30, as `motion`), `motion` (the same, its earlier name), `quick` (about 3 minutes,
+shape: the blocks below with `_motion_recipe`; 1,171 s alone on 2 CPU cores from a fresh clone
+of 2387259 in a fresh venv), `motion` (the same, its earlier name), `quick` (about 3 minutes,
 for CI and the notebook: the default's pipeline at a small scale, nothing learns), `oracle`
 (the default's LM half alone on the oracle codec: `_oracle_recipe`) and `baseline` (the
 default until the eleventh round: the blocks below alone, whose comments measure each setting;
@@ -389,9 +389,14 @@ def _motion_recipe(config: ml_collections.ConfigDict, quick: bool) -> None:
   A fresh clone of 0f89548 ran this variant from scratch and repeated every figure above to the
   digit (3,875 s sharing the 2 cores: LM stage 1 1,849 s of it).
   The default since the eleventh round: 1,505 s = 25.1 min alone on the idle machine from a
-  fresh clone of 4ea1b30 (tokenizer 309 s, LM stages 597 + 212 + 259 s; the earlier "about twice
-  the baseline's" came from runs that shared the 2 cores), and with sticky re-encoding its minute
-  keeps as many objects with re-encoding as without. Against the `baseline` recipe (non-local
+  fresh clone of 4ea1b30 with padded batches (tokenizer 309 s, LM stages 597 + 212 + 259 s; the
+  earlier "about twice the baseline's" came from runs that shared the 2 cores), 1,171 s = 19.5
+  min with length groups (2387259, fresh venv: LM stages 418 + 160 + 151 s), and with sticky
+  re-encoding its minute keeps as many objects with re-encoding as without. Length groups drew
+  another balance of the same recipe (README's table): colour 93% / 47% (padded: 87% / 67%),
+  shape 93% / 13% (80% / 20%), direction 73% / 53% (60% / 73%), presence 0.8 in every window
+  (the same), colour gap 0.83 (2.85), motion gap 3.11 nats (1.19): the held-out pairs hang on
+  the draw. Against the `baseline` recipe (non-local
   codes that change with every frame, no copy head, guidance 3; README's table): colour 100% /
   93% there, presence 1.0, but shape 13% / 13%, direction 0% / 13%, lm.text_gap.motion 0.002
   nats; best-of-8 first frames on it: colour 100% / 87%, shape 20% / 27%, direction 7% / 0%
@@ -409,8 +414,9 @@ def _motion_recipe(config: ml_collections.ConfigDict, quick: bool) -> None:
                       "walls65": 0.25})
   config.lm.learning_rate = (1e-2, 3e-3, 3e-4)
   # Length groups: stage-1 steps 1.52x faster on this recipe's batches (16 x 84 + 16 x 216
-  # positions instead of 32 x 216; benchmarks/length_groups.py, machine shared). quick: off (its
-  # 10-step stages are compile-bound: 179 vs 157 s, two shapes to compile per stage).
+  # positions instead of 32 x 216; benchmarks/length_groups.py, machine shared); the whole
+  # demo 1,171 s instead of 1,505 s (idle). quick: off (its 10-step stages are compile-bound:
+  # 179 vs 157 s, two shapes to compile per stage).
   config.lm.length_groups = not quick
   config.generate.guidance_scale = 1.0
   config.generate.frame_temperature = 0.1

@@ -1,6 +1,6 @@
 """The main job on one CPU machine: text -> minute-long video, trained and evaluated end to end.
 
-  python -m loong_jax.demo --workdir runs/demo                                  # ~25 min, 2 cores
+  python -m loong_jax.demo --workdir runs/demo                                  # ~20 min, 2 cores
   python -m loong_jax.demo --workdir runs/quick --config configs/demo_cpu.py:quick   # ~3 min
   python -m loong_jax.demo --workdir runs/oracle --config configs/demo_cpu.py:oracle  # LM alone
   python -m loong_jax.demo --workdir runs/base --config configs/demo_cpu.py:baseline  # ~18 min
