@@ -131,7 +131,7 @@ def with_layout(batch, keys, vocab: tokens.Vocab, frame_width: int, prev_radius:
 
 def layout_groups(batch, keys, vocab: tokens.Vocab, frame_width: int, prev_radius: int = 0):
   """`with_layout` of a batch, or of each length group of a grouped one."""
-  if "inputs" in batch:
+  if not lm_step.is_grouped(batch):
     return with_layout(batch, keys, vocab, frame_width, prev_radius)
   return {g: with_layout(b, keys, vocab, frame_width, prev_radius) for g, b in batch.items()}
 

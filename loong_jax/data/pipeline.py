@@ -29,7 +29,7 @@ sequence length form a group; each batch is a dict `{"group0": batch, "group1": 
 row counts (`length_groups`: the group's share of the weights, at least one row), each group's
 rows padded to its own length, its sources mixed by their weights within it.
 `lm_step.train_step` sums the groups' losses over the whole batch's weight, so a step's loss and
-gradients are those of the same rows padded to one length (`tests/data/test_pipeline.py`);
+gradients are those of the same rows padded to one length (`tests/data/test_length_groups.py`);
 only the per-step mix becomes exact (stratified) where the shared stream's varied a little.
 
 Determinism and resume: every random choice (shuffle order, mixing, text dropout) is a function of

@@ -55,9 +55,14 @@ def weighted_cross_entropy(logits, targets, weights, z_loss: float = 0.0, denomi
   return loss, {"ce_per_token": ce, "weight_sum": weight_sum}
 
 
+def is_grouped(batch) -> bool:
+  """Whether `batch` is a dict of length groups (`{"group<g>": batch}`) rather than one batch."""
+  return "inputs" not in batch
+
+
 def batch_groups(batch) -> list[dict]:
   """The length groups of a batch (`{"group<g>": batch}`), or `[batch]` for one batch."""
-  if "inputs" in batch:
+  if not is_grouped(batch):
     return [batch]
   return [batch[f"group{g}"] for g in range(len(batch))]
 
