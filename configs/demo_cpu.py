@@ -242,6 +242,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # -0.005 vs 0.003 nats, direction 7% / 0% vs 0% / 0%, colour 67% / 53% vs 60% / 53%;
       # oracle codes (~20% change) motion gap -0.003 vs -0.002, direction 0% / 20% vs 20% / 20%.
       changed_weight=1.0,
+      # Each caption word left out with this probability in training (data/pipeline.py), so that
+      # captions naming only some attributes are ones the LM knows (composed first frames,
+      # `generate.first_frame_without_*`). 0.15, stages re-run on the fourth draw's tokenizer and
+      # tokens (README, "Composed first frames"): colour 0.87 / 0.47, shape 0.73 / 0.27,
+      # direction 0.60 / 0.60, presence 0.8 (without: 0.87 / 0.47, 0.60 / 0.07, 0.60 / 0.47,
+      # 0.4; within the default's spread over four draws), but first frames drawn worse
+      # (lm.first_frames.full colour 0.55 / 0.43 vs 0.74 / 0.51), and composed first frames
+      # still did not compose. Off.
+      text_word_dropout=0.0,
       # The LM's initialisation and data order (train.seed of every stage); other values
       # measure how much the recipe's figures depend on the draw. The draw matters: on two
       # machines of the same kind (bit-repeatable on each, different in rounding) seed 0 gave
@@ -315,6 +324,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # one with the best score g log p(x|text) + (1 - g) log p(x) kept. 1: off.
       first_frame_candidates=1,
       rerank_guidance=1.0,
+      # Composed first frames (inference/decode.py: composed conditioning): the first latent
+      # frame's logits are the caption's plus these weights times (the logits of the caption
+      # without its shape word, its colour word, or both, minus the caption's). 0: off. The LM
+      # binds the two words into a trained pair (lm.first_frames, eval/binding.py: held-out
+      # colour 0.51 of drawn first frames with the full caption, 0.73 without its shape word;
+      # held-out shape 0.10, 0.47 without its colour word). On the fourth draw's LM, regenerated
+      # (README, "Composed first frames"): without_shape=1 gave colour 0.87 / 0.87 but shape
+      # 0.27 / 0.00 (was 0.60 / 0.07); 0.5: 0.80 / 0.60, shape 0.40; 0.3: 0.73 / 0.60, shape 0.47.
+      # The product of experts (1, 1, -1) drew empty frames (none 0.32 held-out); after word
+      # dropout (lm.text_word_dropout=0.15) neither it nor (0.5, 0.5, 0) raised held-out colour
+      # (0.38 / 0.23 of drawn frames). Off: colour for shape, not both.
+      first_frame_without_shape=0.0,
+      first_frame_without_color=0.0,
+      first_frame_without_both=0.0,
       # Classifier-free guidance (text dropped for 10% of training examples): with the oracle
       # tokenizer after stages 1-2, guidance 3 drew the prompted colour on 33% / 47% of 30 seen /
       # held-out prompts against 33% / 27% at 1. Temperature 1: at 0.5 or greedy most frames
@@ -344,6 +367,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # (loong_jax/eval/roundtrip.py): does long-video re-encoding keep the codes?
       roundtrip_clips=4 if quick else 16,
       roundtrip_rounds=5,
+      # First frames drawn per faithfulness prompt with the full caption and without its shape or
+      # colour word (lm.first_frames, loong_jax/eval/binding.py): which words decide the drawing?
+      first_frame_samples=2 if quick else 8,
       window_s=10.0,
   )
   if variant != "baseline":

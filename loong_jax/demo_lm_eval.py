@@ -11,6 +11,9 @@
   * `edge_rest` (stage 3): does it stop a moving object at the frame's edge, as the long clips
     do (`loong_jax/eval/edge_rest.py`, on `config.evaluate.edge_rest_clips` held-out clips of
     `config.evaluate.edge_rest_frames` frames)?
+  * `first_frames` (stage 3): attribute binding (`loong_jax/eval/binding.py`): the prompted
+    colour and shape in first frames drawn from the faithfulness prompts, with the full caption
+    and without its shape or colour word (`config.evaluate.first_frame_samples` per prompt).
   * `tokenizer_codes` (reported as tokenizer.codes.*): `shift_invariance` (do an object's codes
     move with it?) and `roundtrip` (does long-video re-encoding give back the codes it decoded,
     `loong_jax/eval/roundtrip.py`, with the generation's codec?).
@@ -26,12 +29,14 @@ import dataclasses
 import os
 from collections.abc import Callable
 
+import jax
 import numpy as np
 
-from loong_jax import demo_codec, demo_steps, generate as generate_lib, tokens
+from loong_jax import demo_codec, demo_prompts, demo_steps, generate as generate_lib, tokens
 from loong_jax import sharding as sharding_lib
 from loong_jax.data import synthetic, text as text_lib
-from loong_jax.eval import continuation, edge_rest, motion_effect, objects, roundtrip
+from loong_jax.eval import binding, blocks, continuation, edge_rest, motion_effect, objects
+from loong_jax.eval import probe, roundtrip
 from loong_jax.eval import shift_invariance, text_gap
 from loong_jax.inference import decode, sampling
 from loong_jax.llm import transformer
@@ -190,9 +195,45 @@ def measure(config, run: str) -> dict | None:
          "continuation": lm_continuation(config, final),
          "motion_effect": lm_motion_effect(config, final),
          "edge_rest": lm_edge_rest(config, final),
+         "first_frames": lm_first_frames(config, run, final),
          "tokenizer_codes": {"shift_invariance": codes_shift_invariance(config, final),
                              "roundtrip": codes_roundtrip(config, run)}}
   return {k: v for k, v in out.items() if v is not None}
+
+
+def lm_first_frames(config, run: str, lm: StageLM) -> dict | None:
+  """`loong_jax.eval.binding.measure` of `lm`: first frames drawn with the generation's sampling
+  settings (no guidance) from the faithfulness prompts, decoded by the generation's codec. None
+  when `config.evaluate.first_frame_samples` is 0."""
+  samples = config.evaluate.get("first_frame_samples", 0)
+  if not samples:
+    return None
+  ic = demo_steps.inference_config(config, run, True).inference
+  codec = generate_lib.load_codec(ic.tokenizer_config, ic.tokenizer_dir, ic.tokenizer_kind,
+                                  lm.vocab.video_size, ic.oracle_frames, ic.flat_codes)
+  sampler = decode.Decoder(lm.model, lm.vocab, sampling.SamplingConfig(
+      temperature=ic.temperature, top_k=ic.top_k, top_p=ic.top_p), mesh=lm.mesh, rules=lm.rules)
+  params = sampler.place_params(lm.params)
+  h = w = config.data.resolution // codec.spatial_downsample
+  plan = decode.frame_plan(lm.vocab, 1, h * w, end_video=False, frame_width=w)
+  calls = iter(range(1 << 30))
+
+  def draw(texts):
+    prompts = [decode.prompt_ids(lm.vocab, generate_lib.encode_prompt(
+        t, lm.encode_text, lm.stage.data.max_text_len, lm.vocab)) for t in texts]
+    ids = sampler(params, prompts, plan, jax.random.key(config.generate.seed + next(calls)))
+    video = codec.decode(decode.frame_codes(ids, lm.vocab, 1, h, w))
+    return np.clip(np.round((np.asarray(video) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+  reader = (lambda v: blocks.read(v, 0.0)) if ic.tokenizer_kind == "oracle" else probe.read
+  out = binding.measure(draw, demo_prompts.faithfulness_prompts(config), samples, reader)
+  def rates(v, key):
+    return " / ".join(f"{out[v][key].get(s, 0):.2f}" for s in binding.SPLITS)
+
+  print(f"evaluate: first frames drawn ({samples} per prompt, seen / held-out): " + "; ".join(
+      f"{v} colour {rates(v, 'color')}, shape {rates(v, 'shape')}" for v in binding.VARIANTS),
+        flush=True)
+  return out
 
 
 def codes_roundtrip(config, run: str) -> dict:

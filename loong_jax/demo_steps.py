@@ -39,7 +39,7 @@ from loong_jax.demo_workdir import load_run_config
 from loong_jax import sharding as sharding_lib
 from loong_jax.data import encoders, pipeline as pipeline_lib, pretokenize as pretokenize_lib
 from loong_jax.data import synthetic
-from loong_jax import demo_codec
+from loong_jax import demo_codec, demo_prompts
 from loong_jax.demo_codec import (flat_config, oracle_encoder, oracle_frames, tokenizer_config,
                                   tokenizer_kind)
 from loong_jax.data import text as text_lib
@@ -130,6 +130,8 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
     out.lm.copy_head = False
   if "text_dropout" in lm:
     out.data.text_dropout = float(lm.text_dropout)
+  if "text_word_dropout" in lm:  # data/pipeline.py: each caption word left out with this chance
+    out.data.text_word_dropout = float(lm.text_word_dropout)
   if "length_groups" in lm:  # data/pipeline.py: rows padded to their own source's length
     out.data.length_groups = bool(lm.length_groups)
   if "changed_weight" in lm:  # data/loss_weights.changed_token_weights
@@ -356,19 +358,6 @@ def video_name(index: int, prompt: dict, reencode: bool) -> str:
   return f"{index:02d}_{prompt['color']}_{prompt['shape']}_{MODES[reencode]}"
 
 
-def faithfulness_prompts(config) -> list[dict]:
-  """`config.generate.faithfulness_prompts` short-clip prompts (`faithfulness.prompt_set`): half
-  held-out colour-shape pairs, spread over the still and straight motions of the demo's world,
-  a medium object over black (as the long-video prompts) where the world has them."""
-  from loong_jax.eval import faithfulness  # noqa: PLC0415 -- see the module docstring
-
-  world = synthetic_source(config, (17,), 1).config
-  background = "black" if "black" in world.background_colors else world.background_colors[0]
-  size = "medium" if "medium" in world.sizes else world.sizes[0]
-  return faithfulness.prompt_set(config.generate.faithfulness_prompts, world.motions, background,
-                                 size, seed=config.generate.seed)
-
-
 def clip_name(index: int, prompt: dict) -> str:
   return f"clip_{index:02d}_{prompt['color']}_{prompt['shape']}_{prompt['motion']}"
 
@@ -382,7 +371,7 @@ def generate(config, run: str):
   g, out_dir = config.generate, os.path.join(run, "generated")
   os.makedirs(out_dir, exist_ok=True)
   prompts = list(g.prompts)
-  clips = faithfulness_prompts(config)
+  clips = demo_prompts.faithfulness_prompts(config)
   params = codec = encode_text = mesh = rules = None
 
   def load(ic):
@@ -406,7 +395,8 @@ def generate(config, run: str):
     print(f"generate: {len(clips)} faithfulness clips of {frames} frames, one batch", flush=True)
     out = generate_lib.generate_videos(ic, params, [p["prompt"] for p in clips],
                                        frames / ic.inference.fps, g.seed, codec, encode_text,
-                                       mesh, rules)
+                                       mesh, rules,
+                                       demo_prompts.first_frame_branches(config, clips))
     for name, video in zip(clip_names, out.video):
       path = os.path.join(out_dir, name)
       np.savez_compressed(path + ".tmp.npz", video=_to_uint8(video), fps=ic.inference.fps)
@@ -420,7 +410,8 @@ def generate(config, run: str):
     load(ic)
     print(f"generate: {len(prompts)} prompts x {g.seconds:.0f} s, {MODES[reencode]}", flush=True)
     out = generate_lib.generate_videos(ic, params, [p["prompt"] for p in prompts], g.seconds,
-                                       g.seed, codec, encode_text, mesh, rules)
+                                       g.seed, codec, encode_text, mesh, rules,
+                                       demo_prompts.first_frame_branches(config, prompts))
     for name, video in zip(names, out.video):
       path = os.path.join(out_dir, name)
       generate_lib.write_video(path + ".mp4", video, ic.inference.fps)

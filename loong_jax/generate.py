@@ -190,10 +190,13 @@ def make_decoder(config, model: transformer.Transformer, vocab: tokens.Vocab, me
 
 def generate_videos(config, params, prompts: Sequence[str], seconds: float, seed: int,
                     codec: long_video.VideoCodec, encode_text: TextEncoder | None,
-                    mesh=None, rules=()) -> long_video.LongVideo:
+                    mesh=None, rules=(),
+                    first_frame_branches: Sequence[tuple[float, Sequence[str]]] | None = None,
+                    ) -> long_video.LongVideo:
   """Videos `[B, frames, H, W, 3]` in [-1, 1] for B prompts (see `long_video.generate`).
 
-  `encode_text` may be None only when every prompt is empty.
+  `encode_text` may be None only when every prompt is empty. `first_frame_branches`: composed
+  conditioning of the first latent frame, `[(weight, B prompts)]` (`long_video.generate`).
   """
   vocab = tokens.Vocab(config.vocab.text_size, config.vocab.video_size)
   inf = config.inference
@@ -206,6 +209,8 @@ def generate_videos(config, params, prompts: Sequence[str], seconds: float, seed
   if any(p.strip() for p in prompts) and encode_text is None:
     raise RuntimeError("a non-empty prompt needs a text tokenizer")
   text_ids = [encode_prompt(p, encode_text, inf.max_text_len, vocab) for p in prompts]
+  branches = [(float(w), [encode_prompt(p, encode_text, inf.max_text_len, vocab) for p in texts])
+              for w, texts in first_frame_branches or ()]
   clip_config = long_video.LongVideoConfig(
       clip_latent_frames=inf.clip_latent_frames, cond_latent_frames=inf.cond_latent_frames,
       reencode=inf.reencode, reencode_margin=float(inf.get("reencode_margin", 0.0)),
@@ -218,7 +223,8 @@ def generate_videos(config, params, prompts: Sequence[str], seconds: float, seed
   with tqdm.tqdm(total=total, unit="clip", desc=f"{frames} frames") as bar:
     return long_video.generate(decoder, params, text_ids, frames, codec, clip_config,
                                jax.random.key(seed), on_clip=lambda done, _: bar.update(1),
-                               continue_decoder=continue_decoder)
+                               continue_decoder=continue_decoder,
+                               first_frame_branches=branches or None)
 
 
 def write_video(path: str, video: np.ndarray, fps: float) -> list[str]:

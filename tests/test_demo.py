@@ -364,6 +364,23 @@ def test_generate_sampling_settings_reach_inference(tmp_path):
   assert inf.reencode_margin == 0.25
 
 
+def test_composed_first_frame_branches_leave_out_the_prompt_words(tmp_path):
+  """`generate.first_frame_without_*` weights become branches of the prompts without their
+  shape word, colour word or both; zero weights give none; a prompt must name its attributes."""
+  from loong_jax import demo_prompts
+  config = _quick_config()
+  prompts = config.generate.prompts[:2]
+  assert demo_prompts.first_frame_branches(config, prompts) == []
+  config.generate.first_frame_without_shape = 0.5
+  config.generate.first_frame_without_both = -0.25
+  (w1, shapeless), (w2, bare) = demo_prompts.first_frame_branches(config, prompts)
+  assert (w1, w2) == (0.5, -0.25)
+  assert shapeless[0] == "a medium red moves right over a black background"
+  assert bare[1] == "a medium moves left over a black background"
+  with pytest.raises(ValueError, match="does not contain its color"):
+    demo_prompts.first_frame_branches(config, [dict(prompts[0], color="blue")])
+
+
 def test_default_motion_baseline_and_oracle_variants_change_only_their_recipes():
   """The default is the motion recipe (`motion`, its earlier name, is the same config):
   against `:baseline` it changes the world grid, tokenizer codes, wall folders, LM recipe and

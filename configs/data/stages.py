@@ -41,6 +41,9 @@ def data_config(stage: int, root: str, demo: bool = False) -> ml_collections.Con
       batch_size=8 if demo else 256,
       max_text_len=32 if demo else 64,
       text_dropout=0.1,                # classifier-free guidance (SPEC §4)
+      # Each text id left out with this probability (captions that name only some attributes, for
+      # composed conditioning: inference/decode.py) [ours]; 0: off, as Loong.
+      text_word_dropout=0.0,
       loss=dict(scheme="first_frame",  # uniform | first_frame | linear_decay | per_frame_mean
                 first_frame_weight=5.0, text_weight=0.0,
                 # x this for video ids that differ from one latent frame earlier (the moving

@@ -14,7 +14,9 @@ stage mixes token sources (`data.sources`: images, 17-frame clips, 65-frame clip
   2. its latent frames cut to the source's `max_frames` -- a prefix, which is exactly the encoding
      of the first frames because the tokenizer is causal (SPEC §2);
   3. its text cut to `max_text_len`, or replaced by `<no_text>` with probability `text_dropout`
-     (classifier-free guidance, SPEC §4);
+     (classifier-free guidance, SPEC §4); otherwise each of its text ids is left out with
+     probability `text_word_dropout` [ours] (0: off), so the LM also learns captions that name
+     only some attributes, the parts that composed conditioning combines (inference/decode.py);
   4. the sequence of `tokens.build_sequence`, padded with `<pad>` to `seq_len + 1`; `inputs` is
      `seq[:-1]`, `targets` `seq[1:]`, `weights` `loss_weights.frame_loss_weights(targets)`,
      `frame` `tokens.frame_index(targets)`.
@@ -65,6 +67,7 @@ class ExampleSpec:
   first_frame_weight: float
   text_weight: float
   changed_weight: float = 1.0  # `loss_weights.changed_token_weights`; 1: off
+  text_word_dropout: float = 0.0  # each text id left out with this probability; 0: off
 
   def __call__(self, record: dict, rng: np.random.Generator) -> dict:
     codes = record["video_ids"]
@@ -72,7 +75,14 @@ class ExampleSpec:
       seq = tokens.build_sequence([], codes, self.vocab)
       seq = np.concatenate([seq[:1], [self.vocab.no_text], seq[1:]]).astype(np.int32)
     else:
-      seq = tokens.build_sequence(record["text_ids"][: self.max_text_len], codes, self.vocab)
+      text = record["text_ids"][: self.max_text_len]
+      if self.text_word_dropout > 0:
+        text = text[rng.random(len(text)) >= self.text_word_dropout]
+      if len(text):
+        seq = tokens.build_sequence(text, codes, self.vocab)
+      else:  # every word left out: the unconditional sequence
+        seq = tokens.build_sequence([], codes, self.vocab)
+        seq = np.concatenate([seq[:1], [self.vocab.no_text], seq[1:]]).astype(np.int32)
     if len(seq) > self.seq_len + 1:
       raise ValueError(f"data.seq_len={self.seq_len} is too short for item {record['key']!r} "
                        f"({len(seq) - 1} tokens); raise it or lower max_text_len / max_frames")
@@ -127,7 +137,8 @@ def make_pipeline(data_config, vocab: tokens.Vocab, *, process_index: int | None
   Args:
     data_config: a `configs/data/stages.py` `data` block: `sources` (list of `{path, weight,
       max_frames}`), `seq_len` (None = the longest example), `batch_size` (global; each process
-      gets `batch_size // process_count`), `max_text_len`, `text_dropout`, `loss` (`scheme`,
+      gets `batch_size // process_count`), `max_text_len`, `text_dropout`, `text_word_dropout`
+      (optional, 0), `loss` (`scheme`,
       `first_frame_weight`, `text_weight`), `seed`, `shuffle`, `worker_count`.
     vocab: the id layout.
     process_index, process_count: override the JAX process (tests, tools).
@@ -165,7 +176,10 @@ def make_pipeline(data_config, vocab: tokens.Vocab, *, process_index: int | None
                      text_dropout=cfg.text_dropout, scheme=cfg.loss.scheme,
                      first_frame_weight=cfg.loss.first_frame_weight,
                      text_weight=cfg.loss.text_weight,
-                     changed_weight=float(cfg.loss.get("changed_weight", 1.0)))
+                     changed_weight=float(cfg.loss.get("changed_weight", 1.0)),
+                     text_word_dropout=float(cfg.get("text_word_dropout", 0.0)))
+  if not 0.0 <= spec.text_word_dropout < 1.0:
+    raise ValueError(f"data.text_word_dropout={spec.text_word_dropout} must lie in [0, 1)")
   loss_weights.frame_loss_weights(np.zeros(1, np.int32), vocab, spec.scheme)  # validates scheme
   loss_weights.changed_token_weights(np.zeros(1, np.int32), np.zeros(1, np.int32), vocab,
                                      spec.changed_weight)  # validates changed_weight

@@ -18,6 +18,15 @@ trained with MM-RoPE and causal attention is sampled with the positions it was t
 batch is `2B`: the conditional prompts, then the unconditional ones (`<no_text>` instead of the
 text); both rows of a pair continue with the token sampled from the guided logits.
 
+Composed conditioning [ours] generalises the pair to K branches of B prompts each, sampled from
+the weighted sum of their logits `sum_k w_k logits_k` (weights summing to 1: the branch-0 prompts
+get `1 - sum(others)`); classifier-free guidance is the case `[(1 - g, uncond)]`. With the
+prompt's parts as branches (e.g. the caption without its shape word, without its colour word,
+without both, weights 1, 1, -1) this is a product of experts, `p(x | a) p(x | b) / p(x)`: the
+posterior of an image given two attributes that the image determines, which also holds for
+combinations that training never showed (Liu et al. 2022, "Compositional Visual Generation with
+Composable Diffusion Models").
+
 The compiled program is cached by `jax.jit` on (model, sampling config, shapes, shardings): a
 second call with the same shapes does not recompile.
 """
@@ -201,15 +210,16 @@ def last_position_logits(next_fun, args, kwargs, context):
   return next_fun(*args, **kwargs)
 
 
-@functools.partial(jax.jit,
-                   static_argnames=("model", "sampling", "video_range", "return_logits"))
+@functools.partial(jax.jit, static_argnames=("model", "sampling", "video_range", "return_logits",
+                                             "weights"))
 def _generate(params, tokens, mask, positions, prev_source, forced, video_only, logit_scale, key,
-              *, model, sampling, video_range, return_logits):
+              *, model, sampling, video_range, return_logits, weights):
   """Prefill `tokens [R, P]` then run the plan; `positions [R, P + T(, 3)]` and `prev_source
-  [R, P + T]` or None (`layout`). Returns `ids [B, T]` (and `logits [B, T, V]`)."""
+  [R, P + T]` or None (`layout`). `R = K * B` rows, K = len(weights) branches whose logits are
+  combined with `weights` (module docstring). Returns `ids [B, T]` (and `logits [B, T, V]`)."""
   rows, prompt_len = tokens.shape
   steps = forced.shape[0]
-  batch = rows // 2 if sampling.guided else rows
+  batch = rows // len(weights)
   # Every slot's id so far, for the previous-frame inputs (`prev_frame_input` models).
   history = None
   if prev_source is not None:
@@ -235,8 +245,8 @@ def _generate(params, tokens, mask, positions, prev_source, forced, video_only, 
   def choose(row_logits, t):
     """`[R, V]` logits of slot t -> (token `[B]`, the logits it was drawn from `[B, V]`)."""
     logits = row_logits[:batch]
-    if sampling.guided:
-      logits = sampling_lib.guide(logits, row_logits[batch:], sampling.guidance_scale)
+    if len(weights) > 1:  # guidance (`sampling_lib.guide`) or composed conditioning
+      logits = sum(w * row_logits[k * batch:(k + 1) * batch] for k, w in enumerate(weights))
     logits = jnp.where(video_only[t], sampling_lib.restrict_to_range(logits, *video_range),
                        logits)
     sampled = sampling_lib.sample(logits * logit_scale[t], jax.random.fold_in(key, t), sampling)
@@ -318,22 +328,42 @@ class Decoder:
       return params
     return jax.device_put(params, param_shardings(self.model, self.mesh, self.rules))
 
-  def batch_layout(self, prompts: Sequence[np.ndarray], plan: Plan,
-                   uncond_prompts: Sequence[np.ndarray] | None) -> Layout:
-    """The model batch: the prompts filled up to a multiple of the batch-sharding mesh axes with
-    copies of prompt 0, then (with guidance) as many unconditional rows."""
+  def branches(self, prompts: Sequence[np.ndarray], uncond_prompts: Sequence[np.ndarray] | None,
+               branches: Sequence[tuple[float, Sequence[np.ndarray]]] | None = None,
+               ) -> tuple[list[list[np.ndarray]], tuple[float, ...]]:
+    """The K prompt lists whose logits are combined, and their K weights (module docstring):
+    `prompts` alone; with guidance `prompts` and `uncond_prompts`, weights `(g, 1 - g)`; with
+    `branches` (`[(weight, B prompts)]`, composed conditioning) `prompts` weighted
+    `1 - sum(weights)`, then each branch."""
     batch = len(prompts)
-    rows = list(prompts)
+    if branches:
+      if self.sampling.guided:
+        raise ValueError(f"guidance_scale={self.sampling.guidance_scale} with composed branches: "
+                         "give the unconditional prompts as a branch of weight 1 - g instead")
+      for weight, rows in branches:
+        if len(rows) != batch or not np.isfinite(weight):
+          raise ValueError(f"a composed branch needs one prompt per prompt ({batch}) and a "
+                           f"finite weight; got {len(rows)} prompts, weight {weight}")
+      return ([list(prompts)] + [list(rows) for _, rows in branches],
+              (1.0 - sum(float(w) for w, _ in branches),) + tuple(float(w) for w, _ in branches))
     if self.sampling.guided:
       if uncond_prompts is None or len(uncond_prompts) != batch:
         raise ValueError(f"guidance_scale={self.sampling.guidance_scale} needs one unconditional "
                          f"prompt per prompt ({batch})")
+      g = self.sampling.guidance_scale
+      return [list(prompts), list(uncond_prompts)], (g, 1.0 - g)
+    return [list(prompts)], (1.0,)
+
+  def batch_layout(self, prompts: Sequence[np.ndarray], plan: Plan,
+                   uncond_prompts: Sequence[np.ndarray] | None,
+                   branches: Sequence[tuple[float, Sequence[np.ndarray]]] | None = None) -> Layout:
+    """The model batch: each branch's prompts (`branches`: the prompts, then with guidance as
+    many unconditional rows, or the composed branches) filled up to a multiple of the
+    batch-sharding mesh axes with copies of its prompt 0."""
+    lists, _ = self.branches(prompts, uncond_prompts, branches)
     split = 1 if self.mesh is None else self.mesh.shape["data"] * self.mesh.shape["fsdp"]
-    padded = -(-batch // split) * split
-    rows += [rows[0]] * (padded - batch)
-    if self.sampling.guided:
-      uncond = list(uncond_prompts)
-      rows += uncond + [uncond[0]] * (padded - batch)
+    padded = -(-len(prompts) // split) * split
+    rows = [p for part in lists for p in part + [part[0]] * (padded - len(part))]
     return layout(self.vocab, rows, plan, self.model.config.rope, self.prompt_multiple,
                   prev_frame=self.model.config.prev_frame_input,
                   prev_radius=self.model.config.prev_frame_radius)
@@ -388,7 +418,8 @@ class Decoder:
     return np.asarray(out, np.float32)[:len(seqs)]
 
   def __call__(self, params, prompts: Sequence[np.ndarray], plan: Plan, key: jax.Array,
-               uncond_prompts: Sequence[np.ndarray] | None = None, return_logits: bool = False):
+               uncond_prompts: Sequence[np.ndarray] | None = None, return_logits: bool = False,
+               branches: Sequence[tuple[float, Sequence[np.ndarray]]] | None = None):
     """Generate `len(plan)` tokens after each prompt.
 
     Args:
@@ -398,14 +429,18 @@ class Decoder:
       key: PRNG key; the same key, prompts and plan give the same tokens.
       uncond_prompts: B unconditional prompts, required when guidance is on.
       return_logits: also return the (guided, restricted) logits each token was drawn from.
+      branches: composed conditioning (module docstring), `[(weight, B prompts)]`; `prompts`
+        get weight `1 - sum(weights)`. Not with guidance (it is the branch `(1 - g, uncond)`).
     Returns:
       `ids [B, T]` int32 numpy (and `logits [B, T, V_pad]` float32).
     """
-    rows = self.batch_layout(prompts, plan, uncond_prompts)
+    _, weights = self.branches(prompts, uncond_prompts, branches)
+    rows = self.batch_layout(prompts, plan, uncond_prompts, branches)
     out = self.run(_generate, params, rows[:3] + (rows.prev_source,), plan.forced,
                    plan.video_only, plan.scales(), key,
                    model=self.model, sampling=self.sampling, return_logits=return_logits,
-                   video_range=(self.vocab.video_offset, self.vocab.special_offset))
+                   video_range=(self.vocab.video_offset, self.vocab.special_offset),
+                   weights=weights)
     batch = len(prompts)
     if return_logits:
       return out[0][:batch], out[1][:batch]

@@ -151,7 +151,9 @@ class LongVideo:
 def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray | None],
              num_frames: int, codec: VideoCodec, config: LongVideoConfig, key: jax.Array,
              on_clip: Callable[[int, int], None] | None = None,
-             continue_decoder: decode_lib.Decoder | None = None) -> LongVideo:
+             continue_decoder: decode_lib.Decoder | None = None,
+             first_frame_branches: Sequence[tuple[float, Sequence[np.ndarray | None]]] | None
+             = None) -> LongVideo:
   """Generate one video per prompt.
 
   Args:
@@ -168,6 +170,10 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
     on_clip: called as `on_clip(clips_done, clips_total)` after each clip.
     continue_decoder: samples the clips after the first, e.g. the same model at a lower
       temperature (`inference.continuation_temperature`); None: `decoder` samples every clip.
+    first_frame_branches: composed conditioning of the first latent frame, `[(weight, B text
+      ids)]` (`decode.Decoder`, `rerank.best_first_frames`): the first frame is drawn (as
+      `first_frame_candidates` candidates) from the prompts' logits weighted `1 - sum(weights)`
+      plus each branch's; every later frame from the prompts alone. None: off.
   Returns:
     the video (exactly `num_frames` frames) and its latent timeline.
   """
@@ -177,10 +183,11 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
   schedule = clip_schedule(num_frames, config, stride)
   video = timeline = context = None
   first = None  # [B, 1, h, w]: the chosen first latent frame (first_frame_candidates > 1)
-  if config.first_frame_candidates > 1:
+  if config.first_frame_candidates > 1 or first_frame_branches:
     first, _ = rerank.best_first_frames(decoder, params, text_ids, h, w,
                                         config.first_frame_candidates, config.rerank_guidance,
-                                        jax.random.fold_in(key, rerank.CANDIDATE_STREAM))
+                                        jax.random.fold_in(key, rerank.CANDIDATE_STREAM),
+                                        branches=first_frame_branches)
   for c, (n_context, n_new) in enumerate(schedule):
     sample = decoder if context is None or continue_decoder is None else continue_decoder
     if context is None and first is not None:  # the first clip continues the chosen frame

@@ -11,7 +11,10 @@ object spoils the whole video. Each candidate `x` is scored teacher-forced
 the combination classifier-free guidance applies to logits: `g = 1` is the conditional likelihood;
 a larger `g` adds `g - 1` times the pointwise mutual information `log p(x | text) - log p(x)`,
 which rewards what the text explains (the prompted colour and shape) over what any frame has (the
-background). Candidates are drawn with the decoder's own sampling settings.
+background). Candidates are drawn with the decoder's own sampling settings, optionally from
+composed conditioning (`branches`, `decode.Decoder`): e.g. the caption's logits averaged with
+those of the caption without its shape word, so that the colour word is not overruled by the
+colour-shape pairs that training showed together (README, "Composed first frames").
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ def guided_score(cond: np.ndarray, uncond: np.ndarray, guidance: float) -> np.nd
 
 def best_first_frames(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray | None],
                       height: int, width: int, candidates: int, guidance: float,
-                      key: jax.Array) -> tuple[np.ndarray, np.ndarray]:
+                      key: jax.Array,
+                      branches: Sequence[tuple[float, Sequence[np.ndarray | None]]] | None = None,
+                      ) -> tuple[np.ndarray, np.ndarray]:
   """Draw `candidates` first latent frames per prompt and keep the best scored.
 
   Args:
@@ -45,6 +50,8 @@ def best_first_frames(decoder: decode_lib.Decoder, params, text_ids: Sequence[np
     candidates: N >= 1 frames drawn per prompt.
     guidance: g of the score (module docstring).
     key: PRNG key of the draw.
+    branches: composed conditioning of the draw, `[(weight, B text ids)]` (`decode.Decoder`;
+      the prompts get `1 - sum(weights)`); the score stays the one above.
   Returns:
     `(frames [B, 1, height, width] int32, scores [B, N] float32)`: the chosen frame of each
     prompt and every candidate's score.
@@ -61,7 +68,9 @@ def best_first_frames(decoder: decode_lib.Decoder, params, text_ids: Sequence[np
   cond = [decode_lib.prompt_ids(vocab, t) for t in text_ids for _ in range(candidates)]
   uncond = [decode_lib.prompt_ids(vocab, None)] * len(cond)
   plan = decode_lib.frame_plan(vocab, 1, height * width, end_video=False, frame_width=width)
-  ids = decoder(params, cond, plan, key, uncond_prompts=uncond)
+  composed = [(w, [decode_lib.prompt_ids(vocab, t) for t in texts for _ in range(candidates)])
+              for w, texts in branches or ()]
+  ids = decoder(params, cond, plan, key, uncond_prompts=uncond, branches=composed or None)
   frames = decode_lib.frame_codes(ids, vocab, 1, height, width)[:, 0].astype(np.int32)
   flat = frames.reshape(len(cond), -1)
   scores = guided_score(decoder.log_likelihood(params, cond, flat, width),

@@ -98,6 +98,29 @@ def test_mixing_and_text_dropout(token_dirs):
   assert np.all(rows[dropped, 2] == VOCAB.bov)  # <bos> <no_text> <bov>: no caption left
 
 
+def test_text_word_dropout_leaves_out_words_in_order(token_dirs):
+  """Each caption id is left out with probability text_word_dropout: what is left is the
+  caption's subsequence, in order, with the same video; 0 keeps every caption whole."""
+  sources_ = [(token_dirs["clips9"], 1.0, 9)]
+  records = sources.TokenShards(token_dirs["clips9"])
+  whole = _rows(_batches(data_config(sources_, shuffle=False), num_epochs=1))
+  rows = _rows(_batches(data_config(sources_, shuffle=False, text_word_dropout=0.3),
+                        num_epochs=1))
+  kept, total = 0, 0
+  for row, full, i in zip(rows, whole, range(len(records))):
+    text, codes = tokens.parse_sequence(np.asarray(row), VOCAB, TOKENS_PER_FRAME)
+    caption = list(records[i]["text_ids"][:24])
+    np.testing.assert_array_equal(codes, records[i]["video_ids"].reshape(3, -1))
+    np.testing.assert_array_equal(tokens.parse_sequence(np.asarray(full), VOCAB,
+                                                        TOKENS_PER_FRAME)[0], caption)
+    rest = iter(caption)
+    assert all(t in rest for t in text)  # a subsequence, in order
+    kept, total = kept + len(text), total + len(caption)
+  assert 0.6 < kept / total < 0.8
+  with pytest.raises(ValueError, match="text_word_dropout"):
+    _batches(data_config(sources_, text_word_dropout=1.0), 1)
+
+
 def test_host_slices_are_disjoint_and_cover(token_dirs):
   config = data_config([(token_dirs["images"], 0.5, 1), (token_dirs["clips9"], 0.5, 9)],
                        batch_size=2)

@@ -186,3 +186,45 @@ def test_frame_scales_must_match_frames_and_be_positive(vocab):
   plan = decode.frame_plan(vocab, 2, TOKENS_PER_FRAME, frame_scales=[1.0, 0.0])
   with pytest.raises(ValueError, match="positive"):
     plan.scales()
+
+
+def test_composed_branches_weight_each_branchs_logits(lm, vocab):
+  """Composed conditioning: the logits a token is drawn from are `sum_k w_k logits_k` (checked
+  against each branch decoded alone with the same forced tokens), and the branch
+  `(1 - g, uncond)` samples exactly what guidance g samples."""
+  model, params = lm
+  prompts, parts, uncond = (text_prompts(vocab, (3, 6), seed=s) for s in (0, 1, 2))
+  steps = 5
+  forced = np.random.default_rng(3).integers(vocab.video_offset, vocab.special_offset,
+                                             steps).astype(np.int32)
+  plan = decode.Plan(forced, np.ones(steps, bool))
+  plain = decode.Decoder(model, vocab, sampling.SamplingConfig())
+
+  video = slice(vocab.video_offset, vocab.special_offset)  # elsewhere -inf
+
+  def alone(rows):
+    return plain(params, rows, plan, jax.random.key(0), return_logits=True)[1][..., video]
+
+  _, composed = plain(params, prompts, plan, jax.random.key(0), return_logits=True,
+                      branches=[(0.5, parts), (-0.25, uncond)])
+  want = 0.75 * alone(prompts) + 0.5 * alone(parts) - 0.25 * alone(uncond)
+  np.testing.assert_allclose(composed[..., video], want, rtol=1e-4, atol=1e-4)
+
+  free = decode.frame_plan(vocab, 2, TOKENS_PER_FRAME)
+  guided = decode.Decoder(model, vocab, sampling.SamplingConfig(top_k=8, guidance_scale=3.0))
+  plain8 = decode.Decoder(model, vocab, sampling.SamplingConfig(top_k=8))
+  np.testing.assert_array_equal(
+      guided(params, prompts, free, jax.random.key(4), uncond_prompts=uncond),
+      plain8(params, prompts, free, jax.random.key(4), branches=[(-2.0, uncond)]))
+
+
+def test_composed_branches_are_checked(lm, vocab):
+  model, params = lm
+  prompts = text_prompts(vocab, (3, 4))
+  plain = decode.Decoder(model, vocab, sampling.SamplingConfig())
+  with pytest.raises(ValueError, match="one prompt per prompt"):
+    plain(params, prompts, decode.free_plan(2), jax.random.key(0), branches=[(1.0, prompts[:1])])
+  guided = decode.Decoder(model, vocab, sampling.SamplingConfig(guidance_scale=2.0))
+  with pytest.raises(ValueError, match="composed branches"):
+    guided(params, prompts, decode.free_plan(2), jax.random.key(0),
+           uncond_prompts=[decode.prompt_ids(vocab)] * 2, branches=[(1.0, prompts)])

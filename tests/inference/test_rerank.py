@@ -93,6 +93,35 @@ def test_long_video_continues_the_chosen_first_frame(lm, vocab, stand_in_codec):
   np.testing.assert_array_equal(one.codes, first)
 
 
+def test_composed_first_frames_are_drawn_from_the_composed_logits(lm, vocab, stand_in_codec):
+  """With `branches` the candidates are the composed decoder's draw (scored as without), and a
+  long video's first frame comes from them even with one candidate."""
+  model, params = lm
+  decoder = decode.Decoder(model, vocab, sampling.SamplingConfig(top_k=8))
+  texts, parts = [[1, 2], [5]], [[1], [5, 6]]
+  key = jax.random.key(3)
+  frames, _ = rerank.best_first_frames(decoder, params, texts, H, W, 4, 1.0, key,
+                                       branches=[(0.5, parts)])
+  cond = [decode.prompt_ids(vocab, t) for t in texts for _ in range(4)]
+  branch = [decode.prompt_ids(vocab, t) for t in parts for _ in range(4)]
+  plan = decode.frame_plan(vocab, 1, H * W, end_video=False, frame_width=W)
+  ids = decoder(params, cond, plan, key, branches=[(0.5, branch)])
+  candidates = vocab.tokens_to_video(ids[:, 1:1 + H * W])
+  scores = decoder.log_likelihood(params, cond, candidates).reshape(2, 4)
+  np.testing.assert_array_equal(frames[:, 0],
+                                candidates.reshape(2, 4, H, W)[np.arange(2), scores.argmax(1)])
+  plain, _ = rerank.best_first_frames(decoder, params, texts, H, W, 4, 1.0, key)
+  assert not np.array_equal(plain, frames)  # the branch changed the draw
+  config = long_video.LongVideoConfig(clip_latent_frames=3, cond_latent_frames=1, height=16,
+                                      width=16)
+  out = long_video.generate(decoder, params, texts, 9, stand_in_codec.codec(), config, key,
+                            first_frame_branches=[(0.5, parts)])
+  one, _ = rerank.best_first_frames(decoder, params, texts, H, W, 1, 1.0,
+                                    jax.random.fold_in(key, rerank.CANDIDATE_STREAM),
+                                    branches=[(0.5, parts)])
+  np.testing.assert_array_equal(out.codes[:, :1], one)
+
+
 def test_bad_candidate_settings_are_clear_errors(lm, vocab, stand_in_codec):
   model, params = lm
   decoder = decode.Decoder(model, vocab, sampling.SamplingConfig())
