@@ -182,7 +182,7 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
   h, w = config.height // d, config.width // d
   schedule = clip_schedule(num_frames, config, stride)
   video = timeline = context = None
-  first = None  # [B, 1, h, w]: the chosen first latent frame (first_frame_candidates > 1)
+  first = None  # [B, 1, h, w]: the chosen first frame (candidates > 1 or composed branches)
   if config.first_frame_candidates > 1 or first_frame_branches:
     first, _ = rerank.best_first_frames(decoder, params, text_ids, h, w,
                                         config.first_frame_candidates, config.rerank_guidance,
