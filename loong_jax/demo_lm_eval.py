@@ -26,6 +26,7 @@ is not next-token prediction).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from collections.abc import Callable
 
@@ -187,6 +188,7 @@ def measure(config, run: str) -> dict | None:
           flush=True)
     return None
   by_stage, final = {}, None
+  ic, codec = generation_codec(config, run)
   for k in (1, 2, 3):
     lm = load_stage_lm(config, run, k)
     by_stage[f"stage{k}"] = lm_text_gap(config, lm, k)
@@ -195,38 +197,45 @@ def measure(config, run: str) -> dict | None:
          "continuation": lm_continuation(config, final),
          "motion_effect": lm_motion_effect(config, final),
          "edge_rest": lm_edge_rest(config, final),
-         "first_frames": lm_first_frames(config, run, final),
+         "first_frames": lm_first_frames(config, final, ic, codec),
          "tokenizer_codes": {"shift_invariance": codes_shift_invariance(config, final),
-                             "roundtrip": codes_roundtrip(config, run)}}
+                             "roundtrip": codes_roundtrip(config, ic, codec)}}
   return {k: v for k, v in out.items() if v is not None}
 
 
-def lm_first_frames(config, run: str, lm: StageLM) -> dict | None:
+def generation_codec(config, run: str):
+  """`(inference settings, codec)` that the run's generation uses (with re-encoding), loaded
+  once for the diagnostics that decode or re-encode."""
+  ic = demo_steps.inference_config(config, run, True).inference
+  codec = generate_lib.load_codec(ic.tokenizer_config, ic.tokenizer_dir, ic.tokenizer_kind,
+                                  demo_steps.video_size(config, run), ic.oracle_frames,
+                                  ic.flat_codes)
+  return ic, codec
+
+
+def lm_first_frames(config, lm: StageLM, ic, codec) -> dict | None:
   """`loong_jax.eval.binding.measure` of `lm`: first frames drawn with the generation's sampling
-  settings (no guidance) from the faithfulness prompts, decoded by the generation's codec. None
-  when `config.evaluate.first_frame_samples` is 0."""
+  settings `ic` (no guidance) from the faithfulness prompts, decoded by the generation's `codec`.
+  None when `config.evaluate.first_frame_samples` is 0."""
   samples = config.evaluate.get("first_frame_samples", 0)
   if not samples:
     return None
-  ic = demo_steps.inference_config(config, run, True).inference
-  codec = generate_lib.load_codec(ic.tokenizer_config, ic.tokenizer_dir, ic.tokenizer_kind,
-                                  lm.vocab.video_size, ic.oracle_frames, ic.flat_codes)
   sampler = decode.Decoder(lm.model, lm.vocab, sampling.SamplingConfig(
       temperature=ic.temperature, top_k=ic.top_k, top_p=ic.top_p), mesh=lm.mesh, rules=lm.rules)
   params = sampler.place_params(lm.params)
   h = w = config.data.resolution // codec.spatial_downsample
   plan = decode.frame_plan(lm.vocab, 1, h * w, end_video=False, frame_width=w)
-  calls = iter(range(1 << 30))
+  calls = itertools.count()
 
   def draw(texts):
     prompts = [decode.prompt_ids(lm.vocab, generate_lib.encode_prompt(
         t, lm.encode_text, lm.stage.data.max_text_len, lm.vocab)) for t in texts]
     ids = sampler(params, prompts, plan, jax.random.key(config.generate.seed + next(calls)))
-    video = codec.decode(decode.frame_codes(ids, lm.vocab, 1, h, w))
-    return np.clip(np.round((np.asarray(video) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return demo_steps.to_uint8(codec.decode(decode.frame_codes(ids, lm.vocab, 1, h, w)))
 
   reader = (lambda v: blocks.read(v, 0.0)) if ic.tokenizer_kind == "oracle" else probe.read
   out = binding.measure(draw, demo_prompts.faithfulness_prompts(config), samples, reader)
+
   def rates(v, key):
     return " / ".join(f"{out[v][key].get(s, 0):.2f}" for s in binding.SPLITS)
 
@@ -236,24 +245,20 @@ def lm_first_frames(config, run: str, lm: StageLM) -> dict | None:
   return out
 
 
-def codes_roundtrip(config, run: str) -> dict:
+def codes_roundtrip(config, ic, codec) -> dict:
   """`loong_jax.eval.roundtrip.measure` with the codec (and `generate.reencode_margin`)
-  long-video re-encoding uses, on
+  long-video re-encoding uses (`generation_codec`), on
   `config.evaluate.roundtrip_clips` held-out 17-frame clips (reported as
   tokenizer.codes.roundtrip)."""
-  ic = demo_steps.inference_config(config, run, True).inference
-  codec = generate_lib.load_codec(ic.tokenizer_config, ic.tokenizer_dir, ic.tokenizer_kind,
-                                  demo_steps.video_size(config, run), ic.oracle_frames,
-                                  ic.flat_codes)
   ev = config.evaluate   # runs made before these keys: 16 clips, 5 rounds
   clips = demo_steps.synthetic_source(config, (17,), ev.get("roundtrip_clips", 16), "heldout")
   videos = np.stack([clips[i]["video"] for i in range(len(clips))])
-  blocks = np.stack([text_gap.object_tokens(objects.object_masks(clips, i)[0])
-                     for i in range(len(clips))])
+  object_blocks = np.stack([text_gap.object_tokens(objects.object_masks(clips, i)[0])
+                            for i in range(len(clips))])
   margin = float(ic.reencode_margin)
   reencode = (None if margin == 0 else
               lambda video, previous: codec.reencode(video, previous, margin))
-  out = roundtrip.measure(codec.encode, codec.decode, videos, blocks,
+  out = roundtrip.measure(codec.encode, codec.decode, videos, object_blocks,
                           ev.get("roundtrip_rounds", 5), config.pretokenize.batch_size, reencode)
   print(f"evaluate: re-encoding round trips keep {out['object'][0]:.3f} (1) / "
         f"{out['object'][-1]:.3f} ({len(out['object'])}) of the object's codes, "

@@ -213,7 +213,8 @@ def _per_stage(value, k: int):
   return value[k] if isinstance(value, (tuple, list)) else value
 
 
-def _to_uint8(video: np.ndarray) -> np.ndarray:
+def to_uint8(video: np.ndarray) -> np.ndarray:
+  """float video in [-1, 1] -> uint8."""
   return np.clip(np.round((np.asarray(video) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
@@ -237,7 +238,7 @@ def write_tokenizer_eval(config, run: str, reconstruct, batch_size: int, codeboo
   recon, codes = [], []
   for begin in range(0, len(real), batch_size):
     out, ids = reconstruct(real[begin:begin + batch_size].astype(np.float32) / 127.5 - 1.0)
-    recon.append(_to_uint8(out))
+    recon.append(to_uint8(out))
     codes.append(np.asarray(ids))
   recon, codes = np.concatenate(recon), np.concatenate(codes)
   np.savez_compressed(os.path.join(run, "tokenizer_eval.npz"), real=real, recon=recon,
@@ -399,7 +400,7 @@ def generate(config, run: str):
                                        demo_prompts.first_frame_branches(config, clips))
     for name, video in zip(clip_names, out.video):
       path = os.path.join(out_dir, name)
-      np.savez_compressed(path + ".tmp.npz", video=_to_uint8(video), fps=ic.inference.fps)
+      np.savez_compressed(path + ".tmp.npz", video=to_uint8(video), fps=ic.inference.fps)
       os.replace(path + ".tmp.npz", path + ".npz")
   for reencode in g.reencode:
     names = [video_name(i, p, reencode) for i, p in enumerate(prompts)]
@@ -415,8 +416,8 @@ def generate(config, run: str):
     for name, video in zip(names, out.video):
       path = os.path.join(out_dir, name)
       generate_lib.write_video(path + ".mp4", video, ic.inference.fps)
-      demo_plots.frame_strip(_to_uint8(video), path + ".png", g.strip_frames, ic.inference.fps)
-      np.savez_compressed(path + ".tmp.npz", video=_to_uint8(video), fps=ic.inference.fps)
+      demo_plots.frame_strip(to_uint8(video), path + ".png", g.strip_frames, ic.inference.fps)
+      np.savez_compressed(path + ".tmp.npz", video=to_uint8(video), fps=ic.inference.fps)
       os.replace(path + ".tmp.npz", path + ".npz")
       print(f"generate: wrote {path}.{{mp4,gif,npz,png}}", flush=True)
   def common(p):

@@ -71,18 +71,14 @@ class ExampleSpec:
 
   def __call__(self, record: dict, rng: np.random.Generator) -> dict:
     codes = record["video_ids"]
+    text = record["text_ids"][: self.max_text_len]
     if rng.random() < self.text_dropout:
-      seq = tokens.build_sequence([], codes, self.vocab)
+      text = text[:0]
+    elif self.text_word_dropout > 0:
+      text = text[rng.random(len(text)) >= self.text_word_dropout]
+    seq = tokens.build_sequence(text, codes, self.vocab)
+    if not len(text):  # dropped, or every word left out: the unconditional sequence
       seq = np.concatenate([seq[:1], [self.vocab.no_text], seq[1:]]).astype(np.int32)
-    else:
-      text = record["text_ids"][: self.max_text_len]
-      if self.text_word_dropout > 0:
-        text = text[rng.random(len(text)) >= self.text_word_dropout]
-      if len(text):
-        seq = tokens.build_sequence(text, codes, self.vocab)
-      else:  # every word left out: the unconditional sequence
-        seq = tokens.build_sequence([], codes, self.vocab)
-        seq = np.concatenate([seq[:1], [self.vocab.no_text], seq[1:]]).astype(np.int32)
     if len(seq) > self.seq_len + 1:
       raise ValueError(f"data.seq_len={self.seq_len} is too short for item {record['key']!r} "
                        f"({len(seq) - 1} tokens); raise it or lower max_text_len / max_frames")
