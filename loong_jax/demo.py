@@ -11,7 +11,8 @@ images and 17-/65-frame clips, train the LM through curriculum stages 1 -> 2 -> 
 report.json) and draw the plots. Steps and outputs: `loong_jax/demo_steps.py`.
 
 Resumable: a finished step leaves `WORKDIR/steps/<step>.done` and is skipped when the command is
-run again; an interrupted step (Ctrl-C, a killed job) resumes from its own checkpoints. Wall time
+run again; an interrupted step (Ctrl-C, a killed job) resumes from its own checkpoints; the steps
+share XLA's compilation cache in `WORKDIR/compile_cache` (`step_env`). Wall time
 per step, summed over interrupted attempts, goes to `WORKDIR/timings.json` and report.json
 (`timings.<step>_s`). A changed config is checked against the run's (`loong_jax/demo_workdir.py`):
 `--from_step=STEP` redoes STEP and the later steps with it.
@@ -53,11 +54,29 @@ class StepFailed(RuntimeError):
   """A step's process exited with an error."""
 
 
-def run_in_child(name: str, workdir: str):
-  """`python -m loong_jax.demo_steps NAME WORKDIR`; Ctrl-C is passed on and waited for, so the
-  step stops where it can resume."""
+# XLA's persistent compilation cache of a run (unless the environment names one): the steps are
+# separate processes that compile some of the same programs (the codec in pre-tokenization,
+# generation and evaluation; the LM decoder in generation and evaluation), and a resumed step
+# loads what the interrupted one compiled. Compiles under this many seconds are not cached.
+COMPILE_CACHE_DIR = "compile_cache"
+COMPILE_CACHE_MIN_SECS = "0.2"
+
+
+def step_env(workdir: str) -> dict[str, str]:
+  """The environment of a step process: this one's, the repository on PYTHONPATH, and the run's
+  compilation cache (`WORKDIR/compile_cache`) unless JAX_COMPILATION_CACHE_DIR is set."""
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
       p for p in (REPO, os.environ.get("PYTHONPATH", "")) if p))
+  if "JAX_COMPILATION_CACHE_DIR" not in env:
+    env["JAX_COMPILATION_CACHE_DIR"] = os.path.join(workdir, COMPILE_CACHE_DIR)
+    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", COMPILE_CACHE_MIN_SECS)
+  return env
+
+
+def run_in_child(name: str, workdir: str):
+  """`python -m loong_jax.demo_steps NAME WORKDIR` (environment: `step_env`); Ctrl-C is passed
+  on and waited for, so the step stops where it can resume."""
+  env = step_env(workdir)
   proc = subprocess.Popen([sys.executable, "-m", "loong_jax.demo_steps", name, workdir], env=env)
   try:
     code = proc.wait()

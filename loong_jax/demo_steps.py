@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from loong_jax import cli, demo_plots, tokens
+from loong_jax import cli, tokens
 from loong_jax.demo_workdir import load_run_config
 from loong_jax import sharding as sharding_lib
 from loong_jax.data import encoders, pipeline as pipeline_lib, pretokenize as pretokenize_lib
@@ -367,6 +367,7 @@ def generate(config, run: str):
   """A 60-second video per prompt and re-encoding mode: mp4, gif, npz (lossless, for the
   evaluation) and a frame strip; `generate.faithfulness_prompts` short clips of
   `generate.faithfulness_frames` frames in one batch (npz); then generated/prompts.jsonl."""
+  from loong_jax import demo_plots  # noqa: PLC0415 -- matplotlib: generate and plots only
   from loong_jax import generate as generate_lib  # noqa: PLC0415 -- see the module docstring
 
   g, out_dir = config.generate, os.path.join(run, "generated")
@@ -460,6 +461,7 @@ def evaluate(config, run: str):
 
 def plots(config, run: str):
   """Loss curves per stage, per-frame loss, reconstruction examples (PNG files in RUN)."""
+  from loong_jax import demo_plots  # noqa: PLC0415 -- matplotlib: generate and plots only
   demo_plots.training_plots(run, config.tokenizer.example_clips)
 
 

@@ -21,7 +21,6 @@ import os
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
-import imageio.v2 as imageio
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,6 +29,7 @@ from absl import flags, logging
 
 from loong_jax import cli, tokens
 from loong_jax import sharding as sharding_lib
+from loong_jax.data import video_io
 from loong_jax.inference import decode, long_video, masked_decode, sampling
 from loong_jax.llm import transformer
 from loong_jax.train import checkpoint as checkpoint_lib
@@ -142,9 +142,20 @@ def tokenizer_codec(tokenizer_config, model, params, flat_codes=None) -> long_vi
   from loong_jax.data import flat_codes as flat_lib  # noqa: PLC0415 -- the tokenizer package
   from loong_jax.tokenizer import autoencoder  # noqa: PLC0415
 
-  encode = jax.jit(lambda v: model.apply({"params": params}, v, method="encode"))
-  decode_fn = jax.jit(lambda i: model.apply({"params": params}, i, method="decode"))
-  sticky = jax.jit(lambda v, p, m: model.apply({"params": params}, v, p, m, method="reencode"))
+  # The weights are an argument, not constants folded into each program: quicker to compile,
+  # and one compiled program per shape serves every run (the persistent compilation cache).
+  apply = jax.jit(model.apply, static_argnames="method")
+  variables = {"params": params}
+
+  def encode(v):
+    return apply(variables, v, method="encode")
+
+  def decode_fn(i):
+    return apply(variables, i, method="decode")
+
+  def sticky(v, p, m):
+    return apply(variables, v, p, m, method="reencode")
+
   auto = autoencoder.AutoencoderConfig.from_config(tokenizer_config)
   encode_fn = flat_lib.canonical_encoder(lambda v: np.asarray(encode(v)),
                                          flat_lib.FlatCodesConfig.from_config(flat_codes),
@@ -230,11 +241,9 @@ def generate_videos(config, params, prompts: Sequence[str], seconds: float, seed
 def write_video(path: str, video: np.ndarray, fps: float) -> list[str]:
   """Write `[T, H, W, 3]` in [-1, 1] as `path` (mp4) and the same name with .gif; the paths."""
   frames = np.clip(np.round((video + 1.0) * 127.5), 0, 255).astype(np.uint8)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   gif = os.path.splitext(path)[0] + ".gif"
-  # libx264 needs even sizes; macro_block_size=1 keeps ours (multiples of 8) unchanged.
-  imageio.mimwrite(path, list(frames), fps=fps, macro_block_size=1)
-  imageio.mimwrite(gif, list(frames), duration=1000.0 / fps, loop=0)
+  for out in (path, gif):
+    video_io.write_video(out, frames, fps)
   return [path, gif]
 
 

@@ -458,3 +458,15 @@ def test_wall_sources_are_written_on_request_and_meet_the_edge(tmp_path):
     return out
 
   assert not any(rests(plain)) and any(rests(walls))
+
+
+def test_step_processes_share_the_run_compile_cache(tmp_path, monkeypatch):
+  """The steps compile into the run's own cache, unless the environment names one."""
+  monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+  monkeypatch.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", raising=False)
+  env = demo.step_env(str(tmp_path))
+  assert env["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / demo.COMPILE_CACHE_DIR)
+  assert float(env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]) > 0
+  assert demo.REPO in env["PYTHONPATH"].split(os.pathsep)
+  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
+  assert demo.step_env(str(tmp_path))["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "mine")

@@ -13,6 +13,7 @@ position as 8x8 blocks, so the LM half of the demo can be trained and judged alo
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -32,12 +33,23 @@ CODEC_KINDS = ("learned", "oracle")  # a trained tokenizer run, or the pooling c
 POOLING_FRAMES = ("mean", "last")  # how the pooling codec reads a latent frame's 4 frames
 
 
-def data_parallel(encode_fn: Callable, devices=None) -> EncodeFn:
-  """`encode_fn` jitted with its batch split over `devices` (default: this host's devices)."""
+def data_parallel(encode_fn: Callable, devices=None, params=None) -> EncodeFn:
+  """`encode_fn` jitted with its batch split over `devices` (default: this host's devices).
+
+  With `params`, `encode_fn(params, video)`: the weights are an argument of the program
+  (replicated), not constants folded into it, so compiling is quicker and one compiled program
+  serves any weights of the same shapes (the persistent compilation cache shares it between
+  runs and steps)."""
   devices = list(devices or jax.local_devices())
   mesh = Mesh(np.asarray(devices), ("data",))
   batch = NamedSharding(mesh, PartitionSpec("data"))
-  jitted = jax.jit(encode_fn, in_shardings=batch, out_shardings=batch)
+  if params is None:
+    jitted = jax.jit(encode_fn, in_shardings=batch, out_shardings=batch)
+  else:
+    replicated = NamedSharding(mesh, PartitionSpec())
+    params = jax.device_put(params, replicated)
+    program = jax.jit(encode_fn, in_shardings=(replicated, batch), out_shardings=batch)
+    jitted = functools.partial(program, params)
 
   def run(video: np.ndarray) -> np.ndarray:
     if len(video) % len(devices):
@@ -123,8 +135,8 @@ def restore_tokenizer(tokenizer_config, run_dir: str, name: str = "config.tokeni
 def tokenizer_encoder(tokenizer_config, run_dir: str, devices=None) -> EncodeFn:
   """The trained tokenizer's `encode` (EMA weights of `run_dir`), data-parallel."""
   model, params = restore_tokenizer(tokenizer_config, run_dir)
-  return data_parallel(lambda video: model.apply({"params": params}, video, method="encode"),
-                       devices)
+  return data_parallel(lambda p, video: model.apply({"params": p}, video, method="encode"),
+                       devices, params)
 
 
 def load_encoder(config) -> EncodeFn:

@@ -124,13 +124,26 @@ def resize_center_crop(frames: np.ndarray, size: int | tuple[int, int]) -> np.nd
   return out
 
 
+def _write_gif(path: str, frames: np.ndarray, fps: float):
+  """`[T, H, W, 3]` uint8 as a looping gif with one 256-colour palette for the whole video (a fast
+  octree over every frame's pixels), each frame mapped onto it without dithering. Pillow's
+  default, a median-cut palette per frame, took 3.6 s for a 480-frame 64 px minute (15x this)."""
+  if len(frames) == 0:
+    raise ValueError(f"write_video: {path}: no frames")
+  palette = Image.fromarray(frames.reshape(-1, *frames.shape[2:])).quantize(
+      256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+  images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE)
+            for f in frames]
+  images[0].save(path, save_all=True, append_images=images[1:], duration=1000.0 / fps, loop=0)
+
+
 def write_video(path: str, frames: np.ndarray, fps: float):
   """Write `[T, H, W, 3]` uint8 as mp4 (H.264, yuv420p) or gif, chosen by extension."""
   frames = np.asarray(frames, np.uint8)
   ext = os.path.splitext(path)[1].lower()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   if ext == ".gif":
-    iio.imwrite(path, frames, duration=1000.0 / fps, loop=0, plugin="pillow")
+    _write_gif(path, frames, fps)
   elif ext in (".mp4", ".m4v", ".mov", ".mkv"):
     # yuv420p needs even sides; crop one pixel instead of letting imageio rescale.
     even = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]

@@ -81,3 +81,14 @@ def test_resize_center_crop():
   assert out.shape == (2, 20, 20, 3)
   assert out[:, :, 1:-1].min() >= 250  # the outer columns blend with the cut-off black
   assert video_io.resize_center_crop(frames, (16, 32)).shape == (2, 16, 32, 3)
+
+
+def test_gif_of_few_colours_is_exact(tmp_path):
+  """One palette for the whole video: a video of fewer than 256 colours comes back exactly."""
+  rng = np.random.default_rng(0)
+  colours = rng.integers(0, 256, (40, 3), dtype=np.uint8)
+  clip = colours[rng.integers(0, len(colours), (30, 16, 16))]
+  path = str(tmp_path / "few.gif")
+  video_io.write_video(path, clip, fps=8)
+  frames, _ = video_io.read_video(path)
+  np.testing.assert_array_equal(frames, clip)
