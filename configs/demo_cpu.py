@@ -356,20 +356,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   config.evaluate = dict(
       probe_clips=20 if quick else 200,
-      # Held-out images and clips each for lm.text_gap (loong_jax/eval/text_gap.py); a multiple
-      # of pretokenize.batch_size.
+      # Held-out images and clips each for lm.text_gap (eval/text_gap.py); x pretokenize.batch_size.
       text_gap_items=8 if quick else 64,
       # Held-out long clips of straight motions for lm.edge_rest (loong_jax/eval/edge_rest.py):
       # does the LM stop the object at the edge, as the minute-long data does?
       edge_rest_clips=4 if quick else 24,
       edge_rest_frames=65,
-      # Held-out 17-frame clips and decode -> encode round trips for tokenizer.codes.roundtrip
-      # (loong_jax/eval/roundtrip.py): does long-video re-encoding keep the codes?
+      # Held-out 17-frame clips, decode -> encode round trips: tokenizer.codes.roundtrip (eval/).
       roundtrip_clips=4 if quick else 16,
       roundtrip_rounds=5,
       # First frames drawn per faithfulness prompt with the full caption and without its shape or
       # colour word (lm.first_frames, loong_jax/eval/binding.py): which words decide the drawing?
       first_frame_samples=2 if quick else 8,
+      # Training images whose object codes give tokenizer.codes.digit_information (eval/codes.py):
+      # does colour sit in FSQ digits of its own, apart from shape?
+      digit_information_images=16 if quick else 384,
       window_s=10.0,
   )
   if variant != "baseline":

@@ -15,8 +15,9 @@
     colour and shape in first frames drawn from the faithfulness prompts, with the full caption
     and without its shape or colour word (`config.evaluate.first_frame_samples` per prompt).
   * `tokenizer_codes` (reported as tokenizer.codes.*): `shift_invariance` (do an object's codes
-    move with it?) and `roundtrip` (does long-video re-encoding give back the codes it decoded,
-    `loong_jax/eval/roundtrip.py`, with the generation's codec?).
+    move with it?), `roundtrip` (does long-video re-encoding give back the codes it decoded,
+    `loong_jax/eval/roundtrip.py`, with the generation's codec?) and `digit_information` (does
+    colour sit in FSQ digits apart from shape? `loong_jax/eval/codes.py`; digit codes only).
 
 Measured on `config.evaluate.text_gap_items` held-out images and 17-frame clips, encoded with the
 run's video encoder (learned or oracle) and text model. Skipped for the AR-DF variant (its loss
@@ -36,7 +37,8 @@ import numpy as np
 from loong_jax import demo_codec, demo_prompts, demo_steps, generate as generate_lib, tokens
 from loong_jax import sharding as sharding_lib
 from loong_jax.data import synthetic, text as text_lib
-from loong_jax.eval import binding, blocks, continuation, edge_rest, motion_effect, objects
+from loong_jax.eval import binding, blocks, codes, continuation, edge_rest, motion_effect
+from loong_jax.eval import objects
 from loong_jax.eval import probe, roundtrip
 from loong_jax.eval import shift_invariance, text_gap
 from loong_jax.inference import decode, sampling
@@ -199,7 +201,9 @@ def measure(config, run: str) -> dict | None:
          "edge_rest": lm_edge_rest(config, final),
          "first_frames": lm_first_frames(config, final, ic, codec),
          "tokenizer_codes": {"shift_invariance": codes_shift_invariance(config, final),
-                             "roundtrip": codes_roundtrip(config, ic, codec)}}
+                             "roundtrip": codes_roundtrip(config, ic, codec),
+                             "digit_information": codes_digit_information(config, final)}}
+  out["tokenizer_codes"] = {k: v for k, v in out["tokenizer_codes"].items() if v is not None}
   return {k: v for k, v in out.items() if v is not None}
 
 
@@ -278,4 +282,33 @@ def codes_shift_invariance(config, lm: StageLM) -> dict:
       batch_size=config.pretokenize.batch_size)
   print(f"evaluate: code shift invariance: {out['same']:.3f} of {out['blocks']} blocks keep "
         "their code when the object moves by whole blocks", flush=True)
+  return out
+
+
+def codes_digit_information(config, lm: StageLM) -> dict | None:
+  """`loong_jax.eval.codes.digit_information` of the object codes (the codes the LM reads) of
+  `config.evaluate.digit_information_images` training images, for the object's colour and its
+  shape (reported as tokenizer.codes.digit_information); None without digit codes."""
+  levels = lm.model.config.video_code_levels
+  count = config.evaluate.get("digit_information_images", 0)
+  if not levels or count <= 0:
+    return None
+  data = demo_steps.synthetic_source(config, (1,), count, "train")
+  samples = [data.sample(i) for i in range(count)]
+  images = np.stack([s["video"] for s in samples]).astype(np.float32) / 127.5 - 1.0
+  batch = config.pretokenize.batch_size
+  ids = np.concatenate([np.asarray(lm.encode_video(images[b:b + batch]))
+                        for b in range(0, count, batch)])                   # [N, 1, h, w]
+  spatial = images.shape[2] // ids.shape[2]
+  on = np.stack([text_gap.object_tokens(objects.object_masks(data, i)[0], spatial=spatial)
+                 for i in range(count)])                                    # object tokens
+  colors, shapes = ([s["attributes"]["objects"][0][k] for s in samples] for k in ("color", "shape"))
+  per_token = np.broadcast_to(np.arange(count)[:, None, None, None], on.shape)[on]
+  out = {name: codes.digit_information(ids[on], np.asarray(labels)[per_token], levels)
+         for name, labels in (("color", colors), ("shape", shapes))}
+  out["tokens"] = int(on.sum())
+  print("evaluate: code digits' information (nats) about colour " + " / ".join(
+      f"{v:.2f}" for v in out["color"]["digits"]) + f" (code {out['color']['code']:.2f}), shape "
+        + " / ".join(f"{v:.2f}" for v in out["shape"]["digits"])
+        + f" (code {out['shape']['code']:.2f}) on {out['tokens']} object tokens", flush=True)
   return out

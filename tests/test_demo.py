@@ -224,7 +224,9 @@ def test_quick_demo_end_to_end_resumes_after_sigint_in_stage2(interrupted_quick_
               "tokenizer.codes.unchanged", "lm.continuation.teacher_forced",
               "lm.continuation.free_running", "lm.continuation.prompted_move.free_running",
               "lm.motion_effect.changed", "lm.motion_effect.changed_paraphrase",
-              "tokenizer.codes.roundtrip.object", "tokenizer.codes.roundtrip.background"):
+              "tokenizer.codes.roundtrip.object", "tokenizer.codes.roundtrip.background",
+              "tokenizer.codes.digit_information.color.code",
+              "tokenizer.codes.digit_information.shape.code"):
     assert key in flat, key
   assert flat["lm.text_gap_by_stage.stage3.color"] == flat["lm.text_gap.color"]
   assert flat["lm.continuation.clips"] == 8

@@ -24,6 +24,17 @@ blocks of the object (in either frame) that change, and `changed_far`, the fract
 others. A local code changes near the object only (oracle and local encoder: 0 far); the demo's
 default encoder changed 50% of the far tokens (and 94% of the near ones) on its 32 held-out clips,
 so on its codes a one-block move is a change of most of the frame, not a shift of a few tokens.
+
+`digit_information(codes, labels, levels)` asks whether an attribute has digits of its own: the
+mutual information (nats) between an attribute (the object's colour, or its shape) and each FSQ
+digit of the object's codes, and with the whole code. A code whose colour sat in digits apart
+from its shape's would let digit-factorised embeddings and logits (`lm.digit_codes`) compose a
+held-out colour-shape pair from its parts. Measured on the default demo's tokenizer (fresh clone
+of 53d56ff; report.json tokenizer.codes.digit_information, 4,304 object tokens of 384 training
+images): colour 0.16 / 0.30 / 0.36 / 0.19 nats in digits 0-3 (the whole code 1.51 of the
+colour's 2.20), shape 0.05 / 0.03 / 0.03 / 0.03 (the code 0.80 of 1.79): every digit carries some
+colour and mostly the block's place on the object, so colour is spread over all four digits,
+not held apart.
 """
 
 from __future__ import annotations
@@ -103,3 +114,30 @@ def locality(codes: np.ndarray, masks: np.ndarray, radius: int = 2) -> dict[str,
       "far_share": float(far_n / (near_n + far_n)) if moved else float("nan"),
       "moved_transitions": int(moved),
   }
+
+
+def digit_information(codes: np.ndarray, labels: np.ndarray,
+                      levels: tuple[int, ...]) -> dict[str, object]:
+  """`{"digits": [I(label; digit_i) per digit], "code": I(label; code)}` in nats (plug-in
+  estimates, biased high when the tokens are few next to the codes they use) over object tokens:
+  `codes` int `[N]` in [0, prod(levels)) (channel 0 the lowest digit, `llm/code_digits.py`),
+  `labels` `[N]` the attribute of each token's object (any hashable values: colour names)."""
+  from loong_jax.llm import code_digits  # noqa: PLC0415 -- numpy only; keeps eval free of llm
+
+  codes, labels = np.asarray(codes).reshape(-1), np.asarray(labels).reshape(-1)
+  if codes.shape != labels.shape or not codes.size:
+    raise ValueError(f"digit information: need as many labels as codes (> 0), got "
+                     f"{codes.shape} and {labels.shape}")
+  if codes.min() < 0 or codes.max() >= int(np.prod(levels)):
+    raise ValueError(f"digit information: codes outside [0, {int(np.prod(levels))})")
+  _, label_ids = np.unique(labels, return_inverse=True)
+  label_ids = label_ids.reshape(-1).astype(np.int64)
+
+  def information(values):
+    values = np.asarray(values, np.int64)
+    joint = values * (int(label_ids.max()) + 1) + label_ids
+    return _entropy(values) + _entropy(label_ids) - _entropy(joint)
+
+  digits = code_digits.digits(codes, tuple(levels))
+  return {"digits": [information(digits[:, i]) for i in range(len(levels))],
+          "code": information(codes)}

@@ -90,3 +90,24 @@ def test_locality_tells_local_codes_from_global_ones():
   assert np.isnan(codes.locality(local, still)["changed_far"])
   with pytest.raises(ValueError, match="do not match"):
     codes.locality(local[:, :4], masks)
+
+
+def test_digit_information_finds_the_digit_that_carries_an_attribute():
+  """Colour in digit 1 alone, shape in digit 0 alone: each attribute's information is in its own
+  digit (log 3 nats for three equally likely values), none in the other's."""
+  rng = np.random.default_rng(0)
+  colors, shapes = rng.integers(0, 3, 3_000), rng.integers(0, 3, 3_000)
+  levels = (3, 3, 2)
+  code = shapes + 3 * colors + 9 * rng.integers(0, 2, 3_000)
+  names = np.array(["red", "green", "blue"])[colors]
+  by_color = codes.digit_information(code, names, levels)
+  by_shape = codes.digit_information(code, shapes, levels)
+  np.testing.assert_allclose(by_color["digits"][1], np.log(3), atol=0.01)
+  np.testing.assert_allclose(by_shape["digits"][0], np.log(3), atol=0.01)
+  for value in (by_color["digits"][0], by_color["digits"][2], by_shape["digits"][1]):
+    assert value < 0.01
+  np.testing.assert_allclose(by_color["code"], np.log(3), atol=0.01)
+  with pytest.raises(ValueError, match="as many labels"):
+    codes.digit_information(code, names[:5], levels)
+  with pytest.raises(ValueError, match="outside"):
+    codes.digit_information(code + 100, names, levels)
