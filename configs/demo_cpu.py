@@ -318,12 +318,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # fewer frames holding the object (long-video presence 0.4-0.8 per window at 0.3, was
       # 1.0): later frames are not the previous one moved, so sharper sampling does not help.
       frame_temperature=ml_collections.FieldReference(None, field_type=float),
-      top_k=20,
-      top_p=1.0,                  # nucleus sampling; 0.7-0.9 did not remove guidance's strays
-      # Best-of-N first frame (inference/rerank.py): N first latent frames drawn per prompt, the
-      # one with the best score g log p(x|text) + (1 - g) log p(x) kept. 1: off.
+      top_k=20, top_p=1.0,        # top-p 0.7-0.9 did not remove guidance's strays
+      # Best-of-N first frame (inference/rerank.py): of N first latent frames drawn per prompt,
+      # the best scored (g log p(x|text) + (1 - g) log p(x)) with >= min object pixels. 1: off.
       first_frame_candidates=1,
       rerank_guidance=1.0,
+      first_frame_min_object_pixels=0,
+      reencode_first_frame=False,  # the drawn first frame decoded and encoded before it continues
       # Composed first frames (inference/decode.py: composed conditioning): the first latent
       # frame's logits are the caption's plus these weights times (the logits of the caption
       # without its shape word, its colour word, or both, minus the caption's). 0: off. The LM
@@ -362,8 +363,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # does the LM stop the object at the edge, as the minute-long data does?
       edge_rest_clips=4 if quick else 24,
       edge_rest_frames=65,
-      # Held-out 17-frame clips, decode -> encode round trips: tokenizer.codes.roundtrip (eval/).
-      roundtrip_clips=4 if quick else 16,
+      roundtrip_clips=4 if quick else 16,  # held-out clips: tokenizer.codes.roundtrip (eval/)
       roundtrip_rounds=5,
       # First frames drawn per faithfulness prompt with the full caption and without its shape or
       # colour word (lm.first_frames, loong_jax/eval/binding.py): which words decide the drawing?
@@ -404,6 +404,14 @@ def _motion_recipe(config: ml_collections.ConfigDict, quick: bool) -> None:
     On a fresh clone of 9779e5e (colour 87% / 47%, presence 0.4): 16 candidates 87% / 53%,
     presence 0.8 then 0.6; sampling seed 1 with 8: 100% / 53%, presence 0.6; guidance 2:
     73% / 40%, presence 0.4 then 0 (README, "A fourth draw"). 8 and guidance 1 stay.
+  - Of the 8, only candidates with >= 16 object pixels (`first_frame_min_object_pixels`), and
+    the kept one decoded and encoded before the LM continues it (`reencode_first_frame`):
+    regenerating the fourth draw's LM (thirteenth round, 53d56ff), colour 87% / 47% -> 93% /
+    60%, shape 60% / 7% -> 67% / 7%, direction 60% / 47% -> 60% / 87%, first frames with an
+    object 0.87 -> 1.00, presence 0.4 -> 0.4 (re-encoding) and 0.6 (without); the filter alone
+    93% / 53%, direction 67% / 60%. The likelihood had kept empty frames for captions it could
+    not draw; continuing the encoder's codes of the drawn picture kept a still object that the
+    drawn codes lost within 2 s.
   - Stage steps (800, 300, 200). (500, 300, 150), for the default's 25-minute budget, lost the
     motion word (lm.text_gap.motion 0.25 vs 1.19 nats, direction 20% / 7%, prompted_move
     0.68 vs 0.94) though presence rose (1.0 without re-encoding; 0.8-0.6 with it); stage 1 at
@@ -416,21 +424,11 @@ def _motion_recipe(config: ml_collections.ConfigDict, quick: bool) -> None:
     0.99 kept after 1 and 5 round trips, presence 0.8 in every window (as without re-encoding),
     the same LM and samples. At 0.25: 0.94 kept, the same presence (README, "Sticky
     re-encoding, eleventh round").
-  A fresh clone of 0f89548 ran this variant from scratch and repeated every figure above to the
-  digit (3,875 s sharing the 2 cores: LM stage 1 1,849 s of it).
-  The default since the eleventh round: 1,505 s = 25.1 min alone on the idle machine from a
-  fresh clone of 4ea1b30 with padded batches (tokenizer 309 s, LM stages 597 + 212 + 259 s; the
-  earlier "about twice the baseline's" came from runs that shared the 2 cores), 1,171 s = 19.5
-  min with length groups (2387259, fresh venv: LM stages 418 + 160 + 151 s), and with sticky
-  re-encoding its minute keeps as many objects with re-encoding as without. Length groups drew
-  another balance of the same recipe (README's table): colour 93% / 47% (padded: 87% / 67%),
-  shape 93% / 13% (80% / 20%), direction 73% / 53% (60% / 73%), presence 0.8 in every window
-  (the same), colour gap 0.83 (2.85), motion gap 3.11 nats (1.19): the held-out pairs hang on
-  the draw. Against the `baseline` recipe (non-local
-  codes that change with every frame, no copy head, guidance 3; README's table): colour 100% /
-  93% there, presence 1.0, but shape 13% / 13%, direction 0% / 13%, lm.text_gap.motion 0.002
-  nats; best-of-8 first frames on it: colour 100% / 87%, shape 20% / 27%, direction 7% / 0%
-  (its codes, not its first frames, keep it from motion).
+  Timings and the draws of this recipe (padded batches 1,505 s on the idle machine, length
+  groups 1,171 s; 1,520 s on a slower host, 53d56ff): README, "Time and codes". Against the
+  `baseline` recipe (non-local codes, no copy head, guidance 3): colour 100% / 93% there,
+  presence 1.0, but shape 13% / 13%, direction 0% / 13%, motion gap 0.002 nats (its codes, not
+  its first frames, keep it from motion: best-of-8 on it, direction 7% / 0%).
   """
   config.data.grid = 8
   config.tokenizer.model.update(dict(local_encoder=True, encoder_frames="last"))
@@ -451,6 +449,8 @@ def _motion_recipe(config: ml_collections.ConfigDict, quick: bool) -> None:
   config.generate.guidance_scale = 1.0
   config.generate.frame_temperature = 0.1
   config.generate.first_frame_candidates = 8
+  config.generate.first_frame_min_object_pixels = 16
+  config.generate.reencode_first_frame = True
   config.generate.reencode_margin = 0.5
 
 

@@ -17,6 +17,8 @@ the run being loaded: override them as the run was trained, e.g. `--config.lm.nu
 | guidance_scale     | classifier-free guidance s; 1.0 turns the unconditional branch off     |
 | first_frame_candidates | first latent frames drawn per prompt, the best scored kept (1: off) [ours] |
 | rerank_guidance    | g of their score g log p(x|text) + (1 - g) log p(x) (`inference/rerank.py`) [ours] |
+| first_frame_min_object_pixels | candidates with fewer object pixels not kept (0: off) [ours] |
+| reencode_first_frame | the kept first frame decoded and encoded before it is continued [ours] |
 | clip_latent_frames | latent frames per clip: 17 = 65 frames = 10 s [Loong]                  |
 | cond_latent_frames | context carried into the next clip [ours: 4]                           |
 | reencode           | decode the context to pixels and encode it again [Loong]               |
@@ -81,6 +83,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # with the best guided log-likelihood kept; every later frame continues it. 1: off.
       first_frame_candidates=1,
       rerank_guidance=1.0,
+      # ... of which one with fewer pixels off the background colour is not kept
+      # (long_video.object_check; 0: off).
+      first_frame_min_object_pixels=0,
+      object_contrast=0.25,
+      reencode_first_frame=False,
       guidance_scale=1.0 if small else (15.0 if masked else 3.0),
       clip_latent_frames=5 if small else 17,
       cond_latent_frames=2 if small else 4,

@@ -343,6 +343,8 @@ def inference_config(config, run: str, reencode: bool) -> ml_collections.ConfigD
       frame_temperature=g.get("frame_temperature", None),
       first_frame_candidates=g.get("first_frame_candidates", 1),
       rerank_guidance=g.get("rerank_guidance", 1.0),
+      first_frame_min_object_pixels=g.get("first_frame_min_object_pixels", 0),
+      reencode_first_frame=g.get("reencode_first_frame", False),
       clip_latent_frames=g.clip_latent_frames, cond_latent_frames=g.cond_latent_frames,
       reencode=reencode, reencode_margin=g.get("reencode_margin", 0.0),
       height=config.data.resolution, width=config.data.resolution,

@@ -406,6 +406,7 @@ def test_default_motion_baseline_and_oracle_variants_change_only_their_recipes()
             "lm.model.copy_head", "lm.model.text_summary_input", "lm.mixes",
             "lm.learning_rate", "lm.length_groups", "generate.guidance_scale",
             "generate.frame_temperature", "generate.first_frame_candidates",
+            "generate.first_frame_min_object_pixels", "generate.reencode_first_frame",
             "generate.reencode_margin"}
   assert {k for k in default if default[k] != baseline[k]} == recipe | {"variant", "lm.steps"}
   assert {k for k in motion if motion[k] != oracle[k]} == {

@@ -82,6 +82,15 @@ class LongVideoConfig:
       (`rerank.best_first_frames`); the first clip then continues from it. 1: off (the first
       clip is sampled in one pass). Token-by-token decoder only.
     rerank_guidance: g of the candidates' score `g log p(x|text) + (1 - g) log p(x)`.
+    first_frame_min_object_pixels: with candidates, a candidate is kept only if its decoded frame
+      has at least this many object pixels (`object_pixels`; unless no candidate of the prompt
+      has): every prompt names an object, and for a caption it cannot draw the likelihood may
+      prefer an empty frame. 0: off.
+    object_contrast: a pixel is the object's when a channel differs from the frame's median
+      colour (its background) by more than this (in [-1, 1] units).
+    reencode_first_frame: the drawn first latent frame (candidates or composed branches) is
+      decoded and encoded again before the first clip continues it, so that the LM continues
+      the codes the encoder gives its picture (the codes it was trained on) [ours].
   """
 
   clip_latent_frames: int
@@ -93,6 +102,9 @@ class LongVideoConfig:
   frame_temperature: float | None = None
   first_frame_candidates: int = 1
   rerank_guidance: float = 1.0
+  first_frame_min_object_pixels: int = 0
+  object_contrast: float = 0.25
+  reencode_first_frame: bool = False
 
   def validate(self, codec: VideoCodec):
     if not 1 <= self.cond_latent_frames < self.clip_latent_frames:
@@ -110,12 +122,33 @@ class LongVideoConfig:
     if self.reencode and self.reencode_margin > 0 and codec.reencode is None:
       raise ValueError(f"inference.reencode_margin={self.reencode_margin}: this video codec "
                        "has no latents to keep codes by (VideoCodec.reencode); use 0")
+    if self.first_frame_min_object_pixels < 0 or not self.object_contrast > 0:
+      raise ValueError(f"inference.first_frame_min_object_pixels="
+                       f"{self.first_frame_min_object_pixels} must be >= 0 (0: off) and "
+                       f"object_contrast={self.object_contrast} > 0")
     if not np.isfinite(self.rerank_guidance):
       raise ValueError(f"inference.rerank_guidance={self.rerank_guidance} must be finite")
     d = codec.spatial_downsample
     if self.height % d or self.width % d:
       raise ValueError(f"inference.height/width={self.height}x{self.width} must be multiples of "
                        f"the tokenizer's spatial downsampling {d}")
+
+
+def object_pixels(frames: np.ndarray, contrast: float) -> np.ndarray:
+  """`[M]` int: pixels of each frame `[M, H, W, 3]` (in [-1, 1]) with a channel more than
+  `contrast` away from the frame's median colour (the background, which covers most of it)."""
+  frames = np.asarray(frames, np.float32)
+  background = np.median(frames.reshape(len(frames), -1, frames.shape[-1]), axis=1)
+  far = np.abs(frames - background[:, None, None, :]).max(axis=-1) > contrast
+  return far.reshape(len(frames), -1).sum(axis=1)
+
+
+def object_check(codec: VideoCodec, min_pixels: int, contrast: float):
+  """`accept(frames [M, 1, h, w] codes) -> bool [M]` for `rerank.best_first_frames`: the decoded
+  frame has at least `min_pixels` object pixels (`object_pixels`)."""
+  def accept(frames):
+    return object_pixels(np.asarray(codec.decode(frames))[:, 0], contrast) >= min_pixels
+  return accept
 
 
 def pixel_frames(latent_frames: int, stride: int) -> int:
@@ -187,7 +220,14 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
     first, _ = rerank.best_first_frames(decoder, params, text_ids, h, w,
                                         config.first_frame_candidates, config.rerank_guidance,
                                         jax.random.fold_in(key, rerank.CANDIDATE_STREAM),
-                                        branches=first_frame_branches)
+                                        branches=first_frame_branches,
+                                        accept=(object_check(codec,
+                                                             config.first_frame_min_object_pixels,
+                                                             config.object_contrast)
+                                                if config.first_frame_min_object_pixels > 0
+                                                else None))
+    if config.reencode_first_frame:
+      first = np.asarray(codec.encode(np.asarray(codec.decode(first))), np.int32)
   for c, (n_context, n_new) in enumerate(schedule):
     sample = decoder if context is None or continue_decoder is None else continue_decoder
     if context is None and first is not None:  # the first clip continues the chosen frame

@@ -19,7 +19,7 @@ colour-shape pairs that training showed together (README, "Composed first frames
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
@@ -39,6 +39,7 @@ def best_first_frames(decoder: decode_lib.Decoder, params, text_ids: Sequence[np
                       height: int, width: int, candidates: int, guidance: float,
                       key: jax.Array,
                       branches: Sequence[tuple[float, Sequence[np.ndarray | None]]] | None = None,
+                      accept: Callable[[np.ndarray], np.ndarray] | None = None,
                       ) -> tuple[np.ndarray, np.ndarray]:
   """Draw `candidates` first latent frames per prompt and keep the best scored.
 
@@ -52,6 +53,9 @@ def best_first_frames(decoder: decode_lib.Decoder, params, text_ids: Sequence[np
     key: PRNG key of the draw.
     branches: composed conditioning of the draw, `[(weight, B text ids)]` (`decode.Decoder`;
       the prompts get `1 - sum(weights)`); the score stays the one above.
+    accept: `frames [M, 1, height, width] -> bool [M]`: candidates it rejects are kept only when
+      it rejects every candidate of their prompt (e.g. `long_video.object_check`: a frame with
+      no object, which the likelihood may prefer for a caption it cannot draw). None: all.
   Returns:
     `(frames [B, 1, height, width] int32, scores [B, N] float32)`: the chosen frame of each
     prompt and every candidate's score.
@@ -76,6 +80,10 @@ def best_first_frames(decoder: decode_lib.Decoder, params, text_ids: Sequence[np
   scores = guided_score(decoder.log_likelihood(params, cond, flat, width),
                         decoder.log_likelihood(params, uncond, flat, width), guidance)
   scores = np.asarray(scores, np.float32).reshape(batch, candidates)
-  best = scores.argmax(axis=1)
+  ranked = scores
+  if accept is not None:
+    ok = np.asarray(accept(frames[:, None]), bool).reshape(batch, candidates)
+    ranked = np.where(ok | ~ok.any(axis=1, keepdims=True), scores, -np.inf)
+  best = ranked.argmax(axis=1)
   chosen = frames.reshape(batch, candidates, height, width)[np.arange(batch), best]
   return chosen[:, None], scores

@@ -134,3 +134,64 @@ def test_bad_candidate_settings_are_clear_errors(lm, vocab, stand_in_codec):
       sampling.SamplingConfig(), masked_decode.MaskedConfig())
   with pytest.raises(ValueError, match="first_frame_candidates=1"):
     rerank.best_first_frames(masked, params, [[1]], H, W, 4, 1.0, jax.random.key(0))
+
+
+def test_rejected_candidates_are_kept_only_when_every_candidate_is(lm, vocab):
+  """`accept` takes the best-scored candidate out of the choice (the next best is kept), unless
+  it rejects all of a prompt's candidates (then the best-scored one stays)."""
+  model, params = lm
+  decoder = decode.Decoder(model, vocab, sampling.SamplingConfig(top_k=8))
+  texts, key = [[1, 2], [5]], jax.random.key(3)
+  plain, scores = rerank.best_first_frames(decoder, params, texts, H, W, 6, 1.0, key)
+  best = [f.tobytes() for f in plain[:, 0]]
+  seen = []
+
+  def not_the_best(frames):
+    seen.append(frames.shape)
+    return np.array([f.tobytes() not in best for f in frames[:, 0]])
+
+  frames, again = rerank.best_first_frames(decoder, params, texts, H, W, 6, 1.0, key,
+                                           accept=not_the_best)
+  assert seen == [(12, 1, H, W)]
+  np.testing.assert_array_equal(again, scores)     # scores are reported unchanged
+  for i in range(2):
+    assert frames[i, 0].tobytes() not in best
+  none, _ = rerank.best_first_frames(decoder, params, texts, H, W, 6, 1.0, key,
+                                     accept=lambda f: np.zeros(len(f), bool))
+  np.testing.assert_array_equal(none, plain)
+
+
+def test_object_check_counts_pixels_off_the_background():
+  frames = np.full((3, 16, 16, 3), -0.9, np.float32)
+  frames[1, 2:6, 2:6] = [0.8, -0.9, -0.9]        # a 4x4 red square on black
+  frames[2, 2:4, 2:4] = -0.8                     # too faint to count
+  np.testing.assert_array_equal(long_video.object_pixels(frames, 0.25), [0, 16, 0])
+
+  class Codec:
+    def decode(self, codes):                     # [M, 1, h, w] -> [M, 1, H, W, 3]
+      return frames[np.asarray(codes)[:, 0, 0, 0]][:, None]
+
+  accept = long_video.object_check(Codec(), 10, 0.25)
+  np.testing.assert_array_equal(accept(np.arange(3).reshape(3, 1, 1, 1)), [False, True, False])
+  bad = long_video.LongVideoConfig(clip_latent_frames=3, cond_latent_frames=1, height=16,
+                                   width=16, first_frame_min_object_pixels=-1)
+  with pytest.raises(ValueError, match="first_frame_min_object_pixels"):
+    bad.validate(Codec())
+
+
+def test_reencoded_first_frame_is_what_the_first_clip_continues(lm, vocab, stand_in_codec):
+  """With `reencode_first_frame` the chosen first frame goes through decode -> encode (here an
+  encoder that shifts every code by one) before the first clip continues it."""
+  model, params = lm
+  decoder = decode.Decoder(model, vocab, sampling.SamplingConfig(top_k=8))
+  base = stand_in_codec.codec()
+  shifted = long_video.VideoCodec(lambda v: (base.encode(v) + 1) % vocab.video_size, base.decode,
+                                  base.temporal_stride, base.spatial_downsample)
+  config = long_video.LongVideoConfig(clip_latent_frames=3, cond_latent_frames=1, height=16,
+                                      width=16, first_frame_candidates=3,
+                                      reencode_first_frame=True)
+  key = jax.random.key(5)
+  out = long_video.generate(decoder, params, [[1, 2], [9]], 9, shifted, config, key)
+  first, _ = rerank.best_first_frames(decoder, params, [[1, 2], [9]], H, W, 3, 1.0,
+                                      jax.random.fold_in(key, rerank.CANDIDATE_STREAM))
+  np.testing.assert_array_equal(out.codes[:, :1], (first + 1) % vocab.video_size)
