@@ -36,7 +36,7 @@ import numpy as np
 
 from loong_jax import demo_codec, demo_prompts, demo_steps, generate as generate_lib, tokens
 from loong_jax import sharding as sharding_lib
-from loong_jax.data import synthetic, text as text_lib
+from loong_jax.data import synthetic, text as text_lib, video_io
 from loong_jax.eval import binding, blocks, codes, continuation, edge_rest, motion_effect
 from loong_jax.eval import objects
 from loong_jax.eval import probe, roundtrip
@@ -235,7 +235,7 @@ def lm_first_frames(config, lm: StageLM, ic, codec) -> dict | None:
     prompts = [decode.prompt_ids(lm.vocab, generate_lib.encode_prompt(
         t, lm.encode_text, lm.stage.data.max_text_len, lm.vocab)) for t in texts]
     ids = sampler(params, prompts, plan, jax.random.key(config.generate.seed + next(calls)))
-    return demo_steps.to_uint8(codec.decode(decode.frame_codes(ids, lm.vocab, 1, h, w)))
+    return video_io.to_uint8(codec.decode(decode.frame_codes(ids, lm.vocab, 1, h, w)))
 
   reader = (lambda v: blocks.read(v, 0.0)) if ic.tokenizer_kind == "oracle" else probe.read
   out = binding.measure(draw, demo_prompts.faithfulness_prompts(config), samples, reader)

@@ -38,7 +38,7 @@ from loong_jax import cli, tokens
 from loong_jax.demo_workdir import load_run_config
 from loong_jax import sharding as sharding_lib
 from loong_jax.data import encoders, pipeline as pipeline_lib, pretokenize as pretokenize_lib
-from loong_jax.data import synthetic
+from loong_jax.data import synthetic, video_io
 from loong_jax import demo_codec, demo_prompts
 from loong_jax.demo_codec import (flat_config, oracle_encoder, oracle_frames, tokenizer_config,
                                   tokenizer_kind)
@@ -213,11 +213,6 @@ def _per_stage(value, k: int):
   return value[k] if isinstance(value, (tuple, list)) else value
 
 
-def to_uint8(video: np.ndarray) -> np.ndarray:
-  """float video in [-1, 1] -> uint8."""
-  return np.clip(np.round((np.asarray(video) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def video_size(config, run: str) -> int:
   """The LM's video vocabulary (the oracle codes fit it by construction)."""
   return int(lm_stage_config(config, run, 1).vocab.video_size)
@@ -238,7 +233,7 @@ def write_tokenizer_eval(config, run: str, reconstruct, batch_size: int, codeboo
   recon, codes = [], []
   for begin in range(0, len(real), batch_size):
     out, ids = reconstruct(real[begin:begin + batch_size].astype(np.float32) / 127.5 - 1.0)
-    recon.append(to_uint8(out))
+    recon.append(video_io.to_uint8(out))
     codes.append(np.asarray(ids))
   recon, codes = np.concatenate(recon), np.concatenate(codes)
   np.savez_compressed(os.path.join(run, "tokenizer_eval.npz"), real=real, recon=recon,
@@ -403,7 +398,8 @@ def generate(config, run: str):
                                        demo_prompts.first_frame_branches(config, clips))
     for name, video in zip(clip_names, out.video):
       path = os.path.join(out_dir, name)
-      np.savez_compressed(path + ".tmp.npz", video=to_uint8(video), fps=ic.inference.fps)
+      np.savez_compressed(path + ".tmp.npz", video=video_io.to_uint8(video),
+                          fps=ic.inference.fps)
       os.replace(path + ".tmp.npz", path + ".npz")
   for reencode in g.reencode:
     names = [video_name(i, p, reencode) for i, p in enumerate(prompts)]
@@ -419,8 +415,9 @@ def generate(config, run: str):
     for name, video in zip(names, out.video):
       path = os.path.join(out_dir, name)
       generate_lib.write_video(path + ".mp4", video, ic.inference.fps)
-      demo_plots.frame_strip(to_uint8(video), path + ".png", g.strip_frames, ic.inference.fps)
-      np.savez_compressed(path + ".tmp.npz", video=to_uint8(video), fps=ic.inference.fps)
+      frames = video_io.to_uint8(video)
+      demo_plots.frame_strip(frames, path + ".png", g.strip_frames, ic.inference.fps)
+      np.savez_compressed(path + ".tmp.npz", video=frames, fps=ic.inference.fps)
       os.replace(path + ".tmp.npz", path + ".npz")
       print(f"generate: wrote {path}.{{mp4,gif,npz,png}}", flush=True)
   def common(p):

@@ -243,7 +243,7 @@ def generate_videos(config, params, prompts: Sequence[str], seconds: float, seed
 
 def write_video(path: str, video: np.ndarray, fps: float) -> list[str]:
   """Write `[T, H, W, 3]` in [-1, 1] as `path` (mp4) and the same name with .gif; the paths."""
-  frames = np.clip(np.round((video + 1.0) * 127.5), 0, 255).astype(np.uint8)
+  frames = video_io.to_uint8(video)
   gif = os.path.splitext(path)[0] + ".gif"
   for out in (path, gif):
     video_io.write_video(out, frames, fps)

@@ -124,6 +124,11 @@ def resize_center_crop(frames: np.ndarray, size: int | tuple[int, int]) -> np.nd
   return out
 
 
+def to_uint8(video: np.ndarray) -> np.ndarray:
+  """A float video in [-1, 1] -> uint8 (rounded, clipped)."""
+  return np.clip(np.round((np.asarray(video) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
 def _write_gif(path: str, frames: np.ndarray, fps: float):
   """`[T, H, W, 3]` uint8 as a looping gif with one 256-colour palette for the whole video (a fast
   octree over every frame's pixels), each frame mapped onto it without dithering. Pillow's

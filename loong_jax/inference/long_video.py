@@ -217,15 +217,12 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
   video = timeline = context = None
   first = None  # [B, 1, h, w]: the chosen first frame (candidates > 1 or composed branches)
   if config.first_frame_candidates > 1 or first_frame_branches:
+    accept = (object_check(codec, config.first_frame_min_object_pixels, config.object_contrast)
+              if config.first_frame_min_object_pixels > 0 else None)
     first, _ = rerank.best_first_frames(decoder, params, text_ids, h, w,
                                         config.first_frame_candidates, config.rerank_guidance,
                                         jax.random.fold_in(key, rerank.CANDIDATE_STREAM),
-                                        branches=first_frame_branches,
-                                        accept=(object_check(codec,
-                                                             config.first_frame_min_object_pixels,
-                                                             config.object_contrast)
-                                                if config.first_frame_min_object_pixels > 0
-                                                else None))
+                                        branches=first_frame_branches, accept=accept)
     if config.reencode_first_frame:
       first = np.asarray(codec.encode(np.asarray(codec.decode(first))), np.int32)
   for c, (n_context, n_new) in enumerate(schedule):
