@@ -303,9 +303,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # (presence 1.0 in every window); the `motion` variant's copies its context and needs it
       # (_motion_recipe).
       reencode_margin=0.0,
-      # Clips of the length the LM learnt most (17 frames, stages 2 and 3) with 2 latent frames
-      # of context: sampled 17-latent clips from a model trained mostly on 5-latent clips
-      # dissolved the object after ~2 s.
+      # 17-frame clips with 2 latent frames of context: sampled 17-latent clips from a model
+      # trained mostly on 5-latent clips dissolved the object after ~2 s (the default: 17 / 8).
       clip_latent_frames=5,
       cond_latent_frames=2,
       temperature=1.0,
@@ -325,32 +324,28 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       rerank_guidance=1.0,
       first_frame_min_object_pixels=0,
       reencode_first_frame=False,  # the drawn first frame decoded and encoded before it continues
-      # Composed first frames (inference/decode.py: composed conditioning): the first latent
-      # frame's logits are the caption's plus these weights times (the logits of the caption
-      # without its shape word, its colour word, or both, minus the caption's). 0: off. The LM
-      # binds the two words into a trained pair (lm.first_frames, eval/binding.py: held-out
-      # colour 0.51 of drawn first frames with the full caption, 0.73 without its shape word;
-      # held-out shape 0.10, 0.47 without its colour word). On the fourth draw's LM, regenerated
+      # K draws of each continued clip, the first keeping 0.7 of the first frame's object pixels
+      # kept (long_video.keep_object). Default recipe, 17-latent clips, 35 prompts x 10 s:
+      # presence 0.78 -> 0.89 seen, 0.76 held-out either way, 3.4x the time. 1: off.
+      continuation_candidates=1,
+      continuation_keep=0.7,
+      # Composed first frames (inference/decode.py): the first latent frame's logits are the
+      # caption's plus these weights times (the logits of the caption without its shape word,
+      # its colour word, or both, minus the caption's). 0: off. On the fourth draw's LM
       # (README, "Composed first frames"): without_shape=1 gave colour 0.87 / 0.87 but shape
-      # 0.27 / 0.00 (was 0.60 / 0.07); 0.5: 0.80 / 0.60, shape 0.40; 0.3: 0.73 / 0.60, shape 0.47.
-      # The product of experts (1, 1, -1) drew empty frames (none 0.32 held-out); after word
-      # dropout (lm.text_word_dropout=0.15) neither it nor (0.5, 0.5, 0) raised held-out colour
-      # (0.38 / 0.23 of drawn frames). Off: colour for shape, not both.
+      # 0.27 / 0.00 (was 0.60 / 0.07); 0.5: 0.80 / 0.60, shape 0.40. (1, 1, -1) drew empty
+      # frames; after word dropout neither it nor (0.5, 0.5, 0) raised held-out colour.
       first_frame_without_shape=0.0,
       first_frame_without_color=0.0,
       first_frame_without_both=0.0,
-      # Classifier-free guidance (text dropped for 10% of training examples): with the oracle
-      # tokenizer after stages 1-2, guidance 3 drew the prompted colour on 33% / 47% of 30 seen /
-      # held-out prompts against 33% / 27% at 1. Temperature 1: at 0.5 or greedy most frames
-      # held no object (every block's mode is the background). Guidance scatters stray blocks of
-      # the prompted colour over the background (faithfulness.objects); on this tokenizer's codes
-      # it hardly matters (60 clips: colour / shape / direction 0.92 / 0.12 / 0.05 at 3, 0.95 /
-      # 0.13 / 0.05 at 1.5, 0.90 / 0.15 / 0.03 at 1), on local codes and with the copy head it
-      # decides the drawing (the `oracle` variant uses 1; README, "Guidance, seventh round").
+      # Classifier-free guidance (text dropped for 10% of training examples): oracle codes after
+      # stages 1-2, guidance 3 drew the prompted colour on 33% / 47% of 30 seen / held-out
+      # prompts, 33% / 27% at 1. Temperature 1: at 0.5 or greedy most frames held no object.
+      # Guidance scatters stray blocks of the prompted colour; with local codes and the copy
+      # head it decides the drawing (1 there; README, "Guidance, seventh round").
       guidance_scale=3.0,
       seed=0,
-      # Faithfulness: short clips generated in one batch, half of them held-out colour-shape
-      # pairs (`loong_jax.eval.faithfulness.prompt_set`), of the clip length the LM trained on.
+      # Faithfulness: short clips in one batch, half held-out pairs (eval/faithfulness.py).
       faithfulness_prompts=4 if quick else 30,
       faithfulness_frames=17,
       strip_frames=8,             # frames shown per video in its frame strip
@@ -412,10 +407,8 @@ def _motion_recipe(config: ml_collections.ConfigDict, quick: bool) -> None:
     93% / 53%, direction 67% / 60%. The likelihood had kept empty frames for captions it could
     not draw; continuing the encoder's codes of the drawn picture kept a still object that the
     drawn codes lost within 2 s.
-  - Stage steps (800, 300, 200). (500, 300, 150), for the default's 25-minute budget, lost the
-    motion word (lm.text_gap.motion 0.25 vs 1.19 nats, direction 20% / 7%, prompted_move
-    0.68 vs 0.94) though presence rose (1.0 without re-encoding; 0.8-0.6 with it); stage 1 at
-    batch 16: colour 93% / 47%, shape 67% / 7%, direction 53% / 20%, presence 0.4.
+  - Stage steps (800, 300, 200). (500, 300, 150) lost the motion word (lm.text_gap.motion
+    0.25 vs 1.19 nats, direction 20% / 7%); stage 1 at batch 16: direction 53% / 20%.
   - Sticky re-encoding, `generate.reencode_margin=0.5` (long_video.LongVideoConfig): a context
     token keeps its generated code while its re-encoded FSQ latent stays within half a level
     beyond its cell. Plain re-encoding changed 30% of the object's codes per decode -> encode
@@ -424,6 +417,12 @@ def _motion_recipe(config: ml_collections.ConfigDict, quick: bool) -> None:
     0.99 kept after 1 and 5 round trips, presence 0.8 in every window (as without re-encoding),
     the same LM and samples. At 0.25: 0.94 kept, the same presence (README, "Sticky
     re-encoding, eleventh round").
+  - Clips of 17 latent frames (65 frames, as stage 3's long clips) with 8 of context
+    (`generate.clip_latent_frames`, `cond_latent_frames`; were 5 and 2). Fourteenth round, the
+    fourth draw's LM, the 30 faithfulness prompts + the 5 minute prompts for 60 s each: objects
+    present in a 10-s window 0.39, 0.39, 0.39, 0.33, 0.33, 0.33 (seen) and 0.47, 0.35, 0.35, ...
+    (held-out) -> 0.78, 0.67, 0.67, ... and 0.76, 0.65, 0.65, ...: short clips lost the object
+    at a clip boundary. Context 4 or 12: the same at 10 s.
   Timings and the draws of this recipe (padded batches 1,505 s on the idle machine, length
   groups 1,171 s; 1,520 s on a slower host, 53d56ff): README, "Time and codes". Against the
   `baseline` recipe (non-local codes, no copy head, guidance 3): colour 100% / 93% there,
@@ -452,6 +451,7 @@ def _motion_recipe(config: ml_collections.ConfigDict, quick: bool) -> None:
   config.generate.first_frame_min_object_pixels = 16
   config.generate.reencode_first_frame = True
   config.generate.reencode_margin = 0.5
+  config.generate.clip_latent_frames, config.generate.cond_latent_frames = 17, 8
 
 
 def _oracle_recipe(config: ml_collections.ConfigDict) -> None:
@@ -494,7 +494,7 @@ def _oracle_recipe(config: ml_collections.ConfigDict) -> None:
   # Measured in the world without the grid (objects start anywhere): kept so.
   config.data.grid = 0
   config.lm.steps = (800, 300, 400)
-  # Best-of-8 first frames on this variant's LM: colour 80% / 93%, direction 60% / 93%, presence
-  # 0.8 then 0.6 (g = 1.5: 87% / 93%, 67% / 93%, the same presence): the blue ring's best-scored
-  # frame is nearly empty. Off.
+  config.generate.clip_latent_frames, config.generate.cond_latent_frames = 5, 2  # measured so
+  # Best-of-8 first frames here: colour 80% / 93%, direction 60% / 93%, presence 0.8 then 0.6
+  # (g = 1.5: the same presence): the blue ring's best-scored frame is nearly empty. Off.
   config.generate.first_frame_candidates = 1

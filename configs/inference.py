@@ -19,6 +19,8 @@ the run being loaded: override them as the run was trained, e.g. `--config.lm.nu
 | rerank_guidance    | g of their score g log p(x|text) + (1 - g) log p(x) (`inference/rerank.py`) [ours] |
 | first_frame_min_object_pixels | candidates with fewer object pixels not kept (0: off) [ours] |
 | reencode_first_frame | the kept first frame decoded and encoded before it is continued [ours] |
+| continuation_candidates | draws per continued clip; one keeping the object kept (1: off) [ours] |
+| continuation_keep  | share of the object's pixels each new frame of a kept draw holds [ours] |
 | clip_latent_frames | latent frames per clip: 17 = 65 frames = 10 s [Loong]                  |
 | cond_latent_frames | context carried into the next clip [ours: 4]                           |
 | reencode           | decode the context to pixels and encode it again [Loong]               |
@@ -88,6 +90,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       first_frame_min_object_pixels=0,
       object_contrast=0.25,
       reencode_first_frame=False,
+      # K draws of each continued clip; the first whose new frames keep `continuation_keep` of
+      # the object pixels of the video's first frame is kept (long_video.keep_object). 1: off.
+      continuation_candidates=1,
+      continuation_keep=0.7,
       guidance_scale=1.0 if small else (15.0 if masked else 3.0),
       clip_latent_frames=5 if small else 17,
       cond_latent_frames=2 if small else 4,

@@ -340,6 +340,8 @@ def inference_config(config, run: str, reencode: bool) -> ml_collections.ConfigD
       rerank_guidance=g.get("rerank_guidance", 1.0),
       first_frame_min_object_pixels=g.get("first_frame_min_object_pixels", 0),
       reencode_first_frame=g.get("reencode_first_frame", False),
+      continuation_candidates=g.get("continuation_candidates", 1),
+      continuation_keep=g.get("continuation_keep", 0.7),
       clip_latent_frames=g.clip_latent_frames, cond_latent_frames=g.cond_latent_frames,
       reencode=reencode, reencode_margin=g.get("reencode_margin", 0.0),
       height=config.data.resolution, width=config.data.resolution,

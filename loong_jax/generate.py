@@ -231,7 +231,9 @@ def generate_videos(config, params, prompts: Sequence[str], seconds: float, seed
       rerank_guidance=float(inf.get("rerank_guidance", 1.0)),
       first_frame_min_object_pixels=int(inf.get("first_frame_min_object_pixels", 0)),
       object_contrast=float(inf.get("object_contrast", 0.25)),
-      reencode_first_frame=bool(inf.get("reencode_first_frame", False)))
+      reencode_first_frame=bool(inf.get("reencode_first_frame", False)),
+      continuation_candidates=int(inf.get("continuation_candidates", 1)),
+      continuation_keep=float(inf.get("continuation_keep", 0.7)))
   frames = num_frames(seconds, inf.fps)
   total = len(long_video.clip_schedule(frames, clip_config, codec.temporal_stride))
   with tqdm.tqdm(total=total, unit="clip", desc=f"{frames} frames") as bar:

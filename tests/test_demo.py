@@ -407,14 +407,17 @@ def test_default_motion_baseline_and_oracle_variants_change_only_their_recipes()
             "lm.learning_rate", "lm.length_groups", "generate.guidance_scale",
             "generate.frame_temperature", "generate.first_frame_candidates",
             "generate.first_frame_min_object_pixels", "generate.reencode_first_frame",
-            "generate.reencode_margin"}
+            "generate.reencode_margin", "generate.clip_latent_frames",
+            "generate.cond_latent_frames"}
   assert {k for k in default if default[k] != baseline[k]} == recipe | {"variant", "lm.steps"}
   assert {k for k in motion if motion[k] != oracle[k]} == {
       "variant", "tokenizer.kind", "tokenizer.oracle_frames", "data.grid", "lm.steps",
-      "lm.length_groups", "generate.first_frame_candidates"}
+      "lm.length_groups", "generate.first_frame_candidates", "generate.clip_latent_frames",
+      "generate.cond_latent_frames"}
   assert oracle["tokenizer.kind"] == "oracle" and oracle["generate.first_frame_candidates"] == 1
   assert motion["generate.first_frame_candidates"] == 8 and motion["data.grid"] == 8
   assert motion["generate.reencode_margin"] == 0.5 and baseline["generate.reencode_margin"] == 0
+  assert (motion["generate.clip_latent_frames"], motion["generate.cond_latent_frames"]) == (17, 8)
   assert motion["lm.length_groups"] and not baseline["lm.length_groups"]
   # quick: the default's recipe, its own sizes and steps.
   assert all(quick[k] == default[k] for k in recipe - {"pretokenize.walls17",

@@ -91,6 +91,12 @@ class LongVideoConfig:
     reencode_first_frame: the drawn first latent frame (candidates or composed branches) is
       decoded and encoded again before the first clip continues it, so that the LM continues
       the codes the encoder gives its picture (the codes it was trained on) [ours].
+    continuation_candidates: K draws of every clip that continues frames (the clips after the
+      first, and the first after a chosen first frame); the first draw whose every new frame
+      keeps `continuation_keep` of the object pixels of the video's first frame is kept, else
+      the draw that keeps most (`keep_object`) [ours]; the objects of this world keep their
+      size. 1: off.
+    continuation_keep: the fraction of the object's pixels a kept draw holds in each new frame.
   """
 
   clip_latent_frames: int
@@ -105,6 +111,8 @@ class LongVideoConfig:
   first_frame_min_object_pixels: int = 0
   object_contrast: float = 0.25
   reencode_first_frame: bool = False
+  continuation_candidates: int = 1
+  continuation_keep: float = 0.7
 
   def validate(self, codec: VideoCodec):
     if not 1 <= self.cond_latent_frames < self.clip_latent_frames:
@@ -126,6 +134,10 @@ class LongVideoConfig:
       raise ValueError(f"inference.first_frame_min_object_pixels="
                        f"{self.first_frame_min_object_pixels} must be >= 0 (0: off) and "
                        f"object_contrast={self.object_contrast} > 0")
+    if self.continuation_candidates < 1 or not 0 <= self.continuation_keep <= 1:
+      raise ValueError(f"inference.continuation_candidates={self.continuation_candidates} must "
+                       f"be >= 1 (1: off) and continuation_keep={self.continuation_keep} in "
+                       "[0, 1]")
     if not np.isfinite(self.rerank_guidance):
       raise ValueError(f"inference.rerank_guidance={self.rerank_guidance} must be finite")
     d = codec.spatial_downsample
@@ -149,6 +161,26 @@ def object_check(codec: VideoCodec, min_pixels: int, contrast: float):
   def accept(frames):
     return object_pixels(np.asarray(codec.decode(frames))[:, 0], contrast) >= min_pixels
   return accept
+
+
+def keep_object(shown: np.ndarray, drawn: np.ndarray, keep: float, contrast: float) -> np.ndarray:
+  """Which of K draws of a continuation to keep, per prompt.
+
+  Args:
+    shown: `[B, H, W, 3]` the frame whose object the draws must keep (in [-1, 1]).
+    drawn: `[K, B, T, H, W, 3]` each draw's new pixel frames.
+    keep: a draw is good when every new frame has at least `keep` x the object pixels of
+      `shown` (`object_pixels`).
+    contrast: `object_pixels`' background contrast.
+  Returns:
+    `[B]` int: the first good draw, or the draw whose worst frame has most object pixels.
+  """
+  k, b, t = drawn.shape[:3]
+  reference = object_pixels(shown, contrast).astype(np.float64)
+  held = object_pixels(drawn.reshape(k * b * t, *drawn.shape[3:]), contrast)
+  held = held.reshape(k, b, t).min(axis=2).astype(np.float64)
+  good = held >= keep * reference
+  return np.where(good.any(axis=0), good.argmax(axis=0), held.argmax(axis=0))
 
 
 def pixel_frames(latent_frames: int, stride: int) -> int:
@@ -227,14 +259,18 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
       first = np.asarray(codec.encode(np.asarray(codec.decode(first))), np.int32)
   for c, (n_context, n_new) in enumerate(schedule):
     sample = decoder if context is None or continue_decoder is None else continue_decoder
+    clip_key = jax.random.fold_in(key, c)
     if context is None and first is not None:  # the first clip continues the chosen frame
-      new = np.concatenate([first, _sample(sample, params, text_ids, first, n_new - 1, h, w,
-                                           config, False, jax.random.fold_in(key, c))], axis=1)
+      clip, pixels = _continue(sample, params, text_ids, first, n_new - 1, h, w, codec, config,
+                               clip_key)
+      new = clip
+    elif context is None:
+      new = clip = _sample(sample, params, text_ids, None, n_new, h, w, config, True, clip_key)
+      pixels = np.asarray(codec.decode(clip))
     else:
-      new = _sample(sample, params, text_ids, context, n_new, h, w, config, context is None,
-                    jax.random.fold_in(key, c))
-    clip = new if context is None else np.concatenate([context, new], axis=1)
-    pixels = np.asarray(codec.decode(clip))
+      clip, pixels = _continue(sample, params, text_ids, context, n_new, h, w, codec, config,
+                               clip_key, shown=video[:, 0])
+      new = clip[:, n_context:]
     if pixels.shape[1] != pixel_frames(clip.shape[1], stride):
       raise ValueError(f"video tokenizer decode: {clip.shape[1]} latent frames gave "
                        f"{pixels.shape[1]} frames, expected {pixel_frames(clip.shape[1], stride)}")
@@ -256,6 +292,28 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
     if on_clip is not None:
       on_clip(c + 1, len(schedule))
   return LongVideo(video[:, :num_frames], timeline)
+
+
+def _continue(decoder: decode_lib.Decoder, params, text_ids, prefix: np.ndarray, n_new: int,
+              h: int, w: int, codec: VideoCodec, config: LongVideoConfig, key: jax.Array,
+              shown: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """`prefix [B, n, h, w]` and `n_new` latent frames sampled after it, and its decode:
+  `(clip [B, n + n_new, h, w], pixels)`. With `continuation_candidates` K > 1, K draws in one
+  batch (each prompt K times, with its prefix) of which `keep_object` keeps one; `shown`: the
+  frame whose object the draws must keep (None: the prefix's first frame)."""
+  k, b = config.continuation_candidates, len(text_ids)
+  tiled = np.concatenate([prefix] * k)
+  new = _sample(decoder, params, list(text_ids) * k, tiled, n_new, h, w, config, False, key)
+  clips = np.concatenate([tiled, new], axis=1)
+  pixels = np.asarray(codec.decode(clips))
+  if k == 1:
+    return clips, pixels
+  if shown is None:
+    shown = pixels[:b, 0]
+  skip = pixel_frames(prefix.shape[1], codec.temporal_stride)
+  drawn = pixels.reshape(k, b, *pixels.shape[1:])[:, :, skip:]
+  pick = keep_object(shown, drawn, config.continuation_keep, config.object_contrast) * b
+  return clips[pick + np.arange(b)], pixels[pick + np.arange(b)]
 
 
 def _sample(decoder: decode_lib.Decoder, params, text_ids, context: np.ndarray | None, n_new: int,

@@ -179,3 +179,59 @@ def test_reencode_margin_is_checked(lm, vocab, stand_in_codec):
                                       width=16, reencode=False, reencode_margin=0.5)
   assert long_video.generate(decoder, params, [[1]], 5, stand_in_codec.codec(), config,
                              jax.random.key(0)).video.shape[1] == 5
+
+
+def _frames_with_objects(pixels: list[int], size: int = 8) -> np.ndarray:
+  """`[len(pixels), size, size, 3]` black frames, each with that many white pixels."""
+  out = -np.ones((len(pixels), size * size, 3), np.float32)
+  for i, n in enumerate(pixels):
+    out[i, :n] = 1.0
+  return out.reshape(len(pixels), size, size, 3)
+
+
+def test_keep_object_takes_the_first_draw_that_keeps_the_object_else_the_best():
+  shown = _frames_with_objects([10, 10, 10])            # 3 prompts
+  # Object pixels per [draw, prompt, frame]: 3 draws of 2 new frames.
+  held = [[[10, 2], [10, 9], [0, 0]],
+          [[8, 8], [7, 10], [1, 3]],
+          [[10, 10], [10, 10], [2, 2]]]
+  drawn = np.stack([np.stack([_frames_with_objects(f) for f in draw]) for draw in held])
+  # prompt 0: draw 0 loses it in frame 1, draw 1 keeps >= 0.7 -> 1 (not the fuller draw 2);
+  # prompt 1: draw 0 keeps 9 >= 7 -> 0; prompt 2: none keeps it -> the best worst frame (2).
+  np.testing.assert_array_equal(long_video.keep_object(shown, drawn, 0.7, 0.25), [1, 0, 2])
+  np.testing.assert_array_equal(long_video.keep_object(shown, drawn, 0.0, 0.25), [0, 0, 0])
+
+
+class BatchRecordingDecoder(RecordingDecoder):
+  """Also keeps each call's sampled ids."""
+
+  def __call__(self, params, prompts, plan, key, uncond_prompts=None):
+    ids = super().__call__(params, prompts, plan, key, uncond_prompts)
+    self.prompts[-1] += (np.asarray(ids),)
+    return ids
+
+
+def test_continuation_candidates_keep_the_draw_that_keeps_the_object(lm, vocab, stand_in_codec):
+  """K draws per continued clip in one batch (each prompt K times, with its context); the kept
+  one is `keep_object`'s choice, and the video is still the decode of the kept codes."""
+  decoder, params = make_decoder(lm, vocab, temperature=1.5)
+  recorder = BatchRecordingDecoder(decoder)
+  config = dataclasses.replace(CONFIG, continuation_candidates=3, continuation_keep=1.0)
+  codec = stand_in_codec.codec()
+  out = long_video.generate(recorder, params, [[1, 2], [3]], 22, codec, config,
+                            jax.random.key(6))
+  assert [len(p[0]) for p in recorder.prompts] == [2, 6, 6]   # the first clip: no candidates
+  np.testing.assert_array_equal(out.video, stand_in_codec.decode(out.codes)[:, :22])
+  video_so_far = stand_in_codec.decode(out.codes[:, :3])
+  (cond, _, ids) = recorder.prompts[1]
+  for p in range(2):  # the draws of prompt p are rows p, p + 2, p + 4, with the same context
+    np.testing.assert_array_equal(cond[p], cond[p + 2])
+  draws = long_video.frame_codes(ids, vocab, 2, 2, 2).reshape(3, 2, 2, 2, 2)
+  clips = np.concatenate([np.broadcast_to(out.codes[None, :, 2:3], (3, 2, 1, 2, 2)), draws], 2)
+  pixels = stand_in_codec.decode(clips.reshape(6, 3, 2, 2)).reshape(3, 2, 9, 16, 16, 3)
+  want = long_video.keep_object(video_so_far[:, 0], pixels[:, :, 1:], 1.0, 0.25)
+  assert want.any(), "this draw should not keep every prompt's first candidate"
+  np.testing.assert_array_equal(out.codes[:, 3:5], draws[want, np.arange(2)])
+  with pytest.raises(ValueError, match="continuation_candidates"):
+    long_video.generate(decoder, params, [[1]], 5, codec,
+                        dataclasses.replace(CONFIG, continuation_candidates=0), jax.random.key(0))
