@@ -324,9 +324,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       rerank_guidance=1.0,
       first_frame_min_object_pixels=0,
       reencode_first_frame=False,  # the drawn first frame decoded and encoded before it continues
-      # K draws of each continued clip, the first keeping 0.7 of the first frame's object pixels
-      # kept (long_video.keep_object). Default recipe, 17-latent clips, 35 prompts x 10 s:
-      # presence 0.78 -> 0.89 seen, 0.76 held-out either way, 3.4x the time. 1: off.
+      # K draws per continued clip, the first keeping 0.7 of the first frame's object pixels kept
+      # (long_video.keep_object). K=4, default recipe: 35 prompts x 10 s, presence 0.78 -> 0.89
+      # seen, 0.76 held-out, 3.4x the time; report: shape 0.67 -> 0.73, presence 0.4 / 0.6 ->
+      # 0.4 / 0.8 (generation 681 s, shared with CI; 112 s at K=1). 1: off.
       continuation_candidates=1,
       continuation_keep=0.7,
       # Composed first frames (inference/decode.py): the first latent frame's logits are the
@@ -345,8 +346,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # head it decides the drawing (1 there; README, "Guidance, seventh round").
       guidance_scale=3.0,
       seed=0,
-      # Faithfulness: short clips in one batch, half held-out pairs (eval/faithfulness.py).
-      faithfulness_prompts=4 if quick else 30,
+      faithfulness_prompts=4 if quick else 30,  # short clips, half held-out pairs
       faithfulness_frames=17,
       strip_frames=8,             # frames shown per video in its frame strip
   )
