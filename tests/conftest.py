@@ -11,3 +11,4 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
+from tests.quick_demo import interrupted_quick_demo  # noqa: E402, F401 -- one run per session

@@ -5,10 +5,6 @@ import glob
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import nbclient
 import nbformat
@@ -18,9 +14,9 @@ from PIL import Image
 
 from loong_jax import demo, demo_plots
 from loong_jax.eval import report
+from tests import quick_demo
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-QUICK = os.path.join(REPO, "configs", "demo_cpu.py") + ":quick"
+REPO, QUICK = quick_demo.REPO, quick_demo.QUICK
 
 
 def _quick_config():
@@ -161,49 +157,6 @@ def test_plots(tmp_path):
     demo_plots.line_plot({"x": ([1], [float("nan")])}, str(tmp_path / "x.png"), "x")
 
 
-def _demo_command(workdir):
-  return [sys.executable, "-m", "loong_jax.demo", "--workdir", str(workdir), "--config", QUICK]
-
-
-def _user_env(**extra) -> dict:
-  """The environment a user runs the demo in: the machine's real devices, not the test suite's
-  8 fake ones (conftest.py), which the demo's batch sizes need not divide, and XLA's default
-  optimisation (the demo trains for minutes). The session's compilation cache stays: the re-run
-  after the interruption loads what the first run compiled (tests/compile_settings.py)."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  return dict(env, **extra)
-
-
-@pytest.fixture(scope="session")
-def interrupted_quick_demo(tmp_path_factory):
-  """The quick demo interrupted with SIGINT in LM stage 2, then re-run to the end (one ~3-minute
-  run per session, shared by the tests of the `quick_demo` xdist group).
-
-  Returns `(workdir, first run's output, first run's return code, the re-run)`.
-  """
-  root = tmp_path_factory.mktemp("quick_demo")
-  workdir, log_path = root / "run", root / "first.log"
-  with open(log_path, "w") as log:
-    # Started with SIGINT ignored, as a background job of a non-interactive shell is: Ctrl-C
-    # must still interrupt the demo resumably.
-    proc = subprocess.Popen(_demo_command(workdir), cwd=REPO, env=_user_env(), stdout=log,
-                            stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    stage2 = workdir / "lm" / "stage2" / "checkpoints"
-    deadline = time.time() + 1500
-    # A finished orbax step is a directory named by its number (in-progress ones carry a suffix).
-    while proc.poll() is None and not any(
-        name.isdigit() for name in (os.listdir(stage2) if stage2.exists() else ())):
-      assert time.time() < deadline, "stage 2 never wrote a checkpoint"
-      time.sleep(0.5)
-    assert proc.poll() is None, log_path.read_text()
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=300)
-  rerun = subprocess.run(_demo_command(workdir), cwd=REPO, env=_user_env(), capture_output=True,
-                         text=True, timeout=1500)
-  return workdir, log_path.read_text(), proc.returncode, rerun
-
-
 @pytest.mark.slow
 @pytest.mark.xdist_group("quick_demo")
 def test_quick_demo_end_to_end_resumes_after_sigint_in_stage2(interrupted_quick_demo):
@@ -266,47 +219,6 @@ def test_quickstart_notebook(interrupted_quick_demo, tmp_path, monkeypatch):
   assert "<video" in html and "data:video/mp4;base64," in html   # mediapy's inline video
   assert "<img" in html   # the frame strip
   assert "no TPU attached" in text
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("quick_demo")
-def test_presence_over_many_prompts_on_a_finished_run(interrupted_quick_demo, tmp_path):
-  """`python -m loong_jax.demo_presence` on a copy of the finished quick run: the faithfulness
-  and minute prompts, split seen / held-out, with a changed generation setting recorded."""
-  finished, *_ = interrupted_quick_demo
-  workdir = tmp_path / "run"
-  shutil.copytree(finished, workdir)
-  done = subprocess.run(
-      [sys.executable, "-m", "loong_jax.demo_presence", f"--workdir={workdir}", "--seconds=4",
-       "--set", "generate.clip_latent_frames=5", "--set", "generate.cond_latent_frames=2",
-       "--name=short"], cwd=REPO, env=_user_env(), capture_output=True, text=True, timeout=900)
-  assert done.returncode == 0, done.stdout + done.stderr
-  with open(workdir / "presence" / "short.json") as f:
-    result = json.load(f)
-  assert result["settings"] == {"generate.clip_latent_frames": 5,
-                                "generate.cond_latent_frames": 2}
-  assert result["seen"]["count"] == result["heldout"]["count"] == 3   # 2 clips + 1 minute each
-  for split in ("seen", "heldout"):
-    assert len(result[split]["presence"]) == 1   # 4 s: one window
-    assert 0.0 <= result[split]["frames"][0] <= 1.0
-
-
-def test_presence_settings_and_summary():
-  from loong_jax import demo_presence
-  config = _quick_config()
-  assert demo_presence.apply_settings(config, ["generate.top_k=5"]) == {"generate.top_k": 5}
-  assert config.generate.top_k == 5
-  for bad in ("generate.no_such_key=1", "lm.steps=(1, 1, 1)", "generate.top_k"):
-    with pytest.raises(ValueError, match="generate.KEY=VALUE"):
-      demo_presence.apply_settings(config, [bad])
-  with pytest.raises(ValueError, match="not a Python literal"):
-    demo_presence.apply_settings(config, ["generate.top_k=five"])
-  rows = [("seen", [{"presence": True, "frames": 1.0}, {"presence": False, "frames": 0.2}]),
-          ("seen", [{"presence": False, "frames": 0.4}]),
-          ("heldout", [{"presence": True, "frames": 0.9}, {"presence": True, "frames": 0.8}])]
-  summary = demo_presence.summarize(rows)
-  assert summary["seen"] == {"presence": [0.5, 0.0], "frames": [0.7, 0.2], "count": 2}
-  assert summary["heldout"]["presence"] == [1.0, 1.0]
 
 
 def test_lm_stage_config_takes_the_demo_recipe(tmp_path):
