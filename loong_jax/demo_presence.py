@@ -28,10 +28,8 @@ from absl import flags
 
 from loong_jax import cli, demo_codec, demo_prompts, demo_steps, demo_workdir
 from loong_jax import generate as generate_lib
-from loong_jax import sharding as sharding_lib
 from loong_jax.data import video_io
 from loong_jax.eval import blocks, consistency
-from loong_jax.llm import transformer
 
 _WORKDIR = _SECONDS = _REENCODE = _SET = _NAME = None
 SPLITS = ("seen", "heldout")
@@ -92,13 +90,8 @@ def measure(run: str, seconds: float, reencode: bool, settings: list[str]) -> di
   changed = apply_settings(config, settings)
   prompts = demo_prompts.faithfulness_prompts(config) + list(config.generate.prompts)
   ic = demo_steps.inference_config(config, run, reencode)
-  mesh, rules = sharding_lib.make_mesh(ic.mesh), sharding_lib.rules(ic.sharding)
-  model = transformer.Transformer(transformer.LMConfig.from_config(ic.lm))
-  params = generate_lib.restore_params(os.path.join(run, "lm", "stage3"), model, mesh, rules)
+  mesh, rules, params, codec, encode_text = demo_steps.load_generation(ic, run)
   inf = ic.inference
-  codec = generate_lib.load_codec(inf.tokenizer_config, inf.tokenizer_dir, inf.tokenizer_kind,
-                                  ic.vocab.video_size, inf.oracle_frames, inf.flat_codes)
-  encode_text = generate_lib.load_text_encoder(inf.text_model)
   out = generate_lib.generate_videos(ic, params, [p["prompt"] for p in prompts], seconds,
                                      config.generate.seed, codec, encode_text, mesh, rules,
                                      demo_prompts.first_frame_branches(config, prompts))

@@ -362,6 +362,20 @@ def clip_name(index: int, prompt: dict) -> str:
   return f"clip_{index:02d}_{prompt['color']}_{prompt['shape']}_{prompt['motion']}"
 
 
+def load_generation(ic, run: str):
+  """`(mesh, rules, params, codec, encode_text)` of the run's stage-3 LM, video codec and text
+  model, for `inference_config` `ic`."""
+  from loong_jax import generate as generate_lib  # noqa: PLC0415 -- see the module docstring
+
+  mesh, rules = sharding_lib.make_mesh(ic.mesh), sharding_lib.rules(ic.sharding)
+  model = transformer.Transformer(transformer.LMConfig.from_config(ic.lm))
+  params = generate_lib.restore_params(os.path.join(run, "lm", "stage3"), model, mesh, rules)
+  inf = ic.inference
+  codec = generate_lib.load_codec(inf.tokenizer_config, inf.tokenizer_dir, inf.tokenizer_kind,
+                                  ic.vocab.video_size, inf.oracle_frames, inf.flat_codes)
+  return mesh, rules, params, codec, generate_lib.load_text_encoder(inf.text_model)
+
+
 def generate(config, run: str):
   """A 60-second video per prompt and re-encoding mode: mp4, gif, npz (lossless, for the
   evaluation) and a frame strip; `generate.faithfulness_prompts` short clips of
@@ -378,13 +392,7 @@ def generate(config, run: str):
   def load(ic):
     nonlocal params, codec, encode_text, mesh, rules
     if params is None:
-      mesh, rules = sharding_lib.make_mesh(ic.mesh), sharding_lib.rules(ic.sharding)
-      model = transformer.Transformer(transformer.LMConfig.from_config(ic.lm))
-      params = generate_lib.restore_params(os.path.join(run, "lm", "stage3"), model, mesh, rules)
-      codec = generate_lib.load_codec(ic.inference.tokenizer_config, ic.inference.tokenizer_dir,
-                                      ic.inference.tokenizer_kind, ic.vocab.video_size,
-                                      ic.inference.oracle_frames, ic.inference.flat_codes)
-      encode_text = generate_lib.load_text_encoder(ic.inference.text_model)
+      mesh, rules, params, codec, encode_text = load_generation(ic, run)
 
   clip_names = [clip_name(i, p) for i, p in enumerate(clips)]
   if all(os.path.exists(os.path.join(out_dir, n + ".npz")) for n in clip_names):
