@@ -136,8 +136,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       checkpoint_every=12 if quick else 100,
       eval_clips=4 if quick else 32,     # held-out 17-frame clips for PSNR / SSIM / usage
       example_clips=2 if quick else 4,   # shown in reconstruction.png
-      # Overrides of the tokenizer config's `tokenizer` fields. local_encoder=True gave the LM
-      # codes as stable as the oracle's but worse videos (configs/tokenizer/magvit2.py).
+      # Overrides of `tokenizer` fields, each measured in configs/tokenizer/magvit2.py.
       # encoder_frames='last' (latent j from frame 4j alone, tokenizer/autoencoder.py) with
       # local_encoder=True and data.grid=8: the learned twin of the oracle's 'last' codes (shift
       # invariance 1.00, a moving object's latent frames k >= 2 exact one-block shifts, against
@@ -147,7 +146,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # recipe 0.002), continuation 1.00 / 1.00, direction 33% / 33%, shape 53% / 13%, but colour
       # 67% / 47% and presence 0.2 (lm.edge_rest 0.32 stop / 0.27 rest: never stopped at the
       # edge). README, "Edges and the minute". Off.
-      model=dict(local_encoder=False, encoder_frames="all"),
+      model=dict(local_encoder=False, encoder_frames="all", color_channels=0),
+      fsq_levels=(),              # FSQ levels; (): magvit2.py:DEMO_FSQ_LEVELS
       # Flat blocks (one colour over a latent block and its neighbours) get one canonical code
       # per colour and place (data/flat_codes.py), in pre-tokenization, the LM evaluation and
       # re-encoding: the black background took ~10 codes at random (32% of ids unchanged between
@@ -230,7 +230,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # with the default stages: 0.01 nats. README, "Motion, fifth round"; eval/shift_probe.py.
       model=dict(num_layers=3, d_model=128, head_dim=32, mlp_dim=256, prev_frame_input=True,
                  prev_frame_radius=0, copy_head=False, mm_rope_layout="groups",
-                 text_summary_input=False),
+                 text_summary_input=False, digit_logits_only=False),
       # Video ids as FSQ digits (llm/code_digits.py): embeddings and logits built from per-digit
       # rows, so codes that share digits share what is learnt. Learned codes, stage 1 (450 x 32
       # images): final loss 2.58 vs 3.37 nats, colour gap 0.12 vs 0.00 nats.

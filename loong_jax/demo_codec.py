@@ -7,6 +7,7 @@ pooling codec (`--config.tokenizer.kind=oracle`). Shared by the demo's steps
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 import ml_collections
@@ -35,6 +36,13 @@ def tokenizer_config(config) -> ml_collections.ConfigDict:
       raise ValueError(f"config.tokenizer.model.{name}: not a field of the tokenizer config "
                        f"{sorted(out.tokenizer)}")
     out.tokenizer[name] = value
+  levels = tuple(int(l) for l in t.get("fsq_levels", ()))
+  if levels:  # () keeps the tokenizer config's quantizer
+    if out.tokenizer.quantizer.type != "fsq" or min(levels) < 2:
+      raise ValueError(f"config.tokenizer.fsq_levels={levels}: needs an FSQ tokenizer and levels "
+                       f">= 2 (quantizer {out.tokenizer.quantizer.type!r})")
+    out.tokenizer.quantizer.levels, out.tokenizer.z_channels = levels, len(levels)
+    out.tokenizer.quantizer.codebook_size = math.prod(levels)
   return out
 
 

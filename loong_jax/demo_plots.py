@@ -3,11 +3,13 @@ and reconstruction grids pasted together with Pillow.
 
     line_plot({"stage 1": (steps, losses), ...}, "loss.png", title="LM loss")
     frame_strip(video_uint8, "strip.png", count=8, fps=8)
-    training_plots(RUN)   # RUN/lm_loss.png, RUN/frame_loss.png, RUN/reconstruction.png
+    training_plots(RUN)   # RUN/lm_loss.png, RUN/frame_loss.png, RUN/reconstruction.png,
+                          # RUN/faithfulness.png (the short generated clips, held-out | seen)
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 
@@ -15,6 +17,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
+
+from loong_jax.data import synthetic
 
 _SIZE_PX, _DPI = (640, 400), 100
 
@@ -85,6 +89,47 @@ def reconstruction_grid(real: np.ndarray, recon: np.ndarray, path: str, clips: i
   image.save(path)
 
 
+def clip_grid(columns: list[list[tuple[str, np.ndarray]]], path: str, frames: int = 5):
+  """Columns of labelled uint8 `[T, H, W, 3]` clips, one row per clip: its label above `frames`
+  evenly spaced frames (clips of a column share T, H, W)."""
+  clips = [c for column in columns for _, c in column]
+  if not clips:
+    raise ValueError(f"clip_grid {path}: no clips")
+  t, h, w = clips[0].shape[:3]
+  picks = np.linspace(0, t - 1, frames).round().astype(int)
+  label, gap = 12, 2
+  row_h, col_w = label + h + gap, frames * (w + gap) + 3 * gap
+  rows = max(len(column) for column in columns)
+  image = Image.new("RGB", (len(columns) * col_w, rows * row_h), "white")
+  draw = ImageDraw.Draw(image)
+  for c, column in enumerate(columns):
+    for r, (text, clip) in enumerate(column):
+      x, y = c * col_w, r * row_h
+      draw.text((x + 1, y), text, fill="black")
+      for k, f in enumerate(picks):
+        image.paste(Image.fromarray(clip[f]), (x + k * (w + gap), y + label))
+  image.save(path)
+
+
+def faithfulness_grid(run: str, frames: int = 5) -> str | None:
+  """`run/faithfulness.png`: the generated short clips (`generated/clip_*.npz`, named
+  `clip_<i>_<colour>_<shape>_<motion>`), held-out colour-shape pairs on the left, seen ones on
+  the right, `frames` frames each; the path, or None when the run has no clips."""
+  files = sorted(glob.glob(os.path.join(run, "generated", "clip_*.npz")))
+  if not files:
+    return None
+  columns = ([], [])
+  for f in files:
+    _, _, color, shape, motion = os.path.basename(f)[:-len(".npz")].split("_", 4)
+    heldout = (color, shape) in synthetic.HELDOUT_PAIRS
+    with np.load(f) as data:
+      columns[0 if heldout else 1].append(
+          (f"{'held-out' if heldout else 'seen'}: {color} {shape} {motion}", data["video"]))
+  path = os.path.join(run, "faithfulness.png")
+  clip_grid([c for c in columns if c], path, frames)
+  return path
+
+
 def read_metrics(path: str) -> list[dict]:
   """Training rows (those with a `loss`) of a `metrics.jsonl`; the last row per step wins."""
   rows = {}
@@ -98,8 +143,9 @@ def read_metrics(path: str) -> list[dict]:
 
 
 def training_plots(run: str, example_clips: int = 4) -> list[str]:
-  """`lm_loss.png` (loss per stage), `frame_loss.png` (first vs later latent frames) and
-  `reconstruction.png` (from tokenizer_eval.npz) in `run`; the paths written."""
+  """`lm_loss.png` (loss per stage), `frame_loss.png` (first vs later latent frames),
+  `reconstruction.png` (from tokenizer_eval.npz) and `faithfulness.png` (`faithfulness_grid`)
+  in `run`; the paths written."""
   written = []
   stages = {k: read_metrics(os.path.join(run, "lm", f"stage{k}", "metrics.jsonl"))
             for k in (1, 2, 3)}
@@ -127,6 +173,9 @@ def training_plots(run: str, example_clips: int = 4) -> list[str]:
       path = os.path.join(run, "reconstruction.png")
       reconstruction_grid(data["real"], data["recon"], path, example_clips)
       written.append(path)
+  path = faithfulness_grid(run)
+  if path:
+    written.append(path)
   for path in written:
     print(f"plots: wrote {path}", flush=True)
   return written

@@ -145,11 +145,18 @@ def test_plots(tmp_path):
   real = rng.integers(0, 255, (3, 17, 16, 16, 3), dtype=np.uint8)
   np.savez(tmp_path / "tokenizer_eval.npz", real=real, recon=real, codes=np.zeros(4),
            codebook_size=8)
+  (tmp_path / "generated").mkdir()
+  for i, name in enumerate(("red_triangle_still", "red_circle_left", "blue_ring_up")):
+    np.savez(tmp_path / "generated" / f"clip_{i:02d}_{name}.npz", video=real[i], fps=8.0)
   written = demo_plots.training_plots(str(tmp_path), example_clips=2)
   assert sorted(os.path.basename(p) for p in written) == [
-      "frame_loss.png", "lm_loss.png", "reconstruction.png"]
+      "faithfulness.png", "frame_loss.png", "lm_loss.png", "reconstruction.png"]
   grid = np.asarray(Image.open(tmp_path / "reconstruction.png"))
   assert grid.shape[0] == 14 + 2 * (2 * 16 + 6)
+  clips = np.asarray(Image.open(tmp_path / "faithfulness.png"))  # 2 held-out | 1 seen, 5 frames
+  assert clips.shape[:2] == (2 * (12 + 16 + 2), 2 * (5 * 18 + 6))
+  np.testing.assert_array_equal(clips[12:28, 96:112], real[1, 0])  # seen column: frame 0
+  np.testing.assert_array_equal(clips[30 + 12:30 + 28, 4 * 18:4 * 18 + 16], real[2, 16])
   strip = tmp_path / "strip.png"
   demo_plots.frame_strip(real[0], str(strip), count=4, fps=8)
   assert Image.open(strip).size == (4 * 16 + 3 * 2, 16 + 14)
@@ -282,6 +289,16 @@ def test_tokenizer_model_overrides_reach_training_and_generation(tmp_path):
   assert ic.inference.tokenizer_config == os.path.join(run, "tokenizer", "config.json")
   config.tokenizer.model.no_such_field = 1
   with pytest.raises(ValueError, match="config.tokenizer.model.no_such_field"):
+    demo_steps.tokenizer_config(config)
+  del config.tokenizer.model["no_such_field"]
+  config.tokenizer.fsq_levels = (4, 4, 7, 8)  # the quantizer, the latent width and the LM's digits
+  t = demo_steps.tokenizer_config(config).tokenizer
+  assert (tuple(t.quantizer.levels), t.z_channels, t.quantizer.codebook_size) == ((4, 4, 7, 8), 4,
+                                                                                 896)
+  assert demo_steps.video_code_levels(config) == (4, 4, 7, 8)
+  assert demo_steps.video_vocab_size(config) == 896
+  config.tokenizer.fsq_levels = (4, 1)
+  with pytest.raises(ValueError, match="fsq_levels"):
     demo_steps.tokenizer_config(config)
 
 

@@ -88,6 +88,7 @@ def lm_config(size: str, vocab: ml_collections.ConfigDict) -> ml_collections.Con
       # Digit-factorised video codes (llm/code_digits.py): the FSQ levels of the video ids, whose
       # embeddings and logits are then built from per-digit rows. () = Loong's plain table.
       video_code_levels=(),
+      digit_logits_only=False,       # video logits from the digits' alone (llm/transformer.py)
       video_offset=vocab.get_ref("text_size"),
       # Previous-frame input (llm/transformer.py): each slot also embeds the id its target had one
       # latent frame earlier. Off: Loong's LM; the demo measures it (configs/demo_cpu.py).

@@ -303,13 +303,15 @@ def fold_video_digits(params: Params, c: Mapping[str, Any], embedding: np.ndarra
                       head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """The plain `(embedding [V_pad, D], lm_head [D, V_pad])` that a model with
   `video_code_levels` computes (llm/code_digits.py): video rows become their digits' summed rows,
-  and the digit logits are added to the head's columns."""
+  and the digit logits are added to the head's columns (replace them with `digit_logits_only`)."""
   levels, k = tuple(c["video_code_levels"]), sum(c["video_code_levels"])
   matrix = code_digits.digit_matrix(levels, c["video_offset"], embedding.shape[0])
   table = _get(params, ("video_digits",), (k, embedding.shape[1]))
   digit_head = _get(params, ("video_digits_head", "kernel"), (embedding.shape[1], k))
   is_video = matrix.sum(axis=1, keepdims=True) > 0
   embedding = np.where(is_video, matrix @ table, embedding)
+  if c.get("digit_logits_only", False):
+    head = np.where(is_video.T, 0.0, head)
   return embedding, head + digit_head @ matrix.T
 
 

@@ -76,6 +76,9 @@ class LMConfig:
   # added to the head's (llm/code_digits.py). () = one free row per id (Loong).
   video_code_levels: tuple[int, ...] = ()
   video_offset: int = 0
+  # With video_code_levels: a video id's logit is the sum of its digits' logits alone (the head's
+  # own video columns unused), so a code never seen as a target scores what its digits score.
+  digit_logits_only: bool = False
   # Optional (default: off). Previous-frame input: each input slot also gets the embedding (its own
   # table) of the id its target had one latent frame earlier (`tokens.previous_frame_inputs`), so
   # that carrying the scene over from the previous frame is a lookup, not a long-range attention
@@ -156,6 +159,8 @@ class LMConfig:
            and self.video_offset + size <= self.vocab_size, "video_code_levels",
            f"{self.video_code_levels} ({size} codes from id {self.video_offset}) must be levels "
            f">= 2 whose codes lie inside the {self.vocab_size}-id vocabulary")
+    need(self.video_code_levels or not self.digit_logits_only, "digit_logits_only",
+         "needs video_code_levels (the digits whose logits it sums)")
 
   @property
   def padded_vocab_size(self) -> int:
@@ -300,6 +305,8 @@ class Transformer(nn.Module):
     x = _rms_norm(cfg, "final_norm")(x)
     logits = _dense(cfg, cfg.padded_vocab_size, ("embed", "vocab"), "lm_head")(x)
     if digits is not None:  # + each video id's digit logits, summed
+      if cfg.digit_logits_only:  # the head's video columns dropped (digits.sum(1): 1 on video)
+        logits = logits * (1 - digits.any(axis=1)).astype(logits.dtype)
       digit_logits = _dense(cfg, sum(cfg.video_code_levels), ("embed", None),
                             "video_digits_head")(x)
       logits = logits + jnp.einsum("blk,vk->blv", digit_logits,

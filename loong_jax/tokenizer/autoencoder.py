@@ -22,6 +22,15 @@ with 1-frame kernels and no temporal strides, so a video's codes are its frames'
 object moving one latent block per latent frame then shifts its codes exactly (no 4-frame smear);
 the decoder, unchanged, renders the frames in between from neighbouring latents.
 
+`color_channels` k > 0 [ours] (with both of the above) splits each latent block into a colour part
+and a pattern part, as JPEG splits chroma from luma: latent channels 0..k-1 (the lowest FSQ
+digits) come from the block's colour range alone (per-channel max and min over its pixels, each
+divided by its largest channel: a colour, not a brightness, and not where in the block the object
+is), the other `z_channels - k` from the block's brightness pattern (each pixel's max over R, G,
+B, which does not depend on the hue). A block of an unseen colour-shape pair is then a seen
+colour and a seen pattern, which digit-factorised LM embeddings and logits (`lm.digit_codes`)
+can compose; measured in configs/tokenizer/magvit2.py.
+
 An image tokenizer is the same model with `temporal_kernel=1` and no temporal strides; `inflate.py`
 turns its weights into a video tokenizer's.
 """
@@ -61,6 +70,7 @@ class AutoencoderConfig:
   norm: str = "group"
   local_encoder: bool = False
   encoder_frames: str = "all"
+  color_channels: int = 0
 
   @classmethod
   def from_config(cls, tokenizer_config) -> AutoencoderConfig:
@@ -72,7 +82,8 @@ class AutoencoderConfig:
                  temporal_padding=c.temporal_padding, dtype=c.dtype, conv_impl=c.conv_impl,
                  patch_size=c.patch_size, norm=c.get("norm", "group"),
                  local_encoder=bool(c.get("local_encoder", False)),
-                 encoder_frames=c.get("encoder_frames", "all"))
+                 encoder_frames=c.get("encoder_frames", "all"),
+                 color_channels=int(c.get("color_channels", 0)))
     config.validate()
     return config
 
@@ -81,6 +92,11 @@ class AutoencoderConfig:
     if self.encoder_frames not in ENCODER_FRAMES:
       raise ValueError(f"config.tokenizer.encoder_frames={self.encoder_frames!r}: must be one of "
                        f"{ENCODER_FRAMES}")
+    if self.color_channels and not (self.local_encoder and self.encoder_frames == "last"
+                                    and 0 < self.color_channels < self.z_channels):
+      raise ValueError(f"config.tokenizer.color_channels={self.color_channels} needs "
+                       "local_encoder=True, encoder_frames='last' and fewer channels than "
+                       f"z_channels={self.z_channels}")
     if self.patch_size < 1:
       raise ValueError(f"config.tokenizer.patch_size={self.patch_size} must be at least 1")
     if len(self.down_strides) != len(self.ch_mult) - 1:
@@ -140,6 +156,13 @@ class Encoder(nn.Module):
     kernel, common = (temporal, spatial, spatial), c.conv_kwargs
     blocks = dict(c.block_kwargs, spatial_kernel=spatial)
     x = layers.space_to_depth(x.astype(c.dtype), fold)
+    color = None
+    if c.color_channels:  # [B, t, h, w, s*s*3] blocks -> colour range and brightness pattern
+      pixels = x.reshape(*x.shape[:-1], fold * fold, 3)
+      color = jnp.concatenate([_chroma(pixels.max(axis=-2)), _chroma(pixels.min(axis=-2))], -1)
+      color = nn.swish(layers.CausalConv3d(c.ch, kernel, name="color_in", **common)(color))
+      color = layers.CausalConv3d(c.color_channels, kernel, name="color_out", **common)(color)
+      x = pixels.max(axis=-1)
     x = layers.CausalConv3d(c.ch, kernel, name="conv_in", **common)(x)
     for level, mult in enumerate(c.ch_mult):
       for block in range(c.num_res_blocks):
@@ -153,7 +176,19 @@ class Encoder(nn.Module):
     if c.norm == "group":
       x = layers.FrameGroupNorm(c.num_groups, dtype=c.dtype, name="norm_out")(x)
     x = nn.swish(x)
-    return layers.CausalConv3d(c.z_channels, (1, 1, 1), name="conv_out", **common)(x)
+    if color is None:
+      return layers.CausalConv3d(c.z_channels, (1, 1, 1), name="conv_out", **common)(x)
+    x = layers.CausalConv3d(c.z_channels - c.color_channels, (1, 1, 1), name="conv_out",
+                            **common)(x)
+    return jnp.concatenate([color, x], axis=-1)
+
+
+def _chroma(rgb: jax.Array, floor: float = 0.1) -> jax.Array:
+  """`[..., 3]` colours in [-1, 1] -> `[..., 3]` in [0, 1]: divided by their largest channel (at
+  least `floor`), so that a block's edge, where the object covers part of a pixel, has the colour
+  of its inside."""
+  rgb = (rgb + 1) / 2
+  return rgb / jnp.maximum(rgb.max(axis=-1, keepdims=True), floor)
 
 
 class Decoder(nn.Module):

@@ -42,17 +42,20 @@ def test_digit_matrix_rows():
     code_digits.digit_matrix((3, 2), video_offset=12, num_rows=16)
 
 
-def _digit_model():
-  return tiny_model(video_code_levels=LEVELS, video_offset=TEXT)
+def _digit_model(**kwargs):
+  return tiny_model(video_code_levels=LEVELS, video_offset=TEXT, **kwargs)
 
 
-def test_digit_model_equals_the_plain_model_with_folded_tables():
-  """The reference: a plain LM whose embedding rows / head columns are the digit sums."""
-  model, config = _digit_model()
+@pytest.mark.parametrize("digits_only", [False, True])
+def test_digit_model_equals_the_plain_model_with_folded_tables(digits_only):
+  """The reference: a plain LM whose embedding rows / head columns are the digit sums (with
+  `digit_logits_only`, the video columns are the digit sums alone)."""
+  model, config = _digit_model(digit_logits_only=digits_only)
   tokens = jnp.asarray([[3, TEXT, TEXT + 17, TEXT + 255, 999, TEXT + 64]])
   params = dict(nn.unbox(jax.jit(model.init)(jax.random.key(0), tokens))["params"])
   plain_params = {k: v for k, v in params.items() if not k.startswith("video_digits")}
-  lm = dict(config.lm, video_code_levels=LEVELS, video_offset=TEXT)
+  lm = dict(config.lm, video_code_levels=LEVELS, video_offset=TEXT,
+            digit_logits_only=digits_only)
   embedding, head = hf_llama.fold_video_digits(
       jax.tree.map(np.asarray, params), lm, np.asarray(params["embed"]["embedding"]),
       np.asarray(params["lm_head"]["kernel"]))
@@ -62,6 +65,10 @@ def test_digit_model_equals_the_plain_model_with_folded_tables():
   forward = lambda m, p: jax.jit(m.apply)({"params": p}, tokens)
   chex.assert_trees_all_close(forward(model, params), forward(plain, plain_params), atol=1e-5,
                               rtol=1e-5)
+  if digits_only:  # the head's own video columns do not matter
+    params["lm_head"] = {"kernel": params["lm_head"]["kernel"].at[:, TEXT:TEXT + 256].add(1.0)}
+    chex.assert_trees_all_close(forward(model, params), forward(plain, plain_params), atol=1e-5,
+                                rtol=1e-5)
 
 
 def test_learning_one_code_moves_the_codes_that_share_its_digits():
@@ -92,6 +99,11 @@ def _input_rows(model, params, ids):
   matrix = code_digits.digit_matrix(cfg.video_code_levels, cfg.video_offset,
                                     cfg.padded_vocab_size)
   return matrix[ids] @ np.asarray(params["video_digits"])
+
+
+def test_digit_logits_only_needs_digits():
+  with pytest.raises(ValueError, match="digit_logits_only"):
+    tiny_model(digit_logits_only=True)
 
 
 def test_levels_must_fit_the_vocabulary():

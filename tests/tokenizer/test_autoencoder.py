@@ -178,3 +178,36 @@ def test_bad_encoder_frames_is_reported(tiny_config):
   tiny_config.tokenizer.encoder_frames = "first"
   with pytest.raises(ValueError, match="encoder_frames"):
     autoencoder.make_tokenizer(tiny_config.tokenizer)
+
+
+def test_color_channels_split_colour_from_pattern(tiny_config):
+  """color_channels=k: latent channels 0..k-1 depend on a block's colour range only (the same
+  coloured blob anywhere in the block, or dimmer, gives the same values), the others on its
+  brightness pattern only (the same blob in another hue of the same brightness gives the same values); the
+  image twin inflates into it; the split needs the local, last-frame encoder."""
+  config = tiny_config.tokenizer
+  config.update(dict(local_encoder=True, encoder_frames="last", color_channels=2))
+  black = -jnp.ones((1, 1, 16, 16, 3))
+  def blob(color, y, x):  # a 3x3 blob of `color` at (y, x) of block (0, 0)
+    return black.at[:, :, y:y + 3, x:x + 3].set(jnp.asarray(color, jnp.float32))
+  model = autoencoder.make_tokenizer(config)
+  params = jax.jit(model.init)(jax.random.key(0), black)
+  params = jax.tree_util.tree_map(lambda p: p + 0.05, params)  # no zero-init identity paths
+  encoder = jax.jit(lambda x: model.apply(params, x, method=lambda m, v: m.encoder(v)))
+  red_a, red_b = encoder(blob((1, -1, -1), 0, 0)), encoder(blob((1, -1, -1), 4, 3))
+  blue_a = encoder(blob((-1, -1, 1), 0, 0))
+  assert red_a.shape == (1, 1, 2, 2, config.z_channels)
+  np.testing.assert_allclose(red_a[..., :2], red_b[..., :2], atol=1e-5)   # colour: place-blind
+  dim_red = encoder(blob((0, -1, -1), 0, 0))  # half as bright: a partly covered edge
+  np.testing.assert_allclose(red_a[..., :2], dim_red[..., :2], atol=1e-5)
+  assert not np.allclose(red_a[0, 0, 0, 0, 2:], red_b[0, 0, 0, 0, 2:])    # pattern: place
+  np.testing.assert_allclose(red_a[..., 2:], blue_a[..., 2:], atol=1e-5)  # pattern: hue-blind
+  assert not np.allclose(red_a[0, 0, 0, 0, :2], blue_a[0, 0, 0, 0, :2])   # colour: hue
+  image = autoencoder.make_tokenizer(inflate.image_config(config))
+  image_params = jax.jit(image.init)(jax.random.key(1), black)["params"]
+  video_params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 9, 16, 16, 3)))["params"]
+  inflated = inflate.inflate_params(image_params, video_params)
+  chex.assert_trees_all_equal_shapes(inflated, nn.unbox(video_params))
+  config.encoder_frames = "all"
+  with pytest.raises(ValueError, match="color_channels"):
+    autoencoder.make_tokenizer(config)
