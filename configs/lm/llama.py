@@ -88,7 +88,10 @@ def lm_config(size: str, vocab: ml_collections.ConfigDict) -> ml_collections.Con
       # Digit-factorised video codes (llm/code_digits.py): the FSQ levels of the video ids, whose
       # embeddings and logits are then built from per-digit rows. () = Loong's plain table.
       video_code_levels=(),
-      digit_logits_only=False,       # video logits from the digits' alone (llm/transformer.py)
+      # True: a video id's logit is its digits' logits alone (llm/transformer.py). On the demo's
+      # color_channels=2 codes (README, fifteenth round): drawn first frames colour 0.45 / 0.42,
+      # shape 0.22 / 0.23 (the full head: 0.83 / 0.71, 0.71 / 0.37). Off.
+      digit_logits_only=False,
       video_offset=vocab.get_ref("text_size"),
       # Previous-frame input (llm/transformer.py): each slot also embeds the id its target had one
       # latent frame earlier. Off: Loong's LM; the demo measures it (configs/demo_cpu.py).
