@@ -112,9 +112,10 @@ def clip_grid(columns: list[list[tuple[str, np.ndarray]]], path: str, frames: in
 
 
 def faithfulness_grid(run: str, frames: int = 5) -> str | None:
-  """`run/faithfulness.png`: the generated short clips (`generated/clip_*.npz`, named
-  `clip_<i>_<colour>_<shape>_<motion>`), held-out colour-shape pairs on the left, seen ones on
-  the right, `frames` frames each; the path, or None when the run has no clips."""
+  """`run/faithfulness.png`: the generated short clips (`generated/clip_*.npz`, named by
+  `demo_steps.clip_name`: `clip_<i>_<colour>_<shape>_<motion>`), held-out colour-shape pairs on
+  the left, seen ones on the right, `frames` frames each; the path, or None when the run has no
+  clips."""
   files = sorted(glob.glob(os.path.join(run, "generated", "clip_*.npz")))
   if not files:
     return None

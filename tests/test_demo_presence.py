@@ -22,7 +22,8 @@ def test_presence_over_many_prompts_on_a_finished_run(interrupted_quick_demo, tm
   done = subprocess.run(
       [sys.executable, "-m", "loong_jax.demo_presence", f"--workdir={workdir}", "--seconds=4",
        "--set", "generate.clip_latent_frames=5", "--set", "generate.cond_latent_frames=2",
-       "--name=short"], cwd=quick_demo.REPO, env=quick_demo.user_env(), capture_output=True, text=True, timeout=900)
+       "--name=short"], cwd=quick_demo.REPO, env=quick_demo.user_env(), capture_output=True,
+      text=True, timeout=900)
   assert done.returncode == 0, done.stdout + done.stderr
   with open(workdir / "presence" / "short.json") as f:
     result = json.load(f)

@@ -305,8 +305,8 @@ class Transformer(nn.Module):
     x = _rms_norm(cfg, "final_norm")(x)
     logits = _dense(cfg, cfg.padded_vocab_size, ("embed", "vocab"), "lm_head")(x)
     if digits is not None:  # + each video id's digit logits, summed
-      if cfg.digit_logits_only:  # the head's video columns dropped (digits.sum(1): 1 on video)
-        logits = logits * (1 - digits.any(axis=1)).astype(logits.dtype)
+      if cfg.digit_logits_only:  # the head's video columns (rows with a digit) dropped
+        logits = jnp.where(digits.any(axis=1), 0.0, logits)
       digit_logits = _dense(cfg, sum(cfg.video_code_levels), ("embed", None),
                             "video_digits_head")(x)
       logits = logits + jnp.einsum("blk,vk->blv", digit_logits,

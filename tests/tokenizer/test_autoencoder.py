@@ -183,8 +183,8 @@ def test_bad_encoder_frames_is_reported(tiny_config):
 def test_color_channels_split_colour_from_pattern(tiny_config):
   """color_channels=k: latent channels 0..k-1 depend on a block's colour range only (the same
   coloured blob anywhere in the block, or dimmer, gives the same values), the others on its
-  brightness pattern only (the same blob in another hue of the same brightness gives the same values); the
-  image twin inflates into it; the split needs the local, last-frame encoder."""
+  brightness pattern only (the same blob in another hue of the same brightness gives the same
+  values); the image twin inflates into it; the split needs the local, last-frame encoder."""
   config = tiny_config.tokenizer
   config.update(dict(local_encoder=True, encoder_frames="last", color_channels=2))
   black = -jnp.ones((1, 1, 16, 16, 3))
