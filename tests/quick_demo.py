@@ -1,12 +1,15 @@
 """The quick demo run shared by the tests that need a finished run (`interrupted_quick_demo`,
 registered in conftest.py so that one session runs it once)."""
 
+import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
 import time
 
+import filelock
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,14 +29,11 @@ def user_env(**extra) -> dict:
   return dict(env, **extra)
 
 
-@pytest.fixture(scope="session")
-def interrupted_quick_demo(tmp_path_factory):
-  """The quick demo interrupted with SIGINT in LM stage 2, then re-run to the end (one ~3-minute
-  run per session, shared by the tests of the `quick_demo` xdist group).
-
-  Returns `(workdir, first run's output, first run's return code, the re-run)`.
-  """
-  root = tmp_path_factory.mktemp("quick_demo")
+def _run_interrupted(root) -> dict:
+  """The quick demo interrupted with SIGINT in LM stage 2, then re-run to the end, in
+  `root/run`: `{workdir, first run's output, its return code, the re-run's return code, stdout,
+  stderr}`."""
+  root.mkdir(parents=True, exist_ok=True)
   workdir, log_path = root / "run", root / "first.log"
   with open(log_path, "w") as log:
     # Started with SIGINT ignored, as a background job of a non-interactive shell is: Ctrl-C
@@ -53,4 +53,40 @@ def interrupted_quick_demo(tmp_path_factory):
     proc.wait(timeout=300)
   rerun = subprocess.run(demo_command(workdir), cwd=REPO, env=user_env(), capture_output=True,
                          text=True, timeout=1500)
-  return workdir, log_path.read_text(), proc.returncode, rerun
+  return dict(workdir=str(workdir), first=log_path.read_text(), first_rc=proc.returncode,
+              rerun_rc=rerun.returncode, rerun_stdout=rerun.stdout, rerun_stderr=rerun.stderr)
+
+
+@pytest.fixture(scope="session")
+def interrupted_quick_demo(tmp_path_factory, worker_id):
+  """The quick demo interrupted with SIGINT in LM stage 2, then re-run to the end: one ~3-minute
+  run per test session, shared by every test that takes this fixture.
+
+  Under xdist each worker is its own session, and the `quick_demo` xdist group (--dist
+  loadgroup) does not keep the tests on one worker with pytest 9 and xdist 3.8 (xdist renames
+  the nodeid through an attribute pytest 9 no longer reads): the first worker to ask runs the
+  demo under a file lock in the workers' shared temporary directory, the others wait for it
+  and read its result (pytest-xdist's documented pattern for once-per-session fixtures).
+
+  Returns `(workdir, first run's output, first run's return code, the re-run)`.
+  """
+  if worker_id == "master":   # no xdist: this process is the session
+    result = _run_interrupted(tmp_path_factory.mktemp("quick_demo"))
+  else:
+    shared = tmp_path_factory.getbasetemp().parent   # common to this session's workers
+    path = shared / "quick_demo.json"
+    with filelock.FileLock(str(path) + ".lock"):
+      if not path.is_file():
+        try:
+          result = _run_interrupted(shared / "quick_demo")
+        except BaseException as e:   # the waiting workers fail with it instead of running again
+          result = dict(error=f"{type(e).__name__}: {e}")
+          raise
+        finally:
+          path.write_text(json.dumps(result))
+      result = json.loads(path.read_text())
+  if "error" in result:
+    pytest.fail(f"the session's quick demo run failed: {result['error']}")
+  rerun = subprocess.CompletedProcess(demo_command(result["workdir"]), result["rerun_rc"],
+                                      result["rerun_stdout"], result["rerun_stderr"])
+  return pathlib.Path(result["workdir"]), result["first"], result["first_rc"], rerun

@@ -91,7 +91,8 @@ than the background's; 3,000 image steps at batch 8 then 150 clip steps):
   off-palette colours (pink, salmon), held-out colour 0.33. With `fsq_levels=(4,4,7,8)` in the
   demo config (16 colour x 56 pattern values): 28.42 dB, continuation 0.99, faithfulness colour
   0.80 / 0.60, shape 0.93 / 0.07, direction 0.47 / 0.53, presence 0.6 for 40 s then 0.4 (red
-  drawn pink or purple: the colour digits need finer levels). Off.
+  drawn pink or purple); with (5,5,7,8): colour 0.67 / 0.53, shape 0.53 / 0.20, direction
+  0.20 / 0.33, presence 0.2 (hues still wrong, moving objects fade). Off.
 
 All numbers live here; `--config.tokenizer.ch=...` etc. override them.
 """
