@@ -390,10 +390,12 @@ def test_default_motion_baseline_and_oracle_variants_change_only_their_recipes()
   assert (motion["generate.clip_latent_frames"], motion["generate.cond_latent_frames"]) == (17, 8)
   assert motion["lm.length_groups"] and not baseline["lm.length_groups"]
   # quick: the default's recipe, its own sizes and steps.
-  assert all(quick[k] == default[k] for k in recipe - {"pretokenize.walls17",
-                                                       "pretokenize.walls65", "lm.length_groups"})
+  assert all(quick[k] == default[k] for k in recipe - {
+      "pretokenize.walls17", "pretokenize.walls65", "lm.length_groups",
+      "generate.first_frame_candidates"})
   assert not quick["lm.length_groups"]   # compile-bound at its sizes
-  assert tuple(quick["lm.steps"]) == (10, 10, 6)
+  assert quick["generate.first_frame_candidates"] == 2   # re-ranks, at a quarter of the cost
+  assert tuple(quick["lm.steps"]) == (10, 10, 3)
   assert 0 < quick["pretokenize.walls17"] < default["pretokenize.walls17"]
   for c in (motion, oracle):
     assert c["generate.guidance_scale"] == 1.0 and c["lm.model.copy_head"]
