@@ -12,3 +12,16 @@ import jax  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 from tests.quick_demo import interrupted_quick_demo  # noqa: E402, F401 -- one run per session
+
+
+def pytest_collection_modifyitems(config, items):
+  """The first test that needs the quick-demo run (tests/quick_demo.py: minutes) goes first, the
+  others that read it last: under xdist one worker runs the demo while the other works through
+  the suite, and the readers find it finished instead of waiting on its lock (measured: with all
+  three at the end, the last ~5 minutes of the suite ran the demo on one worker alone)."""
+  del config
+  users = [item for item in items
+           if "interrupted_quick_demo" in getattr(item, "fixturenames", ())]
+  if users:
+    ids = {id(item) for item in users}
+    items[:] = users[:1] + [item for item in items if id(item) not in ids] + users[1:]
