@@ -70,21 +70,20 @@ def interrupted_quick_demo(tmp_path_factory, worker_id):
 
   Returns `(workdir, first run's output, first run's return code, the re-run)`.
   """
-  if worker_id == "master":   # no xdist: this process is the session
-    result = _run_interrupted(tmp_path_factory.mktemp("quick_demo"))
-  else:
-    shared = tmp_path_factory.getbasetemp().parent   # common to this session's workers
-    path = shared / "quick_demo.json"
-    with filelock.FileLock(str(path) + ".lock"):
-      if not path.is_file():
-        try:
-          result = _run_interrupted(shared / "quick_demo")
-        except BaseException as e:   # the waiting workers fail with it instead of running again
-          result = dict(error=f"{type(e).__name__}: {e}")
-          raise
-        finally:
-          path.write_text(json.dumps(result))
-      result = json.loads(path.read_text())
+  shared = tmp_path_factory.getbasetemp()
+  if worker_id != "master":   # xdist: the directory common to this session's workers
+    shared = shared.parent
+  path = shared / "quick_demo.json"
+  with filelock.FileLock(str(path) + ".lock"):
+    if not path.is_file():
+      try:
+        result = _run_interrupted(shared / "quick_demo")
+      except BaseException as e:   # the waiting workers fail with it instead of running again
+        result = dict(error=f"{type(e).__name__}: {e}")
+        raise
+      finally:
+        path.write_text(json.dumps(result))
+    result = json.loads(path.read_text())
   if "error" in result:
     pytest.fail(f"the session's quick demo run failed: {result['error']}")
   rerun = subprocess.CompletedProcess(demo_command(result["workdir"]), result["rerun_rc"],
