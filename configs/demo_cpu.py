@@ -296,30 +296,26 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       prompts=prompt_entries(variant),
       seconds=60.0,
       reencode=(True, False),
-      # With re-encoding, a context token keeps the code it was generated with while its
-      # re-encoded latent stays within this margin of that code's cell
-      # (long_video.LongVideoConfig.reencode_margin; FSQ: levels). 0: Loong's plain re-encoding.
-      # This recipe's LM redraws the object from the prompt at every clip and keeps it at 0
-      # (presence 1.0 in every window); the `motion` variant's copies its context and needs it
-      # (_motion_recipe).
+      # Sticky re-encoding margin (long_video.LongVideoConfig.reencode_margin; 0: Loong's plain
+      # re-encoding): this LM redraws the object from the prompt at every clip (presence 1.0 at
+      # 0); the default's copies its context and needs it (_motion_recipe).
       reencode_margin=0.0,
       # 17-frame clips with 2 latent frames of context: sampled 17-latent clips from a model
       # trained mostly on 5-latent clips dissolved the object after ~2 s (the default: 17 / 8).
       clip_latent_frames=5,
       cond_latent_frames=2,
       temperature=1.0,
-      # The clips after the first of a long video (None: `temperature`). 0.7 on this LM: the
-      # same presence (its failures have the wrong colour from the first clip); on oracle codes
-      # presence held one window longer (0.4, 0.4, 0.2, 0, 0, 0 vs 0.4, 0, ...). Left at None.
+      # The clips after a long video's first (None: `temperature`). 0.7: the same presence (on
+      # oracle codes one window longer). Left at None.
       continuation_temperature=ml_collections.FieldReference(None, field_type=float),
       # Temperature of every latent frame after the first (None: `temperature`). On this LM
       # 0.6 / 0.3 gave shape 27% / 7% and 7% / 13% (1.0: 13% / 13%), direction at most 7%, and
       # fewer frames holding the object (long-video presence 0.4-0.8 per window at 0.3, was
-      # 1.0): later frames are not the previous one moved, so sharper sampling does not help.
+      # 1.0): later frames were not the previous one moved.
       frame_temperature=ml_collections.FieldReference(None, field_type=float),
       top_k=20, top_p=1.0,        # top-p 0.7-0.9 did not remove guidance's strays
-      # Best-of-N first frame (inference/rerank.py): of N first latent frames drawn per prompt,
-      # the best scored (g log p(x|text) + (1 - g) log p(x)) with >= min object pixels. 1: off.
+      # Best-of-N first frame (inference/rerank.py): of N drawn first latent frames with >= min
+      # object pixels, the best scored (g log p(x|text) + (1 - g) log p(x)). 1: off.
       first_frame_candidates=1,
       rerank_guidance=1.0,
       first_frame_min_object_pixels=0,
@@ -339,11 +335,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       first_frame_without_shape=0.0,
       first_frame_without_color=0.0,
       first_frame_without_both=0.0,
-      # Classifier-free guidance (text dropped for 10% of training examples): oracle codes after
+      # Contrastive re-ranking of first-frame candidates (inference/rerank.py): the score adds w x
+      # log p(caption | frame) among the caption and its copies naming each other colour (shape).
+      # colour 1, the default's LM (this host's draw): every figure unchanged at 8 candidates;
+      # held-out colour 0.47 -> 0.60 of 16 (python -m loong_jax.demo_candidates). 0: off.
+      first_frame_contrast_color=0.0, first_frame_contrast_shape=0.0,
+      # Classifier-free guidance (text dropped for 10% of training examples): oracle codes,
       # stages 1-2, guidance 3 drew the prompted colour on 33% / 47% of 30 seen / held-out
-      # prompts, 33% / 27% at 1. Temperature 1: at 0.5 or greedy most frames held no object.
-      # Guidance scatters stray blocks of the prompted colour; with local codes and the copy
-      # head it decides the drawing (1 there; README, "Guidance, seventh round").
+      # prompts, 33% / 27% at 1; it scatters stray blocks of the prompted colour (README,
+      # "Guidance, seventh round"). Temperature 1: at 0.5 or greedy most frames held no object.
       guidance_scale=3.0,
       seed=0,
       faithfulness_prompts=4 if quick else 30,  # short clips, half held-out pairs

@@ -1,5 +1,6 @@
-"""The demo's prompts beyond its long videos: the faithfulness clips' prompt set, and the parts of
-a prompt that composed first frames condition on (`generate.first_frame_without_*`).
+"""The demo's prompts beyond its long videos: the faithfulness clips' prompt set, the parts of a
+prompt that composed first frames condition on (`generate.first_frame_without_*`), and the
+alternative captions that re-rank first frames (`generate.first_frame_contrast_*`).
 
 Prompts are the dicts of `configs/demo_cpu.py:prompt_entries` (`prompt`, `color`, `shape`,
 `motion`, `split`).
@@ -36,3 +37,34 @@ def first_frame_branches(config, prompts: list[dict]) -> list[tuple[float, list[
   g = config.generate
   return [(float(g[key]), [without_words(p, fields) for p in prompts])
           for key, fields in COMPOSED_PARTS.items() if g.get(key, 0.0)]
+
+
+# generate.first_frame_contrast_<field> -> the attribute whose word the alternatives change.
+CONTRAST_FIELDS = {"first_frame_contrast_color": "color", "first_frame_contrast_shape": "shape"}
+
+
+def alternatives(prompt: dict, field: str) -> list[str]:
+  """`prompt["prompt"]` with its `field` word ("color" or "shape") replaced by each other value
+  of the built-in world (`synthetic_render.COLORS` / `SHAPES`), once each."""
+  from loong_jax.data import synthetic_render  # noqa: PLC0415 -- see faithfulness_prompts
+
+  values = {"color": list(synthetic_render.COLORS), "shape": list(synthetic_render.SHAPES)}
+  if field not in values:
+    raise ValueError(f"first-frame contrasts: unknown field {field!r}; known: {list(values)}")
+  word = f" {prompt[field]} "
+  if word not in prompt["prompt"]:
+    raise ValueError(f"prompt {prompt['prompt']!r} does not contain its {field} "
+                     f"{prompt[field]!r}")
+  return [prompt["prompt"].replace(word, f" {v} ", 1) for v in values[field]
+          if v != prompt[field]]
+
+
+def first_frame_conditioning(config, prompts: list[dict]) -> dict:
+  """`generate.generate_videos`' first-frame keywords for `prompts`: `first_frame_branches`
+  (composed conditioning) and `first_frame_contrasts` (`[(weight, per prompt its alternative
+  captions)]`, the non-zero `generate.first_frame_contrast_*` weights)."""
+  g = config.generate
+  contrasts = [(float(g[key]), [alternatives(p, field) for p in prompts])
+               for key, field in CONTRAST_FIELDS.items() if g.get(key, 0.0)]
+  return dict(first_frame_branches=first_frame_branches(config, prompts),
+              first_frame_contrasts=contrasts)

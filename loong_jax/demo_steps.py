@@ -405,7 +405,7 @@ def generate(config, run: str):
     out = generate_lib.generate_videos(ic, params, [p["prompt"] for p in clips],
                                        frames / ic.inference.fps, g.seed, codec, encode_text,
                                        mesh, rules,
-                                       demo_prompts.first_frame_branches(config, clips))
+                                       **demo_prompts.first_frame_conditioning(config, clips))
     for name, video in zip(clip_names, out.video):
       path = os.path.join(out_dir, name)
       np.savez_compressed(path + ".tmp.npz", video=video_io.to_uint8(video),
@@ -421,7 +421,7 @@ def generate(config, run: str):
     print(f"generate: {len(prompts)} prompts x {g.seconds:.0f} s, {MODES[reencode]}", flush=True)
     out = generate_lib.generate_videos(ic, params, [p["prompt"] for p in prompts], g.seconds,
                                        g.seed, codec, encode_text, mesh, rules,
-                                       demo_prompts.first_frame_branches(config, prompts))
+                                       **demo_prompts.first_frame_conditioning(config, prompts))
     for name, video in zip(names, out.video):
       path = os.path.join(out_dir, name)
       generate_lib.write_video(path + ".mp4", video, ic.inference.fps)

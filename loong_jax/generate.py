@@ -203,11 +203,14 @@ def generate_videos(config, params, prompts: Sequence[str], seconds: float, seed
                     codec: long_video.VideoCodec, encode_text: TextEncoder | None,
                     mesh=None, rules=(),
                     first_frame_branches: Sequence[tuple[float, Sequence[str]]] | None = None,
-                    ) -> long_video.LongVideo:
+                    first_frame_contrasts: Sequence[tuple[float, Sequence[Sequence[str]]]]
+                    | None = None) -> long_video.LongVideo:
   """Videos `[B, frames, H, W, 3]` in [-1, 1] for B prompts (see `long_video.generate`).
 
   `encode_text` may be None only when every prompt is empty. `first_frame_branches`: composed
   conditioning of the first latent frame, `[(weight, B prompts)]` (`long_video.generate`).
+  `first_frame_contrasts`: `[(weight, B lists of alternative captions)]` that re-rank the first
+  frame's candidates (`rerank.best_first_frames`).
   """
   vocab = tokens.Vocab(config.vocab.text_size, config.vocab.video_size)
   inf = config.inference
@@ -222,6 +225,9 @@ def generate_videos(config, params, prompts: Sequence[str], seconds: float, seed
   text_ids = [encode_prompt(p, encode_text, inf.max_text_len, vocab) for p in prompts]
   branches = [(float(w), [encode_prompt(p, encode_text, inf.max_text_len, vocab) for p in texts])
               for w, texts in first_frame_branches or ()]
+  contrasts = [(float(w), [[encode_prompt(a, encode_text, inf.max_text_len, vocab) for a in alts]
+                           for alts in per_prompt])
+               for w, per_prompt in first_frame_contrasts or ()]
   clip_config = long_video.LongVideoConfig(
       clip_latent_frames=inf.clip_latent_frames, cond_latent_frames=inf.cond_latent_frames,
       reencode=inf.reencode, reencode_margin=float(inf.get("reencode_margin", 0.0)),
@@ -240,7 +246,8 @@ def generate_videos(config, params, prompts: Sequence[str], seconds: float, seed
     return long_video.generate(decoder, params, text_ids, frames, codec, clip_config,
                                jax.random.key(seed), on_clip=lambda done, _: bar.update(1),
                                continue_decoder=continue_decoder,
-                               first_frame_branches=branches or None)
+                               first_frame_branches=branches or None,
+                               first_frame_contrasts=contrasts or None)
 
 
 def write_video(path: str, video: np.ndarray, fps: float) -> list[str]:

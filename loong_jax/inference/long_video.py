@@ -218,7 +218,8 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
              on_clip: Callable[[int, int], None] | None = None,
              continue_decoder: decode_lib.Decoder | None = None,
              first_frame_branches: Sequence[tuple[float, Sequence[np.ndarray | None]]] | None
-             = None) -> LongVideo:
+             = None, first_frame_contrasts: Sequence[rerank.Contrast] | None = None,
+             ) -> LongVideo:
   """Generate one video per prompt.
 
   Args:
@@ -239,6 +240,9 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
       ids)]` (`decode.Decoder`, `rerank.best_first_frames`): the first frame is drawn (as
       `first_frame_candidates` candidates) from the prompts' logits weighted `1 - sum(weights)`
       plus each branch's; every later frame from the prompts alone. None: off.
+    first_frame_contrasts: `[(w, B lists of alternative captions' text ids)]`: the candidates'
+      score adds `w` times the caption's log-posterior among them (`rerank.best_first_frames`);
+      with `first_frame_candidates` > 1 only. None: off.
   Returns:
     the video (exactly `num_frames` frames) and its latent timeline.
   """
@@ -254,7 +258,8 @@ def generate(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray 
     first, _ = rerank.best_first_frames(decoder, params, text_ids, h, w,
                                         config.first_frame_candidates, config.rerank_guidance,
                                         jax.random.fold_in(key, rerank.CANDIDATE_STREAM),
-                                        branches=first_frame_branches, accept=accept)
+                                        branches=first_frame_branches, accept=accept,
+                                        contrasts=first_frame_contrasts)
     if config.reencode_first_frame:
       first = np.asarray(codec.encode(np.asarray(codec.decode(first))), np.int32)
   for c, (n_context, n_new) in enumerate(schedule):

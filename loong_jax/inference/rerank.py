@@ -15,6 +15,17 @@ background). Candidates are drawn with the decoder's own sampling settings, opti
 composed conditioning (`branches`, `decode.Decoder`): e.g. the caption's logits averaged with
 those of the caption without its shape word, so that the colour word is not overruled by the
 colour-shape pairs that training showed together (README, "Composed first frames").
+
+Contrasts add the LM's own reading of a candidate [ours]: for each attribute (e.g. the colour),
+the caption and its alternatives (the same caption naming each other colour) score the candidate,
+and `w * log p(caption | x)` joins the score, the log-posterior of the prompted caption among them
+under a uniform prior,
+
+    log p(caption | x) = log p(x | caption) - logsumexp_c' log p(x | c'),
+
+so that a candidate the LM itself would caption with another colour loses, however likely its
+pixels. A caption the LM was never shown (a held-out colour-shape pair) is still scored word by
+word through the text, which is what `lm.text_gap` measures.
 """
 
 from __future__ import annotations
@@ -28,6 +39,10 @@ from loong_jax.inference import decode as decode_lib
 
 # `jax.random.fold_in` data of the candidates' key; clips use 0, 1, ... (long_video.generate).
 CANDIDATE_STREAM = 0x7FFFFFFF
+# Rows per teacher-forced scoring call: bounds the logits' memory ([rows, L, vocab] float32).
+SCORE_ROWS = 256
+# One contrast: `(weight, per prompt the alternative captions' text ids)`.
+Contrast = tuple[float, Sequence[Sequence[np.ndarray]]]
 
 
 def guided_score(cond: np.ndarray, uncond: np.ndarray, guidance: float) -> np.ndarray:
@@ -35,11 +50,37 @@ def guided_score(cond: np.ndarray, uncond: np.ndarray, guidance: float) -> np.nd
   return guidance * np.asarray(cond) + (1.0 - guidance) * np.asarray(uncond)
 
 
+def caption_posterior(cond: np.ndarray, alternatives: Sequence[np.ndarray]) -> np.ndarray:
+  """`[R]` log-posterior of the caption among itself and its alternatives (uniform prior): `cond
+  [R]` its log-likelihoods, `alternatives[r]` `[A_r]` those of row r's alternatives (nats)."""
+  out = np.empty(len(cond), np.float64)
+  for r, (c, alt) in enumerate(zip(np.asarray(cond, np.float64), alternatives)):
+    out[r] = c - np.logaddexp.reduce(np.concatenate([[c], np.asarray(alt, np.float64)]))
+  return out
+
+
+def log_likelihood(decoder: decode_lib.Decoder, params, prompts: Sequence[np.ndarray],
+                   frames: np.ndarray, width: int, rows: int = SCORE_ROWS) -> np.ndarray:
+  """`decoder.log_likelihood` in calls of at most `rows` rows (the last padded to `rows`, so one
+  shape compiles): `[R]` nats."""
+  frames = np.asarray(frames)
+  out = []
+  for start in range(0, len(prompts), rows):
+    chunk, block = list(prompts[start:start + rows]), frames[start:start + rows]
+    n = len(chunk)
+    if len(prompts) > rows and n < rows:  # pad with copies of the first row
+      chunk += [chunk[0]] * (rows - n)
+      block = np.concatenate([block, np.repeat(block[:1], rows - n, axis=0)])
+    out.append(np.asarray(decoder.log_likelihood(params, chunk, block, width))[:n])
+  return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
 def best_first_frames(decoder: decode_lib.Decoder, params, text_ids: Sequence[np.ndarray | None],
                       height: int, width: int, candidates: int, guidance: float,
                       key: jax.Array,
                       branches: Sequence[tuple[float, Sequence[np.ndarray | None]]] | None = None,
                       accept: Callable[[np.ndarray], np.ndarray] | None = None,
+                      contrasts: Sequence[Contrast] | None = None,
                       ) -> tuple[np.ndarray, np.ndarray]:
   """Draw `candidates` first latent frames per prompt and keep the best scored.
 
@@ -56,6 +97,8 @@ def best_first_frames(decoder: decode_lib.Decoder, params, text_ids: Sequence[np
     accept: `frames [M, 1, height, width] -> bool [M]`: candidates it rejects are kept only when
       it rejects every candidate of their prompt (e.g. `long_video.object_check`: a frame with
       no object, which the likelihood may prefer for a caption it cannot draw). None: all.
+    contrasts: `[(w, B lists of alternative text ids)]`: `w * log p(caption | x)` among the
+      caption and the prompt's alternatives joins the score (module docstring). None: off.
   Returns:
     `(frames [B, 1, height, width] int32, scores [B, N] float32)`: the chosen frame of each
     prompt and every candidate's score.
@@ -77,8 +120,18 @@ def best_first_frames(decoder: decode_lib.Decoder, params, text_ids: Sequence[np
   ids = decoder(params, cond, plan, key, uncond_prompts=uncond, branches=composed or None)
   frames = decode_lib.frame_codes(ids, vocab, 1, height, width)[:, 0].astype(np.int32)
   flat = frames.reshape(len(cond), -1)
-  scores = guided_score(decoder.log_likelihood(params, cond, flat, width),
-                        decoder.log_likelihood(params, uncond, flat, width), guidance)
+  cond_ll = log_likelihood(decoder, params, cond, flat, width)
+  scores = guided_score(cond_ll, log_likelihood(decoder, params, uncond, flat, width), guidance)
+  for weight, alternatives in contrasts or ():
+    if len(alternatives) != batch:
+      raise ValueError(f"first-frame contrasts: {len(alternatives)} prompts' alternatives for "
+                       f"{batch} prompts")
+    rows = [(r, a) for r in range(len(cond)) for a in alternatives[r // candidates]]
+    alt_ll = log_likelihood(decoder, params, [decode_lib.prompt_ids(vocab, a) for _, a in rows],
+                            flat[[r for r, _ in rows]], width)
+    per_row = np.split(alt_ll, np.cumsum([len(alternatives[r // candidates])
+                                          for r in range(len(cond))])[:-1])
+    scores = scores + weight * caption_posterior(cond_ll, per_row)
   scores = np.asarray(scores, np.float32).reshape(batch, candidates)
   ranked = scores
   if accept is not None:

@@ -75,6 +75,56 @@ def test_best_first_frames_keeps_the_best_scored_candidate(lm, vocab):
   assert len({c.tobytes() for c in candidates[:6]}) > 1
 
 
+def test_caption_posterior_is_a_log_softmax_over_the_caption_and_its_alternatives():
+  cond = np.array([-3.0, -10.0])
+  alts = [np.array([-4.0, -5.0]), np.array([-1.0])]
+  got = rerank.caption_posterior(cond, alts)
+  ref0 = jax.nn.log_softmax(jnp.array([-3.0, -4.0, -5.0]))[0]
+  ref1 = jax.nn.log_softmax(jnp.array([-10.0, -1.0]))[0]
+  np.testing.assert_allclose(got, [ref0, ref1], rtol=1e-6)
+  assert (got <= 0).all()
+  np.testing.assert_allclose(rerank.caption_posterior(cond, [np.zeros(0)] * 2), 0.0)
+
+
+def test_chunked_log_likelihood_equals_one_call(lm, vocab):
+  model, params = lm
+  decoder = decode.Decoder(model, vocab, sampling.SamplingConfig())
+  prompts = [decode.prompt_ids(vocab, [1 + i % 5]) for i in range(7)]
+  frames = np.arange(7 * H * W).reshape(7, H * W) % 11
+  one = decoder.log_likelihood(params, prompts, frames, W)
+  np.testing.assert_allclose(rerank.log_likelihood(decoder, params, prompts, frames, W, rows=3),
+                             one, rtol=1e-5, atol=1e-5)
+
+
+def test_contrasts_add_the_weighted_caption_posterior_to_the_score(lm, vocab):
+  """With contrasts the score is the guided score plus w x log p(caption | x) among the caption
+  and the prompt's alternatives (each scored teacher-forced); the kept frame is its argmax."""
+  model, params = lm
+  decoder = decode.Decoder(model, vocab, sampling.SamplingConfig(top_k=8))
+  texts, key, n = [[1, 2], [5]], jax.random.key(3), 6
+  alternatives = [[[3, 2], [4, 2]], [[6]]]
+  _, plain = rerank.best_first_frames(decoder, params, texts, H, W, n, 1.0, key)
+  frames, scores = rerank.best_first_frames(decoder, params, texts, H, W, n, 1.0, key,
+                                            contrasts=[(2.0, alternatives)])
+  cond = [decode.prompt_ids(vocab, t) for t in texts for _ in range(n)]
+  plan = decode.frame_plan(vocab, 1, H * W, end_video=False, frame_width=W)
+  ids = decoder(params, cond, plan, key, uncond_prompts=[decode.prompt_ids(vocab, None)] * 12)
+  candidates = vocab.tokens_to_video(ids[:, 1:1 + H * W])
+  ll = decoder.log_likelihood(params, cond, candidates)
+  alt_ll = [decoder.log_likelihood(params, [decode.prompt_ids(vocab, a)] * 1, candidates[r:r + 1])
+            for r in range(12) for a in alternatives[r // n]]
+  posterior = [ll[c] - np.logaddexp.reduce([ll[c], alt_ll[2 * c][0], alt_ll[2 * c + 1][0]])
+               for c in range(n)]
+  posterior += [ll[n + c] - np.logaddexp(ll[n + c], alt_ll[2 * n + c][0]) for c in range(n)]
+  expected = plain.reshape(-1) + 2.0 * np.asarray(posterior)
+  np.testing.assert_allclose(scores.reshape(-1), expected, rtol=1e-4, atol=1e-4)
+  best = candidates.reshape(2, n, H, W)[np.arange(2), expected.reshape(2, n).argmax(1)]
+  np.testing.assert_array_equal(frames[:, 0], best)
+  with pytest.raises(ValueError, match="alternatives for 2 prompts"):
+    rerank.best_first_frames(decoder, params, texts, H, W, n, 1.0, key,
+                             contrasts=[(1.0, alternatives[:1])])
+
+
 def test_long_video_continues_the_chosen_first_frame(lm, vocab, stand_in_codec):
   model, params = lm
   decoder = decode.Decoder(model, vocab, sampling.SamplingConfig(top_k=8))
