@@ -251,6 +251,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # (lm.first_frames.full colour 0.55 / 0.43 vs 0.74 / 0.51), and composed first frames
       # still did not compose; 0.4 (stage 1 alone): colour 0.33 / 0.22 of drawn frames. Off.
       text_word_dropout=0.0,
+      # Caption contrast per stage (train/lm_step.py): weight x the log-loss of telling the
+      # caption from its colour-swapped copy by the first frame's likelihood. 0: off.
+      caption_contrast=(0.0, 0.0, 0.0),
       # The LM's initialisation and data order (train.seed of every stage); other values
       # measure how much the recipe's figures depend on the draw. The draw matters: on two
       # machines of the same kind (bit-repeatable on each, different in rounding) seed 0 gave
@@ -305,8 +308,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       clip_latent_frames=5,
       cond_latent_frames=2,
       temperature=1.0,
-      # The clips after a long video's first (None: `temperature`). 0.7: the same presence (on
-      # oracle codes one window longer). Left at None.
+      # The clips after a long video's first (None: `temperature`); 0.7: the same presence.
       continuation_temperature=ml_collections.FieldReference(None, field_type=float),
       # Temperature of every latent frame after the first (None: `temperature`). On this LM
       # 0.6 / 0.3 gave shape 27% / 7% and 7% / 13% (1.0: 13% / 13%), direction at most 7%, and
@@ -317,8 +319,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # Best-of-N first frame (inference/rerank.py): of N drawn first latent frames with >= min
       # object pixels, the best scored (g log p(x|text) + (1 - g) log p(x)). 1: off.
       first_frame_candidates=1,
-      rerank_guidance=1.0,
-      first_frame_min_object_pixels=0,
+      rerank_guidance=1.0, first_frame_min_object_pixels=0,
       reencode_first_frame=False,  # the drawn first frame decoded and encoded before it continues
       # K draws per continued clip, the first keeping 0.7 of the first frame's object pixels kept
       # (long_video.keep_object). K=4, default recipe: 35 prompts x 10 s, presence 0.78 -> 0.89
@@ -340,10 +341,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # colour 1, the default's LM (this host's draw): every figure unchanged at 8 candidates;
       # held-out colour 0.47 -> 0.60 of 16 (python -m loong_jax.demo_candidates). 0: off.
       first_frame_contrast_color=0.0, first_frame_contrast_shape=0.0,
-      # Classifier-free guidance (text dropped for 10% of training examples): oracle codes,
-      # stages 1-2, guidance 3 drew the prompted colour on 33% / 47% of 30 seen / held-out
-      # prompts, 33% / 27% at 1; it scatters stray blocks of the prompted colour (README,
-      # "Guidance, seventh round"). Temperature 1: at 0.5 or greedy most frames held no object.
+      # Classifier-free guidance (text dropped for 10% of training): oracle codes, stages 1-2,
+      # guidance 3 drew the prompted colour on 33% / 47% of 30 seen / held-out prompts, 33% / 27%
+      # at 1; it scatters stray blocks of that colour (README, "Guidance, seventh round").
       guidance_scale=3.0,
       seed=0,
       faithfulness_prompts=4 if quick else 30,  # short clips, half held-out pairs

@@ -8,6 +8,8 @@ Prompts are the dicts of `configs/demo_cpu.py:prompt_entries` (`prompt`, `color`
 
 from __future__ import annotations
 
+import os
+
 
 def faithfulness_prompts(config) -> list[dict]:
   """`config.generate.faithfulness_prompts` short-clip prompts (`faithfulness.prompt_set`): half
@@ -68,3 +70,22 @@ def first_frame_conditioning(config, prompts: list[dict]) -> dict:
                for key, field in CONTRAST_FIELDS.items() if g.get(key, 0.0)]
   return dict(first_frame_branches=first_frame_branches(config, prompts),
               first_frame_contrasts=contrasts)
+
+
+def color_word_ids(run: str) -> tuple[int, ...]:
+  """The text ids of the world's colour words (`synthetic_render.COLORS`) under the run's text
+  model (RUN/text.model; a word model gives each one id), for `lm.caption_contrast`."""
+  from loong_jax import generate as generate_lib  # noqa: PLC0415 -- see faithfulness_prompts
+  from loong_jax.data import synthetic_render  # noqa: PLC0415
+
+  encode = generate_lib.load_text_encoder(os.path.join(run, "text.model"))
+  out = []
+  for color in synthetic_render.COLORS:
+    ids = [int(i) for i in encode(color)]
+    if len(ids) != 1:
+      raise ValueError(f"lm.caption_contrast: the text model splits {color!r} into {ids}; it "
+                       "needs one id per colour word (text.model_type='word')")
+    out.append(ids[0])
+  if len(set(out)) != len(out):
+    raise ValueError(f"lm.caption_contrast: colour words share ids {out}")
+  return tuple(out)

@@ -10,8 +10,7 @@
     lm/stage{1,2,3}/       LM curriculum runs (metrics.jsonl, checkpoints)
     generated/             <prompt>_<mode>.{mp4,gif,npz,png}, clip_*.npz (faithfulness),
                            prompts.jsonl
-    lm_eval.json           the LM's text gap and continuation (loong_jax/demo_lm_eval.py)
-    report.json, long_video.{md,png}, *.png plots
+    lm_eval.json, report.json, long_video.{md,png}, *.png   (demo_lm_eval.py, evaluate.py)
 
 Each step resumes from its own outputs: the trainers from their checkpoints, pre-tokenization
 from its finished shards, generation from the videos already written. `python -m
@@ -123,13 +122,15 @@ def lm_stage_config(config, run: str, stage: int) -> ml_collections.ConfigDict:
       raise ValueError(f"config.lm.model.{name}: not a field of the LM config {sorted(out.lm)}")
     out.lm[name] = value
   if out.lm.get("prev_frame_input") and out.lm.attention_mask != "causal":
-    # The previous-frame input feeds each slot its *next* slot's frame-mate: causal models only.
-    # A frame-bidirectional variant (ardf) is trained without it.
+    # The previous-frame input feeds a slot its next slot's frame-mate: causal models only (ardf).
     out.lm.prev_frame_input = False
     out.lm.prev_frame_radius = 0
     out.lm.copy_head = False
   if "text_dropout" in lm:
     out.data.text_dropout = float(lm.text_dropout)
+  if _per_stage(lm.get("caption_contrast", 0.0), k):  # train/lm_step.py: colour words swapped
+    out.train.caption_contrast = dict(weight=float(_per_stage(lm.caption_contrast, k)),
+                                      ids=demo_prompts.color_word_ids(run))
   if "text_word_dropout" in lm:  # data/pipeline.py: each caption word left out with this chance
     out.data.text_word_dropout = float(lm.text_word_dropout)
   if "length_groups" in lm:  # data/pipeline.py: rows padded to their own source's length

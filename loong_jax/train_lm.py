@@ -76,8 +76,20 @@ def build(config):
                                    grad_accum_steps=config.train.grad_accum_steps,
                                    batch_keys=batch_keys(lm_config),
                                    batch_transform=objective_transform(config, lm_config),
-                                   seed=config.train.seed, groups=len(length_groups(config)))
+                                   seed=config.train.seed, groups=len(length_groups(config)),
+                                   **caption_contrast(config))
   return model, mesh, rules, state, shardings, step_fn
+
+
+def caption_contrast(config) -> dict:
+  """`lm_step.jit_train_step`'s caption-contrast keywords from `config.train.caption_contrast`
+  (absent in older configs: off)."""
+  cc = config.train.get("caption_contrast", None)
+  if cc is None or not cc.weight:
+    return {}
+  if cc.weight < 0:
+    raise ValueError(f"config.train.caption_contrast.weight={cc.weight} must be >= 0")
+  return dict(caption_contrast=float(cc.weight), contrast_ids=tuple(int(i) for i in cc.ids))
 
 
 def length_groups(config) -> list[tuple[int, list[int], int]]:

@@ -448,3 +448,26 @@ def test_step_processes_share_the_run_compile_cache(tmp_path, monkeypatch):
   assert demo.REPO in env["PYTHONPATH"].split(os.pathsep)
   monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
   assert demo.step_env(str(tmp_path))["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "mine")
+
+
+def test_caption_contrast_reaches_the_stages_with_the_colour_words_ids(tmp_path):
+  """`lm.caption_contrast` (per stage) becomes `train.caption_contrast` with the ids the run's
+  word model gives the world's colours; a model that splits a colour word is refused."""
+  from loong_jax import demo_prompts, demo_steps, train_lm
+  from loong_jax.data import synthetic_render, text as text_lib
+  config, run = _quick_config(), str(tmp_path)
+  captions = [f"a medium {c} {s} moves left over a black background"
+              for c in synthetic_render.COLORS for s in synthetic_render.SHAPES]
+  model = text_lib.train(captions, str(tmp_path / "text.model"), 128, model_type="word")
+  ids = demo_prompts.color_word_ids(run)
+  assert len(set(ids)) == len(synthetic_render.COLORS)
+  assert [list(model.encode(c)) for c in synthetic_render.COLORS] == [[i] for i in ids]
+  config.lm.caption_contrast = (1.0, 0.5, 0.0)
+  stages = [demo_steps.lm_stage_config(config, run, k) for k in (1, 2, 3)]
+  assert [s.train.caption_contrast.weight for s in stages] == [1.0, 0.5, 0.0]
+  assert tuple(stages[0].train.caption_contrast.ids) == ids
+  assert train_lm.caption_contrast(stages[1]) == dict(caption_contrast=0.5, contrast_ids=ids)
+  assert train_lm.caption_contrast(stages[2]) == {}
+  text_lib.train(captions, str(tmp_path / "text.model"), 40, model_type="unigram")
+  with pytest.raises(ValueError, match="one id per colour word"):
+    demo_prompts.color_word_ids(run)

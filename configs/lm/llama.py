@@ -179,6 +179,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                     # "frame_bidirectional"), see loong_jax/train/ardf.py
       ardf=dict(mask_kind="tube", min_ratio=0.7),
       z_loss=0.0,
+      # Caption contrast (train/lm_step.py): weight x the log-loss of telling the caption from
+      # itself with one of `ids` (text ids, e.g. the colour words) swapped; 0: off.
+      caption_contrast=dict(weight=0.0, ids=()),
       log_every=20 if size == "tiny" else 100,
       eval_every=100 if size == "tiny" else 2_000,   # 0: no evaluation
       eval_batches=2,

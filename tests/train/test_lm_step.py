@@ -112,3 +112,71 @@ def test_batch_not_divisible_by_data_axes_fails(tmp_path):
   config.mesh = dict(data=4, fsdp=1, tensor=1)
   with pytest.raises(ValueError, match="config.train.batch_size=6"):
     train_lm.build(config)
+
+
+def test_swap_caption_ids_replaces_each_listed_id_by_another_and_cycles_over_steps():
+  ids = (5, 7, 9)
+  inputs = jnp.asarray([[1, 5, 2, 3], [1, 4, 2, 3], [1, 9, 9, 3]], jnp.int32)
+  seen = set()
+  for step in range(4):
+    swapped, has = lm_step.swap_caption_ids(inputs, ids, step)
+    swapped = np.asarray(swapped)
+    np.testing.assert_array_equal(has, [True, False, True])
+    np.testing.assert_array_equal(swapped[1], inputs[1])           # no listed id: unchanged
+    np.testing.assert_array_equal(swapped[:, [0, 3]], inputs[:, [0, 3]])
+    assert swapped[0, 1] in ids and swapped[0, 1] != 5
+    assert swapped[2, 1] == swapped[2, 2] != 9                      # one swap per row
+    seen.add(int(swapped[0, 1]))
+  assert seen == {7, 9}                                             # both alternatives, in turn
+
+
+def test_caption_contrast_adds_the_weighted_log_loss_of_the_swapped_caption():
+  """The step's loss = the LM loss + w x mean over rows of softplus(nll_true - nll_swapped) on the
+  first frame's targets (recomputed here from the model's logits); training lowers it."""
+  config = tiny_config(**{"train.seq_len": 128, "optim.learning_rate": 1e-2,
+                          "optim.warmup_steps": 2})
+  vocab = tokens.Vocab(config.vocab.text_size, config.vocab.video_size)
+  stream = token_stream.dataset(config.data, vocab, config.train.batch_size,
+                                config.train.seq_len, seed=0)
+  batch = {k: v for k, v in stream[0].items() if k in lm_step.BATCH_KEYS + ("frame",)}
+  assert "frame" in batch
+  text = batch["inputs"][:, 1]                                      # each row's first text id
+  ids = tuple(sorted({int(i) for i in text} | {int(text[0]) + 1}))
+  config.mesh = dict(data=1, fsdp=1, tensor=1)
+  model = transformer.Transformer(transformer.LMConfig.from_config(config.lm))
+  mesh, rules = sharding.make_mesh(config.mesh), sharding.rules(config.sharding)
+
+  tx = state_lib.make_optimizer(config.optim, config.train.steps)
+
+  def fresh():
+    return state_lib.create_sharded_state(
+        lambda k: model.init(k, jnp.zeros((1, 128), jnp.int32))["params"], model.apply, tx,
+        jax.random.key(0), mesh, rules, config.sharding.max_replicated_fraction)
+
+  keys = lm_step.BATCH_KEYS + ("frame",)
+  state, shardings = fresh()
+  params = jax.device_get(state.params)
+  # The reference, outside the step: both captions' first-frame NLL per row.
+  swapped, has = lm_step.swap_caption_ids(jnp.asarray(batch["inputs"]), ids, 0)
+  mask = (batch["weights"] > 0) & (batch["frame"] == 0)
+  nll = [np.sum(np.asarray(optax.softmax_cross_entropy_with_integer_labels(
+      model.apply({"params": params}, x), batch["targets"])) * mask, axis=1)
+      for x in (batch["inputs"], swapped)]
+  pair = np.sum(np.where(np.asarray(has), np.logaddexp(0.0, nll[0] - nll[1]), 0.0)) / len(
+      batch["inputs"])
+  assert np.asarray(has).all()
+  plain = lm_step.jit_train_step(shardings, mesh, rules, batch_keys=keys)
+  contrast = lm_step.jit_train_step(shardings, mesh, rules, batch_keys=keys,
+                                    caption_contrast=0.5, contrast_ids=ids)
+  state2, _ = fresh()
+  with sharding.mesh_context(mesh, rules):
+    _, base = plain(state, dict(batch))
+    new, metrics = contrast(state2, dict(batch))
+    np.testing.assert_allclose(metrics["caption_contrast"], pair, rtol=1e-4)
+    np.testing.assert_allclose(metrics["loss"], float(base["loss"]) + 0.5 * pair, rtol=1e-4)
+    first = float(metrics["caption_contrast"])
+    for _ in range(30):
+      new, metrics = contrast(new, dict(batch))
+  assert float(metrics["caption_contrast"]) < 0.5 * first
+  with pytest.raises(ValueError, match="needs >= 2 ids"):
+    lm_step.train_step(state2, batch, caption_contrast=1.0, contrast_ids=(3,))
