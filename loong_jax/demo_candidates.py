@@ -74,12 +74,11 @@ def measure(run: str, candidates: int) -> dict:
   params = decoder.place_params(params)
   prompts = demo_prompts.faithfulness_prompts(config)
 
-  def ids(text):
-    return decode.prompt_ids(vocab, generate_lib.encode_prompt(
-        text, encode_text, ic.inference.max_text_len, vocab))
+  def text(prompt):
+    return generate_lib.encode_prompt(prompt, encode_text, ic.inference.max_text_len, vocab)
 
   n, h = candidates, config.data.resolution // codec.spatial_downsample
-  cond = [ids(p["prompt"]) for p in prompts for _ in range(n)]
+  cond = [decode.prompt_ids(vocab, text(p["prompt"])) for p in prompts for _ in range(n)]
   uncond = [decode.prompt_ids(vocab, None)] * len(cond)
   plan = decode.frame_plan(vocab, 1, h * h, end_video=False, frame_width=h)
   key = jax.random.fold_in(jax.random.key(config.generate.seed), rerank.CANDIDATE_STREAM)
@@ -87,15 +86,10 @@ def measure(run: str, candidates: int) -> dict:
                               h, h)[:, 0].astype(np.int32)
   flat = frames.reshape(len(cond), -1)
   likelihood = rerank.log_likelihood(decoder, params, cond, flat, h)
-  posterior = {}
-  for field in ("color", "shape"):
-    alternatives = [demo_prompts.alternatives(p, field) for p in prompts]
-    rows = [(r, a) for r in range(len(cond)) for a in alternatives[r // n]]
-    alt = rerank.log_likelihood(decoder, params, [ids(a) for _, a in rows],
-                                flat[[r for r, _ in rows]], h)
-    posterior[field] = rerank.caption_posterior(
-        likelihood, np.split(alt, np.cumsum([len(alternatives[r // n])
-                                             for r in range(len(cond))])[:-1]))
+  posterior = {field: rerank.contrast_posterior(
+      decoder, params, likelihood, flat,
+      [[text(a) for a in demo_prompts.alternatives(p, field)] for p in prompts], n, h)
+      for field in ("color", "shape")}
   pixels = np.asarray(codec.decode(frames[:, None]))
   readings = [probe.read(v) for v in video_io.to_uint8(pixels)]
   min_pixels = config.generate.get("first_frame_min_object_pixels", 0)

@@ -59,6 +59,18 @@ def caption_posterior(cond: np.ndarray, alternatives: Sequence[np.ndarray]) -> n
   return out
 
 
+def contrast_posterior(decoder: decode_lib.Decoder, params, cond: np.ndarray, frames: np.ndarray,
+                       alternatives: Sequence[Sequence[np.ndarray]], candidates: int,
+                       width: int) -> np.ndarray:
+  """`caption_posterior` of R = B x `candidates` rows (`frames [R, N]`, `cond [R]` their
+  caption's log-likelihoods), row r scored against `alternatives[r // candidates]` (text ids)."""
+  rows = [(r, a) for r in range(len(cond)) for a in alternatives[r // candidates]]
+  alt = log_likelihood(decoder, params, [decode_lib.prompt_ids(decoder.vocab, a) for _, a in rows],
+                       np.asarray(frames)[[r for r, _ in rows]], width)
+  sizes = [len(alternatives[r // candidates]) for r in range(len(cond))]
+  return caption_posterior(cond, np.split(alt, np.cumsum(sizes)[:-1]))
+
+
 def log_likelihood(decoder: decode_lib.Decoder, params, prompts: Sequence[np.ndarray],
                    frames: np.ndarray, width: int, rows: int = SCORE_ROWS) -> np.ndarray:
   """`decoder.log_likelihood` in calls of at most `rows` rows (the last padded to `rows`, so one
@@ -126,12 +138,8 @@ def best_first_frames(decoder: decode_lib.Decoder, params, text_ids: Sequence[np
     if len(alternatives) != batch:
       raise ValueError(f"first-frame contrasts: {len(alternatives)} prompts' alternatives for "
                        f"{batch} prompts")
-    rows = [(r, a) for r in range(len(cond)) for a in alternatives[r // candidates]]
-    alt_ll = log_likelihood(decoder, params, [decode_lib.prompt_ids(vocab, a) for _, a in rows],
-                            flat[[r for r, _ in rows]], width)
-    per_row = np.split(alt_ll, np.cumsum([len(alternatives[r // candidates])
-                                          for r in range(len(cond))])[:-1])
-    scores = scores + weight * caption_posterior(cond_ll, per_row)
+    scores = scores + weight * contrast_posterior(decoder, params, cond_ll, flat, alternatives,
+                                                  candidates, width)
   scores = np.asarray(scores, np.float32).reshape(batch, candidates)
   ranked = scores
   if accept is not None:
